@@ -1,0 +1,223 @@
+"""A bounds-checked FlatBuffers reader for untrusted files.
+
+The ``flatbuffers`` package's generated readers trust the buffer (a hostile
+offset gives ``IndexError``/``struct.error`` or reads anywhere). This reader
+checks every offset, length and vtable against the buffer and raises
+:class:`~ctxbin.errors.FormatError` naming the file, the object and the offset.
+Writing uses ``flatbuffers.Builder``.
+
+Layout facts (FlatBuffers wire format): the root is a u32 offset at byte 0,
+an optional 4-byte file identifier at bytes 4-8; a table starts with an i32
+pointing back (``table - value``) to its vtable, which holds u16 vtable size,
+u16 table size, then one u16 field offset per field (0 = absent); references
+to tables, vectors and strings are u32 offsets relative to where they are
+stored; vectors and strings start with a u32 element count.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+from .errors import FormatError
+
+__all__ = ["FlatBuffer", "Table"]
+
+T = TypeVar("T")
+
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_SCALARS = {
+    "b": struct.Struct("<b"), "B": _U8, "h": struct.Struct("<h"), "H": _U16,
+    "i": _I32, "I": _U32, "q": struct.Struct("<q"), "Q": struct.Struct("<Q"),
+    "f": struct.Struct("<f"), "d": struct.Struct("<d"), "?": struct.Struct("<?"),
+}
+
+
+class FlatBuffer:
+    """A flatbuffer held in ``buf[start:start+size]``; ``base`` is its file offset."""
+
+    __slots__ = ("buf", "start", "size", "path", "what", "base", "max_depth")
+
+    def __init__(
+        self,
+        buf: Any,
+        *,
+        start: int = 0,
+        size: int | None = None,
+        path: object = None,
+        what: str = "flatbuffer",
+        base: int = 0,
+    ) -> None:
+        self.buf = memoryview(buf).cast("B") if not isinstance(buf, (bytes, bytearray)) else buf
+        total = len(self.buf)
+        self.size = total - start if size is None else size
+        if start < 0 or self.size < 0 or start + self.size > total:
+            raise FormatError("flatbuffer lies outside the file", path=path, obj=what, offset=base)
+        self.start = start
+        self.path = path
+        self.what = what
+        self.base = base
+
+    def error(self, msg: str, obj: str | None, at: int) -> FormatError:
+        return FormatError(msg, path=self.path, obj=obj or self.what, offset=self.base + at)
+
+    def check(self, at: int, n: int, obj: str | None = None) -> None:
+        if at < 0 or n < 0 or at + n > self.size:
+            raise self.error(f"{n} bytes at {at} run past the end ({self.size} bytes)", obj, at)
+
+    def scalar(self, fmt: str, at: int, obj: str | None = None) -> Any:
+        s = _SCALARS[fmt]
+        self.check(at, s.size, obj)
+        return s.unpack_from(self.buf, self.start + at)[0]
+
+    def identifier(self) -> bytes:
+        self.check(0, 8)
+        return bytes(self.buf[self.start + 4 : self.start + 8])
+
+    def root(self, identifier: bytes | None = None, obj: str = "root") -> "Table":
+        if self.size < 8:
+            raise self.error(f"{self.size} bytes is too short for a flatbuffer", obj, 0)
+        if identifier is not None and self.identifier() != identifier:
+            raise self.error(
+                f"file identifier {self.identifier()!r}, expected {identifier!r}", obj, 4
+            )
+        return self.table_at(self.scalar("I", 0, obj), obj)
+
+    def table_at(self, pos: int, obj: str) -> "Table":
+        self.check(pos, 4, obj)
+        vt = pos - self.scalar("i", pos, obj)
+        self.check(vt, 4, obj)
+        vt_size = self.scalar("H", vt, obj)
+        tbl_size = self.scalar("H", vt + 2, obj)
+        if vt_size < 4 or vt_size % 2:
+            raise self.error(f"bad vtable size {vt_size}", obj, vt)
+        self.check(vt, vt_size, obj)
+        self.check(pos, max(tbl_size, 4), obj)
+        return Table(self, pos, vt, vt_size, tbl_size, obj)
+
+    def deref(self, at: int, obj: str) -> int:
+        """Follow the u32 offset stored at ``at``."""
+        return at + self.scalar("I", at, obj)
+
+
+class Table:
+    """One flatbuffer table; fields are addressed by their index in the schema."""
+
+    __slots__ = ("fb", "pos", "vt", "vt_size", "tbl_size", "obj")
+
+    def __init__(self, fb: FlatBuffer, pos: int, vt: int, vt_size: int, tbl_size: int, obj: str):
+        self.fb = fb
+        self.pos = pos
+        self.vt = vt
+        self.vt_size = vt_size
+        self.tbl_size = tbl_size
+        self.obj = obj
+
+    def _field(self, index: int, width: int) -> int | None:
+        vo = 4 + 2 * index
+        if vo + 2 > self.vt_size:
+            return None
+        off = self.fb.scalar("H", self.vt + vo, self.obj)
+        if off == 0:
+            return None
+        if off + width > self.tbl_size:
+            raise self.fb.error(f"field {index} at {off} lies outside its {self.tbl_size}-byte table", self.obj, self.pos)
+        return self.pos + off
+
+    def has(self, index: int) -> bool:
+        return self._field(index, 0) is not None
+
+    def scalar(self, index: int, fmt: str, default: Any = 0) -> Any:
+        at = self._field(index, _SCALARS[fmt].size)
+        return default if at is None else self.fb.scalar(fmt, at, self.obj)
+
+    def table(self, index: int, obj: str | None = None) -> "Table | None":
+        at = self._field(index, 4)
+        if at is None:
+            return None
+        name = obj or f"{self.obj}.{index}"
+        return self.fb.table_at(self.fb.deref(at, name), name)
+
+    def _vector(self, index: int, elem: int, obj: str) -> tuple[int, int] | None:
+        at = self._field(index, 4)
+        if at is None:
+            return None
+        vec = self.fb.deref(at, obj)
+        n = self.fb.scalar("I", vec, obj)
+        # never trust the count: the elements must fit in the buffer
+        self.fb.check(vec + 4, n * elem, obj)
+        return vec + 4, n
+
+    def string(self, index: int, default: str = "", obj: str | None = None) -> str:
+        raw = self.bytes_(index, obj=obj)
+        if raw is None:
+            return default
+        try:
+            return bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fb.error("string is not valid UTF-8", obj or self.obj, self.pos) from None
+
+    def bytes_(self, index: int, obj: str | None = None) -> memoryview | None:
+        """A string or ``[ubyte]`` field as a zero-copy view."""
+        v = self._vector(index, 1, obj or self.obj)
+        if v is None:
+            return None
+        start, n = v
+        s = self.fb.start + start
+        return memoryview(self.fb.buf)[s : s + n]
+
+    def vector_span(self, index: int, elem: int, obj: str | None = None) -> tuple[int, int] | None:
+        """(absolute position in the buffer, count) of a vector of fixed-size elements."""
+        v = self._vector(index, elem, obj or self.obj)
+        if v is None:
+            return None
+        return self.fb.start + v[0], v[1]
+
+    def array(self, index: int, dtype: str, obj: str | None = None) -> np.ndarray:
+        """A scalar vector as a read-only numpy view (empty if absent)."""
+        dt = np.dtype(dtype)
+        v = self._vector(index, dt.itemsize, obj or self.obj)
+        if v is None:
+            return np.empty(0, dt)
+        start, n = v
+        a = np.frombuffer(self.fb.buf, dt, n, self.fb.start + start)
+        return a
+
+    def length(self, index: int) -> int:
+        v = self._vector(index, 4, self.obj)
+        return 0 if v is None else v[1]
+
+    def tables(self, index: int, obj: str | None = None) -> list["Table"]:
+        name = obj or f"{self.obj}.{index}"
+        v = self._vector(index, 4, name)
+        if v is None:
+            return []
+        start, n = v
+        fb = self.fb
+        return [fb.table_at(fb.deref(start + 4 * i, f"{name}[{i}]"), f"{name}[{i}]") for i in range(n)]
+
+    def strings(self, index: int, obj: str | None = None) -> list[str]:
+        name = obj or f"{self.obj}.{index}"
+        v = self._vector(index, 4, name)
+        if v is None:
+            return []
+        start, n = v
+        fb = self.fb
+        out = []
+        for i in range(n):
+            s = fb.deref(start + 4 * i, f"{name}[{i}]")
+            ln = fb.scalar("I", s, name)
+            fb.check(s + 4, ln, name)
+            try:
+                out.append(bytes(fb.buf[fb.start + s + 4 : fb.start + s + 4 + ln]).decode("utf-8"))
+            except UnicodeDecodeError:
+                raise fb.error("string is not valid UTF-8", f"{name}[{i}]", s) from None
+        return out
+
+    def map(self, index: int, fn: Callable[["Table"], T], obj: str | None = None) -> list[T]:
+        return [fn(t) for t in self.tables(index, obj)]

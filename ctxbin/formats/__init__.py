@@ -1,0 +1,72 @@
+"""File formats, one module each; this package picks the module for a path.
+
+Reading sniffs the first bytes (so a misnamed file still opens); writing goes
+by the file extension. Format modules are imported on first use so that
+``import ctxbin`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import Any
+
+from ..errors import CtxbinError, FormatError
+from ..ir import Container
+
+__all__ = ["FORMATS", "detect", "load", "save", "module"]
+
+#: format name -> (module, extensions it writes by); order = sniffing order.
+FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ctxbin": ("ctxbin", (".ctxbin",)),
+    "dlc": ("dlc", (".dlc",)),
+    "qnn": ("qnn", (".bin",)),
+    "epcontext": ("epcontext", ()),
+    "onnx": ("onnx", (".onnx",)),
+}
+
+_SNIFF_BYTES = 4096
+
+
+def module(fmt: str) -> ModuleType:
+    try:
+        mod, _ = FORMATS[fmt]
+    except KeyError:
+        raise CtxbinError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}") from None
+    return importlib.import_module(f"{__name__}.{mod}")
+
+
+def detect(path: str | os.PathLike) -> str:
+    """The format of the file at ``path``, from its first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as e:
+        raise FormatError(f"cannot open: {e.strerror or e}", path=path) from None
+    for fmt in ("ctxbin", "dlc", "qnn"):
+        if module(fmt).sniff(head):
+            return fmt
+    if module("onnx").sniff(head):
+        return "epcontext" if module("epcontext").sniff_path(path) else "onnx"
+    raise FormatError(
+        "not a file ctxbin can read (expected .ctxbin, QNN DLC, QNN context binary or ONNX)",
+        path=path, offset=0,
+    )
+
+
+def load(path: str | os.PathLike, **options: Any) -> Container:
+    return module(detect(path)).read(path, **options)
+
+
+def save(container: Container, path: str | os.PathLike, **options: Any) -> None:
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    for fmt, (_, exts) in FORMATS.items():
+        if ext in exts:
+            mod = module(fmt)
+            if not hasattr(mod, "write"):
+                raise CtxbinError(f"ctxbin cannot write {fmt} files ({ext}) yet")
+            mod.write(container, path, **options)
+            return
+    writable = sorted(e for _, exts in FORMATS.values() for e in exts)
+    raise CtxbinError(f"cannot tell the format from {os.fspath(path)!r}; use one of: {', '.join(writable)}")

@@ -1,0 +1,94 @@
+"""ctxbin's numpy emulator: runs a graph node by node with registered kernels.
+
+Every op type is checked when the emulator is built, so a graph with
+unsupported ops fails at load with the full list, not at the first run.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ...errors import InputError, UnsupportedOpError
+from ...ir import Graph, Tensor
+from .registry import lookup
+
+__all__ = ["Emulator", "supported"]
+
+
+def supported(graph: Graph) -> list[str]:
+    """Op types of ``graph`` that have no kernel, as ``namespace:op`` (empty = runnable)."""
+    return sorted({f"{n.namespace}:{n.op_type}" for n in graph.nodes if lookup(*n.key) is None})
+
+
+def _constant(t: Tensor) -> np.ndarray:
+    a = t.numpy()
+    # quantized weights run in float: dequantize once, at load
+    if t.encoding is not None and t.dtype.is_quantized:
+        return t.encoding.dequantize(a)
+    return a
+
+
+class Emulator:
+    """A graph prepared for repeated runs on the CPU."""
+
+    def __init__(self, graph: Graph) -> None:
+        missing = supported(graph)
+        if missing:
+            raise UnsupportedOpError(graph.name, missing)
+        self.graph = graph
+        self._steps = [(n, lookup(*n.key)) for n in graph.nodes]
+        self._constants = {t.name: _constant(t) for t in graph.weights}
+        # Free each intermediate after its last reader so peak memory stays
+        # near the widest layer rather than the sum of all activations.
+        keep = {t.name for t in graph.outputs}
+        last_use: dict[str, int] = {}
+        for i, n in enumerate(graph.nodes):
+            for name in n.inputs:
+                if name:
+                    last_use[name] = i
+        self._release = [
+            [x for x in n.inputs if x and last_use.get(x) == i and x not in keep and x not in self._constants]
+            for i, n in enumerate(graph.nodes)
+        ]
+
+    def _check_inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        g = self.graph
+        names = [t.name for t in g.inputs]
+        unknown = sorted(set(feeds) - set(names))
+        missing = [n for n in names if n not in feeds]
+        if unknown or missing:
+            raise InputError(
+                f"graph {g.name!r} takes inputs {names}; "
+                + (f"missing {missing}" if missing else "")
+                + ("; " if missing and unknown else "")
+                + (f"unknown {unknown}" if unknown else "")
+            )
+        env: dict[str, np.ndarray] = {}
+        for t in g.inputs:
+            a = np.asarray(feeds[t.name])
+            if len(a.shape) != len(t.shape) or any(
+                isinstance(d, int) and d != s for d, s in zip(t.shape, a.shape)
+            ):
+                raise InputError(f"input {t.name!r} of graph {g.name!r} has shape {a.shape}, expected {t.shape}")
+            want = t.dtype.numpy
+            if a.dtype != want:
+                if t.dtype.is_quantized or not np.can_cast(a.dtype, want, "same_kind"):
+                    raise InputError(f"input {t.name!r} of graph {g.name!r} is {a.dtype}, expected {want}")
+                a = a.astype(want)
+            env[t.name] = a
+        return env
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        env = self._check_inputs(feeds)
+        env.update(self._constants)
+        for (node, fn), release in zip(self._steps, self._release):
+            args = [env[x] if x else None for x in node.inputs]
+            outs = fn(node, args)
+            for name, value in zip(node.outputs, outs):
+                if name:
+                    env[name] = value
+            for x in release:
+                env.pop(x, None)
+        return {t.name: env[t.name] for t in self.graph.outputs}

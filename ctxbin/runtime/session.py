@@ -1,0 +1,53 @@
+"""Running a graph by name on a backend: the emulator or QNN HTP."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, CtxbinError
+from ..ir import Graph
+
+__all__ = ["RunResult", "run_graph", "BACKENDS"]
+
+BACKENDS = ("auto", "emulator", "htp")
+
+
+class RunResult(dict):
+    """``{output name: array}``; ``.backend`` says which backend produced it and
+    ``.note`` why (e.g. why ``auto`` fell back to the emulator)."""
+
+    def __init__(self, outputs: Mapping[str, np.ndarray], backend: str, note: str = "") -> None:
+        super().__init__(outputs)
+        self.backend = backend
+        self.note = note
+
+
+def _htp_unusable(graph: Graph) -> str:
+    """Why HTP cannot run ``graph`` here ("" when it can)."""
+    if graph.binary is None:
+        return f"graph {graph.name!r} has no compiled HTP binary"
+    try:
+        from . import htp
+    except ImportError:
+        return "this ctxbin has no HTP backend module"
+    return htp.unavailable_reason()
+
+
+def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], backend: str = "auto", **options: Any) -> RunResult:
+    if backend not in BACKENDS:
+        raise CtxbinError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    note = ""
+    if backend in ("auto", "htp"):
+        why = _htp_unusable(graph)
+        if not why:
+            from . import htp
+
+            return RunResult(htp.run(graph, inputs, **options), "htp")
+        if backend == "htp":
+            raise BackendUnavailableError(f"cannot run on HTP: {why}")
+        note = f"HTP not used: {why}"
+    from .emulator import Emulator
+
+    return RunResult(Emulator(graph).run(inputs), "emulator", note)

@@ -1,0 +1,131 @@
+"""Weight blobs: zero-copy references to tensor bytes in a file mapping or buffer.
+
+A :class:`Blob` is the unit of sharing: two tensors share storage exactly when
+they refer to the same ``Blob`` object. Blobs read from a file carry the content
+hash recorded there and check it on first access (lazily), or all at once with
+:meth:`Blob.verify`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import ChecksumError, FormatError
+
+__all__ = ["Blob"]
+
+
+class Blob:
+    """``nbytes`` bytes at ``offset`` of a buffer (an ``mmap``, ``bytes`` or array).
+
+    ``expected_hash`` is the XXH3-64 the bytes must have (checked once, on first
+    access); ``origin`` is ``(path, object name, file offset)`` for error messages.
+    """
+
+    __slots__ = ("_buf", "offset", "nbytes", "_expected", "_hash", "origin")
+
+    def __init__(
+        self,
+        buf: Any,
+        offset: int = 0,
+        nbytes: int | None = None,
+        *,
+        expected_hash: int | None = None,
+        origin: tuple[str, str, int] | None = None,
+    ) -> None:
+        total = memoryview(buf).nbytes
+        if nbytes is None:
+            nbytes = total - offset
+        if offset < 0 or nbytes < 0 or offset + nbytes > total:
+            path, obj, at = origin or ("", "blob", offset)
+            raise FormatError(
+                f"blob of {nbytes} bytes at {offset} lies outside its {total}-byte buffer",
+                path=path, obj=obj, offset=at,
+            )
+        self._buf = buf
+        self.offset = offset
+        self.nbytes = nbytes
+        self._expected = expected_hash
+        self._hash: int | None = None
+        self.origin = origin
+
+    @classmethod
+    def from_array(cls, arr: np.ndarray) -> "Blob":
+        """A blob over a C-contiguous little-endian copy of ``arr`` (no copy if already so)."""
+        a = np.ascontiguousarray(arr)
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
+        return cls(a.reshape(-1).view(np.uint8))
+
+    def raw(self) -> memoryview:
+        """The bytes, unverified (for hashing and copying to another file)."""
+        return memoryview(self._buf).cast("B")[self.offset : self.offset + self.nbytes]
+
+    @property
+    def hash(self) -> int:
+        """XXH3-64 (seed 0) of the bytes; computed once."""
+        if self._hash is None:
+            from .hashing import xxh3_64
+
+            self._hash = xxh3_64(self.raw())
+        return self._hash
+
+    @property
+    def expected_hash(self) -> int | None:
+        return self._expected
+
+    def set_hash(self, value: int) -> None:
+        """Record the hash of the bytes computed elsewhere (e.g. by the batch
+        hasher); this also settles the recorded checksum."""
+        self._hash = value
+        self.verify()
+
+    def verify(self) -> None:
+        """Raise :class:`ChecksumError` if the bytes differ from the recorded hash."""
+        if self._expected is None:
+            return
+        if self.hash != self._expected:
+            path, obj, at = self.origin or ("", "blob", self.offset)
+            raise ChecksumError(
+                f"content hash {self.hash:016x} does not match the recorded {self._expected:016x}",
+                path=path, obj=obj, offset=at,
+            )
+        self._expected = None  # verified: never again
+
+    def memoryview(self) -> memoryview:
+        """The bytes as a read-only view, verified against the recorded hash."""
+        self.verify()
+        return self.raw()
+
+    def array(self, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """A read-only numpy view of the bytes (no copy)."""
+        dt = np.dtype(dtype)
+        count = 1
+        for d in shape:
+            count *= d
+        if count * dt.itemsize != self.nbytes:
+            path, obj, at = self.origin or ("", "blob", self.offset)
+            raise FormatError(
+                f"{self.nbytes} bytes cannot hold shape {shape} of {dt}",
+                path=path, obj=obj, offset=at,
+            )
+        self.verify()
+        a = np.frombuffer(self._buf, dtype=dt, count=count, offset=self.offset).reshape(shape)
+        if a.flags.writeable:
+            a.flags.writeable = False
+        return a
+
+    def equals(self, other: "Blob") -> bool:
+        """Same bytes (identity short-cuts; hashes first, then a full compare)."""
+        if self is other:
+            return True
+        if self.nbytes != other.nbytes:
+            return False
+        if self._hash is not None and other._hash is not None and self._hash != other._hash:
+            return False
+        return self.raw() == other.raw()
+
+    def __repr__(self) -> str:
+        return f"Blob({self.nbytes} bytes at {self.offset})"

@@ -1,0 +1,75 @@
+/* ctxbin C core: XXH3-64 hashing, batch hashing over a thread pool, and the
+ * dedup plan (which tensors may share storage).
+ *
+ * Plain C: no Python objects, no global mutable state. Functions that can fail
+ * return a status code (CTXBIN_OK on success); ctxbin_strerror() names it.
+ *
+ * The block between CFFI-BEGIN and CFFI-END is read verbatim by native/build.py
+ * as the cffi cdef, so it must stay free of preprocessor directives.
+ */
+#ifndef CTXBIN_CORE_H
+#define CTXBIN_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CFFI-BEGIN */
+enum {
+    CTXBIN_OK = 0,
+    CTXBIN_EINVAL = 1,      /* a NULL pointer or impossible argument */
+    CTXBIN_ERANGE = 2,      /* an (offset, length) pair outside its buffer */
+    CTXBIN_ENOMEM = 3,      /* allocation failed */
+    CTXBIN_EUNSUPPORTED = 4 /* the requested SIMD path is not available here */
+};
+
+/* Accumulate-loop implementations of XXH3 for inputs over 240 bytes. */
+enum {
+    CTXBIN_IMPL_AUTO = 0,
+    CTXBIN_IMPL_SCALAR = 1,
+    CTXBIN_IMPL_SSE2 = 2,
+    CTXBIN_IMPL_AVX2 = 3,
+    CTXBIN_IMPL_NEON = 4
+};
+
+const char *ctxbin_strerror(int status);
+
+/* Bit i is set when implementation i (CTXBIN_IMPL_*) can run on this CPU. */
+unsigned ctxbin_impls_available(void);
+
+/* Name of the implementation CTXBIN_IMPL_AUTO picks on this CPU. */
+const char *ctxbin_impl_name(int impl);
+
+/* XXH3-64 of len bytes with a 64-bit seed (bit-exact with the reference). */
+uint64_t ctxbin_xxh3_64(const void *data, size_t len, uint64_t seed);
+
+/* Same, forcing one implementation (for tests and benchmarks). */
+int ctxbin_xxh3_64_impl(const void *data, size_t len, uint64_t seed, int impl,
+                        uint64_t *out);
+
+/* out[i] = XXH3-64(base + offsets[i], lengths[i]) for i < n, on up to
+ * nthreads threads (<= 0 means 1). Every range is checked against base_len. */
+int ctxbin_hash_many(const void *base, uint64_t base_len,
+                     const uint64_t *offsets, const uint64_t *lengths,
+                     size_t n, uint64_t seed, uint64_t *out, int nthreads);
+
+/* out[i] = XXH3-64(ptrs[i], lengths[i]): tensors from different buffers. */
+int ctxbin_hash_ptrs(const void *const *ptrs, const uint64_t *lengths,
+                     size_t n, uint64_t seed, uint64_t *out, int nthreads);
+
+/* canon[i] = the first j <= i (input order) whose key, length, hash and bytes
+ * all equal those of tensor i; i itself when there is none. Bytes are always
+ * compared: an equal hash alone never makes two tensors the same. */
+int ctxbin_dedup_plan(size_t n, const int64_t *keys, const uint64_t *hashes,
+                      const void *const *ptrs, const uint64_t *lengths,
+                      int64_t *canon);
+/* CFFI-END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CTXBIN_CORE_H */
