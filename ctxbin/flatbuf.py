@@ -136,6 +136,10 @@ class Table:
         at = self._field(index, _SCALARS[fmt].size)
         return default if at is None else self.fb.scalar(fmt, at, self.obj)
 
+    def struct(self, index: int, size: int) -> int | None:
+        """Position of an inline struct field of ``size`` bytes (bounds-checked), or None."""
+        return self._field(index, size)
+
     def table(self, index: int, obj: str | None = None) -> "Table | None":
         at = self._field(index, 4)
         if at is None:

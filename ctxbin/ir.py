@@ -234,7 +234,21 @@ class Tensor:
     __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True)
+def _attr_equal(a: object, b: object) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and bool(np.array_equal(a, b))
+        )
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(map(_attr_equal, a, b))
+    return type(a) is type(b) and a == b  # 1 and 1.0 are different attributes
+
+
+@dataclass(frozen=True, eq=False)
 class Node:
     """One operation. ``namespace`` is ``"onnx"`` (ONNX semantics, ``domain``
     is the ONNX domain) or ``"qnn"`` (QNN op definitions, ``domain`` is the op
@@ -252,6 +266,18 @@ class Node:
     def key(self) -> tuple[str, str]:
         """The (namespace, op type) pair kernels are registered under."""
         return (self.namespace, self.op_type)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Node):
+            return NotImplemented
+        return (
+            (self.name, self.op_type, self.namespace, self.inputs, self.outputs, self.domain)
+            == (other.name, other.op_type, other.namespace, other.inputs, other.outputs, other.domain)
+            and self.attrs.keys() == other.attrs.keys()
+            and all(_attr_equal(v, other.attrs[k]) for k, v in self.attrs.items())
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

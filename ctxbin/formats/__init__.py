@@ -44,11 +44,10 @@ def detect(path: str | os.PathLike) -> str:
             head = f.read(_SNIFF_BYTES)
     except OSError as e:
         raise FormatError(f"cannot open: {e.strerror or e}", path=path) from None
-    for fmt in ("ctxbin", "dlc", "qnn"):
+    # EPContext wrappers are ONNX files too: they must be tried before ONNX.
+    for fmt in ("ctxbin", "dlc", "qnn", "epcontext", "onnx"):
         if module(fmt).sniff(head):
             return fmt
-    if module("onnx").sniff(head):
-        return "epcontext" if module("epcontext").sniff_path(path) else "onnx"
     raise FormatError(
         "not a file ctxbin can read (expected .ctxbin, QNN DLC, QNN context binary or ONNX)",
         path=path, offset=0,

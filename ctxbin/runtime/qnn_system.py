@@ -25,19 +25,20 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import BackendError, BackendUnavailableError
+from ..formats.qnn import HtpGraphBlobInfo, decode_htp_graph_blob
 from ..ir import DType, QuantEncoding, QuantKind
 
 __all__ = [
     "SysTensor",
     "SysGraphInfo",
     "SysBinaryInfo",
-    "HtpGraphBlobInfo",
     "QnnSystem",
     "find_library",
     "binary_info_isolated",
+    "binary_infos_isolated",
 ]
 
 _LIB_NAME = "libQnnSystem.so"
@@ -175,26 +176,6 @@ class SysTensor:
 
 
 @dataclass(frozen=True)
-class HtpGraphBlobInfo:
-    """The HTP backend's per-graph info blob (``QnnHtpSystemContext_GraphBlobInfo*``)."""
-
-    version: int
-    spill_fill_buffer_size: int | None = None  # v1
-    vtcm_size: int | None = None  # v1 (MB)
-    optimization_level: int | None = None  # v1
-    htp_dlbc: int | None = None  # v1
-    num_hvx_threads: int | None = None  # v1
-    native_k_channel_size: int | None = None  # v2
-    native_v_channel_size: int | None = None  # v2
-    is_safe_share_io: int | None = None  # v2
-    io_tensor_size: int | None = None  # v2
-    op_data_size: int | None = None  # v2
-    const_size: int | None = None  # v2
-    ddr_tensor_size: int | None = None  # v2
-    shared_weights_size: int | None = None  # v2
-
-
-@dataclass(frozen=True)
 class SysGraphInfo:
     version: int
     name: str
@@ -262,6 +243,12 @@ def find_library(path: str | os.PathLike[str] | None = None) -> Path:
             return c
         tried.append(str(c))
     raise BackendUnavailableError(f"{_LIB_NAME} not found; looked in: " + "; ".join(tried))
+
+
+def _code(err: int) -> int:
+    """The error code of a ``Qnn_ErrorHandle_t``: its low 16 bits (QnnCommon.h);
+    the upper bits are not reliably zeroed by every build."""
+    return int(err) & 0xFFFF
 
 
 def _str(ffi: Any, p: Any) -> str:
@@ -345,25 +332,6 @@ def _tensors(ffi: Any, arr: Any, n: int) -> tuple[SysTensor, ...]:
     return tuple(_tensor(ffi, arr[i]) for i in range(n))
 
 
-def decode_htp_graph_blob(raw: bytes) -> HtpGraphBlobInfo | None:
-    """Decode the HTP per-graph info blob (native little-endian C struct layout)."""
-    if len(raw) < 4:
-        return None
-    (version,) = struct.unpack_from("<I", raw, 0)
-    if version == 1 and len(raw) >= 40:
-        # {u32 version; union {u64 spillFill; u32 vtcm; u32 optLevel; u8 dlbc; u64 hvx}}
-        sf, vtcm, opt, dlbc, hvx = struct.unpack_from("<QIIB7xQ", raw, 8)
-        return HtpGraphBlobInfo(1, sf, vtcm, opt, dlbc, hvx)
-    if version == 2 and len(raw) >= 72:
-        k, v, safe, io, op, const, ddr, shared = struct.unpack_from("<QQI4xQQQQQ", raw, 8)
-        return HtpGraphBlobInfo(
-            2, native_k_channel_size=k, native_v_channel_size=v, is_safe_share_io=safe,
-            io_tensor_size=io, op_data_size=op, const_size=const, ddr_tensor_size=ddr,
-            shared_weights_size=shared,
-        )
-    return HtpGraphBlobInfo(version)
-
-
 def _graph(ffi: Any, g: Any) -> SysGraphInfo:
     version = int(g.version)
     v = g.v  # v1 and v2 are prefixes of v3
@@ -445,7 +413,7 @@ class QnnSystem:
             raise BackendUnavailableError(f"cannot load {self.path}: {exc}") from None
         providers = ffi.new("QnnSystemInterface_t***")
         count = ffi.new("uint32_t*")
-        err = self._lib.QnnSystemInterface_getProviders(providers, count)
+        err = _code(self._lib.QnnSystemInterface_getProviders(providers, count))
         if err or count[0] == 0:
             raise BackendUnavailableError(f"{self.path}: QnnSystemInterface_getProviders failed (error {err})")
         self._iface = providers[0][0][0]
@@ -457,14 +425,14 @@ class QnnSystem:
         ffi = _get_ffi()
         table = self._iface.table
         handle = ffi.new("void**")
-        err = table.systemContextCreate(handle)
+        err = _code(table.systemContextCreate(handle))
         if err:
             raise BackendError(f"systemContextCreate failed (error {err})")
         try:
             buf = ffi.from_buffer(data)  # the library wants a writable pointer; it only reads
             info = ffi.new("QnnSystemContext_BinaryInfo_t**")
             size = ffi.new("uint64_t*")
-            err = table.systemContextGetBinaryInfo(handle[0], ffi.cast("void*", buf), len(buf), info, size)
+            err = _code(table.systemContextGetBinaryInfo(handle[0], ffi.cast("void*", buf), len(buf), info, size))
             if err:
                 raise BackendError(f"systemContextGetBinaryInfo rejected the binary (error {err})")
             return _binary_info(ffi, info[0])
@@ -472,36 +440,39 @@ class QnnSystem:
             table.systemContextFree(handle[0])
 
 
-def _child(path: str, library: str | None, conn: Any) -> None:
+def _child(paths: list[str], library: str | None, conn: Any) -> None:
     try:
-        result: Any = QnnSystem(library).binary_info(Path(path).read_bytes())
+        system = QnnSystem(library)
+        result: Any = [system.binary_info(Path(p).read_bytes()) for p in paths]
     except Exception as exc:  # reported to the parent, which re-raises it
         result = exc
     conn.send(result)
     conn.close()
 
 
-def binary_info_isolated(
-    path: str | os.PathLike[str],
+def binary_infos_isolated(
+    paths: Sequence[str | os.PathLike[str]],
     library: str | os.PathLike[str] | None = None,
     timeout: float = 120.0,
-) -> SysBinaryInfo:
-    """:meth:`QnnSystem.binary_info` of the file at ``path``, in a child process,
-    so a crash inside the native library becomes :class:`BackendError`."""
+) -> list[SysBinaryInfo]:
+    """:meth:`QnnSystem.binary_info` of each file, in one child process, so a
+    crash inside the native library becomes :class:`BackendError` (and the
+    library never shares a process with other QNN users, which it can't)."""
     find_library(library)  # fail early, in this process, if the library is missing
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(str(path), None if library is None else str(library), send))
+    names = [str(p) for p in paths]
+    proc = ctx.Process(target=_child, args=(names, None if library is None else str(library), send))
     proc.start()
     send.close()
     try:
         if not recv.poll(timeout):
-            raise BackendError(f"{path}: libQnnSystem did not answer within {timeout} s")
+            raise BackendError(f"libQnnSystem did not answer within {timeout} s")
         result = recv.recv()
     except EOFError:
         proc.join()
         raise BackendError(
-            f"{path}: libQnnSystem crashed reading this binary (child exit code {proc.exitcode})"
+            f"libQnnSystem crashed reading {', '.join(names)} (child exit code {proc.exitcode})"
         ) from None
     finally:
         if proc.is_alive():
@@ -510,3 +481,12 @@ def binary_info_isolated(
     if isinstance(result, Exception):
         raise result
     return result
+
+
+def binary_info_isolated(
+    path: str | os.PathLike[str],
+    library: str | os.PathLike[str] | None = None,
+    timeout: float = 120.0,
+) -> SysBinaryInfo:
+    """:func:`binary_infos_isolated` for one file."""
+    return binary_infos_isolated([path], library, timeout)[0]
