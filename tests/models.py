@@ -33,6 +33,7 @@ __all__ = [
     "build_fcn",
     "build_transformer",
     "save_with_external_data",
+    "example_models",
     "main",
 ]
 
@@ -42,6 +43,9 @@ OPSET = 17
 IR_VERSION = 8
 FCN_CLASSES = 21
 _ALIGN = 64
+#: Small tensors stay inline: onnxruntime's shape inference cannot read external
+#: shape constants (Slice starts, Reshape shapes).
+_INLINE_BELOW = 1024
 
 
 class _Builder:
@@ -264,11 +268,16 @@ def build_transformer(
 # ---------------------------------------------------------------- saving
 
 
+def _nbytes(t: TensorProto) -> int:
+    return math.prod(t.dims) * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+
+
 def save_with_external_data(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
     """Write ``path`` and its weights to ``path + '.data'``, each tensor 64-byte aligned.
 
-    The model is copied, so ``model`` keeps its inline weights. Sets the IR
-    version onnxruntime 1.31 accepts. Returns the data file's path.
+    Tensors under 1 KiB (shape constants, scalars) stay inline. The model is
+    copied, so ``model`` keeps its inline weights. Sets the IR version
+    onnxruntime 1.31 accepts. Returns the data file's path.
     """
     path = Path(path)
     data_path = path.with_name(path.name + ".data")
@@ -277,18 +286,28 @@ def save_with_external_data(model: onnx.ModelProto, path: str | os.PathLike[str]
     m.ir_version = IR_VERSION
     with open(data_path, "wb") as f:
         for t in m.graph.initializer:
-            raw = t.raw_data if t.HasField("raw_data") else numpy_helper.from_array(numpy_helper.to_array(t)).raw_data
-            pad = -f.tell() % _ALIGN
-            f.write(b"\0" * pad)
+            if _nbytes(t) < _INLINE_BELOW:
+                continue
+            if not t.HasField("raw_data"):  # typed fields (float_data, ...) become raw bytes
+                t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t), t.name))
+            f.write(b"\0" * (-f.tell() % _ALIGN))
             offset = f.tell()
-            f.write(raw)
+            f.write(t.raw_data)
+            set_external_data(t, data_path.name, offset, len(t.raw_data))
             t.ClearField("raw_data")
-            for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
-                t.ClearField(field)
-            set_external_data(t, data_path.name, offset, len(raw))
-            t.data_location = TensorProto.EXTERNAL
     onnx.save_model(m, str(path))
     return data_path
+
+
+def example_models(*, tiny: bool = False) -> dict[str, onnx.ModelProto]:
+    """The example pairs users link: FCN landscape 1x3x256x384 / portrait 1x3x384x256,
+    transformer prompt AR-128 / token AR-1."""
+    return {
+        "fcn_landscape": build_fcn(256, 384, tiny=tiny),
+        "fcn_portrait": build_fcn(384, 256, tiny=tiny),
+        "transformer_ar128": build_transformer(128, tiny=tiny),
+        "transformer_ar1": build_transformer(1, tiny=tiny),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,15 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="few-hundred-KB variants")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    models = {
-        "fcn_landscape.onnx": build_fcn(256, 384, tiny=args.tiny),
-        "fcn_portrait.onnx": build_fcn(384, 256, tiny=args.tiny),
-        "transformer_ar128.onnx": build_transformer(128, tiny=args.tiny),
-        "transformer_ar1.onnx": build_transformer(1, tiny=args.tiny),
-    }
-    for fname, model in models.items():
-        data = save_with_external_data(model, args.out / fname)
-        print(f"{args.out / fname}  ({data.stat().st_size} bytes of weights)")
+    for name, model in example_models(tiny=args.tiny).items():
+        path = args.out / f"{name}.onnx"
+        data = save_with_external_data(model, path)
+        print(f"{path}  ({data.stat().st_size} bytes of external data)")
     return 0
 
 
