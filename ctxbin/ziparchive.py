@@ -1,0 +1,378 @@
+"""A bounds-checked, read-only ZIP reader for untrusted archives (DLC files are ZIPs).
+
+Python's :mod:`zipfile` trusts the archive more than ctxbin may (declared sizes,
+names, overlapping entries) and rejects the CRC-32 fields of 0 that the QNN IR
+backend writes. This reader parses the central directory (ZIP64 included),
+cross-checks every local header against it, and hands out *stored* entries as
+zero-copy views of the file mapping, so weights inside a DLC are never copied.
+
+What it refuses, always as :class:`~ctxbin.errors.FormatError` naming the
+file, the entry and the byte offset: records running past the end or into
+each other, entries overlapping each other or the central directory, unsafe
+names (absolute, ``..``, backslashes, drive letters, NUL), duplicate names,
+local headers disagreeing with the central directory, stored entries whose
+two sizes differ, encrypted entries, unknown compression methods, deflated
+entries claiming an absurd ratio or size (zip bombs) or inflating to another
+size than declared. A CRC-32 of 0 is taken as "not recorded" (the structure
+checks above still apply); any other CRC is verified when the entry is read
+(:class:`~ctxbin.errors.ChecksumError`).
+
+Layout facts (PKWARE APPNOTE): end of central directory record ``PK\\5\\6``
+(22 bytes + comment) at the end; ZIP64 locator ``PK\\6\\7`` (20 bytes) right
+before it points to the ZIP64 end record ``PK\\6\\6``; central headers
+``PK\\1\\2`` (46 bytes + name + extra + comment); local headers ``PK\\3\\4``
+(30 bytes + name + extra) followed by the data; extra fields are
+``(u16 id, u16 size)`` blocks, id 1 = ZIP64 sizes/offset.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .errors import ChecksumError, FormatError
+
+__all__ = ["ZipArchive", "ZipEntry", "ZipLimits", "STORED", "DEFLATED"]
+
+STORED = 0
+DEFLATED = 8
+
+_EOCD = struct.Struct("<4sHHHHIIH")  # sig, disk, cd disk, n here, n total, cd size, cd offset, comment len
+_Z64_LOCATOR = struct.Struct("<4sIQI")  # sig, disk of z64 eocd, its offset, disks
+_Z64_EOCD = struct.Struct("<4sQHHIIQQQQ")  # sig, size, made, need, disk, cd disk, n here, n, cd size, cd off
+_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")
+_EXTRA = struct.Struct("<HH")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+_FLAG_ENCRYPTED = 0x0001
+_FLAG_DESCRIPTOR = 0x0008
+_FLAG_STRONG_ENCRYPTION = 0x0040
+_FLAG_UTF8 = 0x0800
+_ZIP64_ID = 0x0001
+_MAX_COMMENT = 0xFFFF
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """Ceilings that keep a hostile archive from costing unbounded time or memory.
+
+    ``max_ratio`` applies to deflated entries larger than ``ratio_floor`` bytes
+    (tiny entries compress well legitimately); deflate itself cannot exceed
+    about 1032:1, so a larger claim is a lie anyway.
+    """
+
+    max_entries: int = 100_000
+    max_inflated_size: int = 1 << 32
+    max_ratio: float = 100.0
+    ratio_floor: int = 1 << 16
+
+
+@dataclass(frozen=True)
+class ZipEntry:
+    """One archive member as the central directory declares it, checked against
+    its local header. ``data_offset`` is where its (compressed) bytes start."""
+
+    name: str
+    method: int
+    flags: int
+    crc: int
+    compressed_size: int
+    size: int
+    header_offset: int
+    data_offset: int
+
+    @property
+    def data_end(self) -> int:
+        return self.data_offset + self.compressed_size
+
+
+class ZipArchive:
+    """A ZIP archive held in a buffer (``bytes``, ``mmap``, ...), fully validated
+    on construction; entries are read on demand."""
+
+    __slots__ = ("_buf", "_view", "path", "limits", "_entries", "_by_name")
+
+    def __init__(self, buf: Any, *, path: object = None, limits: ZipLimits = ZipLimits()) -> None:
+        self._buf = buf
+        self._view = memoryview(buf).cast("B")
+        self.path = None if path is None else str(path)
+        self.limits = limits
+        self._entries = self._parse()
+        self._by_name = {e.name: e for e in self._entries}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, limits: ZipLimits = ZipLimits()) -> "ZipArchive":
+        """Map the file at ``path`` read-only and parse it (no data is read yet)."""
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size == 0:
+                    raise FormatError("empty file, not a ZIP archive", path=path, offset=0)
+                buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as e:
+            raise FormatError(f"cannot open: {e.strerror or e}", path=path) from None
+        return cls(buf, path=path, limits=limits)
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def buffer(self) -> Any:
+        """The underlying buffer (the file mapping for :meth:`open`)."""
+        return self._buf
+
+    @property
+    def entries(self) -> tuple[ZipEntry, ...]:
+        return self._entries
+
+    def names(self) -> list[str]:
+        return [e.name for e in self._entries]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[ZipEntry]:
+        return iter(self._entries)
+
+    def entry(self, name: str) -> ZipEntry:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            have = ", ".join(repr(n) for n in self._by_name) or "(none)"
+            raise FormatError(f"archive has no entry {name!r} (entries: {have})", path=self.path, obj=name) from None
+
+    def read(self, name: str) -> memoryview:
+        """The entry's bytes: a zero-copy view for stored entries, a new buffer
+        for deflated ones (at most its declared, limit-checked size)."""
+        e = self.entry(name)
+        raw = self._view[e.data_offset : e.data_end]
+        if e.method == STORED:
+            data = raw
+        else:
+            data = memoryview(self._inflate(e, raw))
+        if e.crc != 0:
+            got = zlib.crc32(data)
+            if got != e.crc:
+                raise ChecksumError(
+                    f"CRC-32 {got:08x} does not match the recorded {e.crc:08x}",
+                    path=self.path, obj=name, offset=e.data_offset,
+                )
+        return data
+
+    # ----------------------------------------------------------------- parsing
+    def _error(self, msg: str, at: int, obj: str | None = None) -> FormatError:
+        return FormatError(msg, path=self.path, obj=obj or "zip", offset=at)
+
+    def _unpack(self, st: struct.Struct, at: int, what: str) -> tuple:
+        if at < 0 or at + st.size > len(self._view):
+            raise self._error(f"{what} ({st.size} bytes) runs past the end of the file ({len(self._view)} bytes)", at, what)
+        return st.unpack_from(self._view, at)
+
+    def _find_eocd(self) -> int:
+        size = len(self._view)
+        if size < _EOCD.size:
+            raise self._error(f"{size} bytes is too short for a ZIP archive", 0)
+        lo = max(0, size - _EOCD.size - _MAX_COMMENT)
+        tail = bytes(self._view[lo:])
+        pos = len(tail)
+        while True:
+            pos = tail.rfind(b"PK\x05\x06", 0, pos)
+            if pos < 0:
+                raise self._error("no end-of-central-directory record: not a ZIP archive (or truncated)", size)
+            if pos + _EOCD.size <= len(tail):
+                (comment_len,) = _U16.unpack_from(tail, pos + 20)
+                if pos + _EOCD.size + comment_len == len(tail):
+                    return lo + pos
+
+    def _directory(self) -> tuple[int, int, int]:
+        """(entry count, central directory offset, where it ends)."""
+        eocd = self._find_eocd()
+        _, disk, cd_disk, _, count, cd_size, cd_off, _ = self._unpack(_EOCD, eocd, "end record")
+        end = eocd
+        loc = eocd - _Z64_LOCATOR.size
+        if loc >= 0 and bytes(self._view[loc : loc + 4]) == b"PK\x06\x07":
+            _, z_disk, z_off, _ = self._unpack(_Z64_LOCATOR, loc, "ZIP64 locator")
+            if z_off + _Z64_EOCD.size > loc:
+                raise self._error(f"ZIP64 end record at {z_off} overlaps what follows it", loc, "ZIP64 locator")
+            sig, _, _, _, disk, cd_disk, _, count, cd_size, cd_off = self._unpack(_Z64_EOCD, z_off, "ZIP64 end record")
+            if sig != b"PK\x06\x06":
+                raise self._error("bad ZIP64 end record signature", z_off, "ZIP64 end record")
+            end = z_off
+        if disk != 0 or cd_disk != 0:
+            raise self._error("multi-disk archives are not supported", eocd, "end record")
+        if cd_off + cd_size > end:
+            raise self._error(
+                f"central directory ({cd_size} bytes at {cd_off}) runs past its end record at {end}", eocd, "end record"
+            )
+        if count > cd_size // _CENTRAL.size:
+            raise self._error(f"{count} entries cannot fit in a {cd_size}-byte central directory", eocd, "end record")
+        if count > self.limits.max_entries:
+            raise self._error(f"{count} entries exceed the limit of {self.limits.max_entries}", eocd, "end record")
+        return count, cd_off, cd_off + cd_size
+
+    def _parse(self) -> tuple[ZipEntry, ...]:
+        count, cd_start, cd_end = self._directory()
+        at = cd_start
+        entries: list[ZipEntry] = []
+        seen: set[str] = set()
+        for i in range(count):
+            entry, at = self._central(i, at, cd_end)
+            if entry.name in seen:
+                raise self._error("duplicate entry name", entry.header_offset, entry.name)
+            seen.add(entry.name)
+            entries.append(entry)
+        if at != cd_end:
+            raise self._error(f"central directory declares {cd_end - at} bytes more than its {count} entries", at, "central directory")
+        self._check_layout(entries, cd_start)
+        return tuple(entries)
+
+    def _central(self, i: int, at: int, cd_end: int) -> tuple[ZipEntry, int]:
+        what = f"central header #{i}"
+        if at + _CENTRAL.size > cd_end:
+            raise self._error("runs past the end of the central directory", at, what)
+        (sig, _, _, flags, method, _, _, crc, csize, usize, nlen, elen, clen, disk, _, _, hoff) = self._unpack(
+            _CENTRAL, at, what
+        )
+        if sig != b"PK\x01\x02":
+            raise self._error("bad central header signature", at, what)
+        nxt = at + _CENTRAL.size + nlen + elen + clen
+        if nxt > cd_end:
+            raise self._error("name/extra/comment run past the end of the central directory", at, what)
+        name_at = at + _CENTRAL.size
+        raw_name = bytes(self._view[name_at : name_at + nlen])
+        name = self._name(raw_name, flags, at)
+        extra = self._view[name_at + nlen : name_at + nlen + elen]
+        usize, csize, hoff = self._zip64(extra, name, at, usize, csize, hoff, disk)
+        if flags & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION):
+            raise self._error("encrypted entries are not supported", at, name)
+        if method not in (STORED, DEFLATED):
+            raise self._error(f"compression method {method} is not supported (only stored and deflate)", at, name)
+        if method == STORED and csize != usize:
+            raise self._error(f"stored entry declares {usize} bytes but holds {csize}", at, name)
+        if method == DEFLATED:
+            self._check_bomb(name, at, csize, usize)
+        data_at = self._local(name, raw_name, hoff, method, flags, crc, csize, usize)
+        return ZipEntry(name, method, flags, crc, csize, usize, hoff, data_at), nxt
+
+    def _name(self, raw: bytes, flags: int, at: int) -> str:
+        try:
+            name = raw.decode("utf-8") if flags & _FLAG_UTF8 else raw.decode("cp437")
+        except UnicodeDecodeError:
+            raise self._error("entry name is not valid UTF-8", at, repr(raw)) from None
+        parts = name.split("/")
+        if (
+            not name
+            or "\x00" in name
+            or "\\" in name
+            or name.startswith("/")
+            or (len(name) >= 2 and name[1] == ":")
+            or any(p in ("..", ".") for p in parts)
+        ):
+            raise self._error("unsafe entry name (empty, absolute, drive, backslash, '.' or '..')", at, repr(name))
+        return name
+
+    def _zip64(
+        self, extra: memoryview, name: str, at: int, usize: int, csize: int, hoff: int, disk: int
+    ) -> tuple[int, int, int]:
+        """Apply a ZIP64 extra field: 8-byte values for each 32-bit field set to 0xFFFFFFFF."""
+        block = self._extra_block(extra, _ZIP64_ID, name, at)
+        wanted = [usize == 0xFFFFFFFF, csize == 0xFFFFFFFF, hoff == 0xFFFFFFFF]
+        if not any(wanted) and disk != 0xFFFF:
+            if disk != 0:
+                raise self._error("entry lies on another disk", at, name)
+            return usize, csize, hoff
+        if block is None:
+            raise self._error("sizes are 0xFFFFFFFF but there is no ZIP64 extra field", at, name)
+        values = [usize, csize, hoff]
+        pos = 0
+        for k, need in enumerate(wanted):
+            if need:
+                if pos + 8 > len(block):
+                    raise self._error("ZIP64 extra field is too short", at, name)
+                (values[k],) = _U64.unpack_from(block, pos)
+                pos += 8
+        if disk == 0xFFFF:
+            if pos + 4 > len(block) or _U32.unpack_from(block, pos)[0] != 0:
+                raise self._error("entry lies on another disk", at, name)
+        # bytes after the fields are tolerated: the QNN IR backend pads this block
+        return values[0], values[1], values[2]
+
+    def _extra_block(self, extra: memoryview, wanted: int, name: str, at: int) -> memoryview | None:
+        pos, found = 0, None
+        while pos + _EXTRA.size <= len(extra):
+            tag, size = _EXTRA.unpack_from(extra, pos)
+            pos += _EXTRA.size
+            if pos + size > len(extra):
+                raise self._error(f"extra field 0x{tag:04x} runs past its {len(extra)}-byte area", at, name)
+            if tag == wanted and found is None:
+                found = extra[pos : pos + size]
+            pos += size
+        return found
+
+    def _check_bomb(self, name: str, at: int, csize: int, usize: int) -> None:
+        lim = self.limits
+        if usize > lim.max_inflated_size:
+            raise self._error(f"declares {usize} inflated bytes, over the limit of {lim.max_inflated_size}", at, name)
+        if usize > lim.ratio_floor and usize > lim.max_ratio * max(csize, 1):
+            raise self._error(
+                f"compression ratio {usize}/{csize} exceeds {lim.max_ratio:g}:1 (zip bomb?)", at, name
+            )
+
+    def _local(
+        self, name: str, raw_name: bytes, hoff: int, method: int, flags: int, crc: int, csize: int, usize: int
+    ) -> int:
+        what = name
+        sig, _, lflags, lmethod, _, _, lcrc, lcsize, lusize, nlen, elen = self._unpack(_LOCAL, hoff, f"local header of {name}")
+        if sig != b"PK\x03\x04":
+            raise self._error("bad local header signature", hoff, what)
+        name_at = hoff + _LOCAL.size
+        data_at = name_at + nlen + elen
+        if data_at > len(self._view):
+            raise self._error("local header runs past the end of the file", hoff, what)
+        if bytes(self._view[name_at : name_at + nlen]) != raw_name:
+            raise self._error("local header names a different entry than the central directory", hoff, what)
+        if lmethod != method:
+            raise self._error(f"local header says method {lmethod}, central directory {method}", hoff, what)
+        if not (lflags & _FLAG_DESCRIPTOR):
+            if lcsize == 0xFFFFFFFF or lusize == 0xFFFFFFFF:
+                block = self._extra_block(self._view[name_at + nlen : data_at], _ZIP64_ID, name, hoff)
+                if block is None or len(block) < 16:
+                    raise self._error("local sizes are 0xFFFFFFFF but its ZIP64 field is missing or short", hoff, what)
+                lusize, lcsize = struct.unpack_from("<QQ", block, 0)
+            if (lcsize, lusize) != (csize, usize) or lcrc != crc:
+                raise self._error(
+                    f"local header declares {lcsize}/{lusize} bytes and CRC {lcrc:08x}, "
+                    f"central directory {csize}/{usize} and {crc:08x}",
+                    hoff, what,
+                )
+        if data_at + csize > len(self._view):
+            raise self._error(f"{csize} bytes of data run past the end of the file", data_at, what)
+        return data_at
+
+    def _check_layout(self, entries: list[ZipEntry], cd_start: int) -> None:
+        """No two entries share bytes; none reaches into the central directory."""
+        spans = sorted(entries, key=lambda e: e.header_offset)
+        for a, b in zip(spans, spans[1:]):
+            if a.data_end > b.header_offset:
+                raise self._error(f"entry overlaps {b.name!r} (which starts at {b.header_offset})", a.header_offset, a.name)
+        if spans and spans[-1].data_end > cd_start:
+            last = spans[-1]
+            raise self._error("entry data runs into the central directory", last.header_offset, last.name)
+
+    def _inflate(self, e: ZipEntry, raw: memoryview) -> bytes:
+        d = zlib.decompressobj(-15)
+        try:
+            out = d.decompress(raw, e.size + 1)  # never more than declared + 1
+        except zlib.error as ex:
+            raise self._error(f"corrupt deflate data: {ex}", e.data_offset, e.name) from None
+        if len(out) != e.size or not d.eof:
+            raise self._error(
+                f"inflates to {'more than ' if len(out) > e.size else ''}{len(out)} bytes, declared {e.size}",
+                e.data_offset, e.name,
+            )
+        return out
