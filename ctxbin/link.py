@@ -213,6 +213,7 @@ def _hash_blobs(blobs: list[Blob], progress: Progress | None) -> None:
         hashes = hash_buffers([b.raw() for b in batch])
         for b, h in zip(batch, hashes):
             b.set_hash(int(h))
+            b.release()
         done += batch_bytes
         batch, batch_bytes = [], 0
         if progress is not None:
@@ -221,7 +222,7 @@ def _hash_blobs(blobs: list[Blob], progress: Progress | None) -> None:
     for b in blobs:
         batch.append(b)
         batch_bytes += b.nbytes
-        if batch_bytes >= 64 << 20:
+        if batch_bytes >= 32 << 20:
             flush()
     if batch:
         flush()

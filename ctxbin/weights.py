@@ -8,6 +8,7 @@ hash recorded there and check it on first access (lazily), or all at once with
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,22 @@ class Blob:
                 path=path, obj=obj, offset=at,
             )
         self._expected = None  # verified: never again
+
+    def release(self) -> None:
+        """Drop this blob's pages from the process's resident memory, when it
+        lies in a file mapping (they stay in the OS page cache and come back
+        on the next access). Streaming passes call this after using a blob,
+        so hashing or copying a file costs little more RSS than one blob."""
+        buf = self._buf
+        if not isinstance(buf, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = -(-self.offset // mmap.PAGESIZE) * mmap.PAGESIZE
+        end = (self.offset + self.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > start:
+            try:
+                buf.madvise(mmap.MADV_DONTNEED, start, end - start)
+            except (OSError, ValueError):
+                pass  # advice only: a mapping that refuses it just keeps its pages
 
     def memoryview(self) -> memoryview:
         """The bytes as a read-only view, verified against the recorded hash."""
