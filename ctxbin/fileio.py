@@ -54,7 +54,7 @@ def atomic_write(path: PathLike, *, fsync: bool = True) -> Iterator[BinaryIO]:
     is still atomic with respect to other processes) for scratch files.
     """
     target = Path(os.fspath(path))
-    directory = target.parent if str(target.parent) else Path(".")
+    directory = target.parent
     try:
         mode = os.stat(target).st_mode & 0o7777
     except FileNotFoundError:

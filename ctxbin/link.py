@@ -17,9 +17,8 @@ import numpy as np
 
 from .dedup import plan
 from .errors import LinkError
-from .hashing import hash_buffers
 from .ir import Container, Graph, Target, Tensor
-from .weights import Blob
+from .weights import Blob, hash_blobs
 
 __all__ = ["SHARE_MODES", "GraphShare", "NameConflict", "LinkReport", "link"]
 
@@ -156,7 +155,7 @@ def link(
             blob_index[id(t.data)] = len(blobs)
             blobs.append(t.data)  # type: ignore[arg-type]
 
-    _hash_blobs(blobs, progress)
+    hash_blobs(blobs, progress)
 
     inc = None if include is None else set(include)
     exc = set(exclude or ())
@@ -198,34 +197,6 @@ def link(
     meta = {"linked_graphs": ",".join(g.name for g in new_graphs)}
     meta.update(metadata or {})
     return Container(graphs=tuple(new_graphs), target=target, metadata=meta), report
-
-
-def _hash_blobs(blobs: list[Blob], progress: Progress | None) -> None:
-    """Hash every blob (in batches on the native thread pool); a blob read from
-    a file is checked against its recorded hash at the same time."""
-    total = sum(b.nbytes for b in blobs)
-    done = 0
-    batch: list[Blob] = []
-    batch_bytes = 0
-
-    def flush() -> None:
-        nonlocal done, batch, batch_bytes
-        hashes = hash_buffers([b.raw() for b in batch])
-        for b, h in zip(batch, hashes):
-            b.set_hash(int(h))
-            b.release()
-        done += batch_bytes
-        batch, batch_bytes = [], 0
-        if progress is not None:
-            progress(done, total)
-
-    for b in blobs:
-        batch.append(b)
-        batch_bytes += b.nbytes
-        if batch_bytes >= 32 << 20:
-            flush()
-    if batch:
-        flush()
 
 
 def _report(share, sources, new_graphs, blobs, blob_index, entries, canon, excluded) -> LinkReport:

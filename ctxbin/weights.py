@@ -9,13 +9,13 @@ hash recorded there and check it on first access (lazily), or all at once with
 from __future__ import annotations
 
 import mmap
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .errors import ChecksumError, FormatError
 
-__all__ = ["Blob"]
+__all__ = ["Blob", "hash_blobs"]
 
 
 class Blob:
@@ -146,3 +146,36 @@ class Blob:
 
     def __repr__(self) -> str:
         return f"Blob({self.nbytes} bytes at {self.offset})"
+
+
+def hash_blobs(
+    blobs: Sequence[Blob],
+    progress: Callable[[int, int], None] | None = None,
+    batch_bytes: int = 32 << 20,
+) -> None:
+    """Hash every blob not hashed yet, in batches on the native thread pool.
+
+    A blob read from a file is checked against its recorded hash at the same
+    time, and its pages are released after hashing, so hashing a whole file
+    costs about one batch of resident memory. ``progress(done, total)`` is
+    called after each batch, in bytes.
+    """
+    from .hashing import hash_buffers
+
+    todo = [b for b in blobs if b._hash is None]
+    total = sum(b.nbytes for b in todo)
+    done = 0
+    start = 0
+    while start < len(todo):
+        end, size = start, 0
+        while end < len(todo) and (end == start or size + todo[end].nbytes <= batch_bytes):
+            size += todo[end].nbytes
+            end += 1
+        batch = todo[start:end]
+        for b, h in zip(batch, hash_buffers([b.raw() for b in batch])):
+            b.set_hash(int(h))
+            b.release()
+        done += size
+        start = end
+        if progress is not None:
+            progress(done, total)
