@@ -45,6 +45,10 @@ def case_ids(cs: list) -> list[str]:
     return [c.name for c in cs]
 
 
+def _as_numpy(v):
+    return onnx.numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto) else v
+
+
 def check_case(case, rtol: float | None = None, atol: float | None = None) -> None:
     """Run every data set of ``case`` on the emulator and compare with ONNX's expected outputs."""
     from ctxbin.formats import onnx as onnx_format
@@ -60,6 +64,9 @@ def check_case(case, rtol: float | None = None, atol: float | None = None) -> No
         emu = Emulator(graph)
         names = [t.name for t in graph.inputs]
         for inputs, expected in case.data_sets:
+            # some generated cases hold TensorProtos (e.g. float16 Cast)
+            inputs = [_as_numpy(v) for v in inputs]
+            expected = [_as_numpy(v) for v in expected]
             feeds = dict(zip(names, inputs))
             got = emu.run(feeds)
             for out, want in zip(graph.outputs, expected):

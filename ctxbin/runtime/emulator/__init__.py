@@ -11,15 +11,23 @@ from typing import Mapping
 import numpy as np
 
 from ...errors import InputError, UnsupportedOpError
-from ...ir import Graph, Tensor
-from .registry import lookup
+from ...ir import DType, Graph, Node, Tensor
+from .registry import Kernel, lookup
 
 __all__ = ["Emulator", "supported"]
 
 
+def _kernel_for(graph: Graph, node: Node) -> Kernel | None:
+    opset = None
+    if node.namespace == "onnx":
+        domain = node.domain or ""
+        opset = graph.opsets.get(domain, graph.opsets.get("ai.onnx") if domain == "" else None)
+    return lookup(node.namespace, node.op_type, opset)
+
+
 def supported(graph: Graph) -> list[str]:
     """Op types of ``graph`` that have no kernel, as ``namespace:op`` (empty = runnable)."""
-    return sorted({f"{n.namespace}:{n.op_type}" for n in graph.nodes if lookup(*n.key) is None})
+    return sorted({f"{n.namespace}:{n.op_type}" for n in graph.nodes if _kernel_for(graph, n) is None})
 
 
 def _constant(t: Tensor) -> np.ndarray:
@@ -37,8 +45,11 @@ class Emulator:
         missing = supported(graph)
         if missing:
             raise UnsupportedOpError(graph.name, missing)
+        strings = [t.name for t in graph.inputs if t.dtype == DType.STRING]
+        if strings:
+            raise InputError(f"graph {graph.name!r}: the emulator cannot take string inputs {strings}")
         self.graph = graph
-        self._steps = [(n, lookup(*n.key)) for n in graph.nodes]
+        self._steps = [(n, _kernel_for(graph, n)) for n in graph.nodes]
         self._constants = {t.name: _constant(t) for t in graph.weights}
         # Free each intermediate after its last reader so peak memory stays
         # near the widest layer rather than the sum of all activations.

@@ -9,7 +9,7 @@ import numpy as np
 from ....errors import InputError
 from ....ir import Node
 
-__all__ = ["norm_axis", "norm_axes", "int_tuple", "axes_of"]
+__all__ = ["norm_axis", "norm_axes", "int_tuple", "axes_of", "MAX_ELEMENTS", "check_count", "check_shape"]
 
 
 def norm_axis(node: Node, axis: int, rank: int) -> int:
@@ -39,3 +39,26 @@ def axes_of(node: Node, inputs: list, index: int) -> tuple[int, ...] | None:
     if len(inputs) > index and inputs[index] is not None:
         return int_tuple(inputs[index])
     return None
+
+
+#: Kernels whose output size comes from tensor *values* (Range, Tile, Expand,
+#: ConstantOfShape) refuse more elements than this: a hostile graph must get an
+#: error, not exhaust memory.
+MAX_ELEMENTS = 1 << 31
+
+
+def check_count(node: Node, count: int) -> None:
+    if count > MAX_ELEMENTS:
+        raise InputError(
+            f"node {node.name!r} ({node.op_type}): output of {count} elements exceeds the limit of {MAX_ELEMENTS}"
+        )
+
+
+def check_shape(node: Node, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if any(d < 0 for d in shape):
+        raise InputError(f"node {node.name!r} ({node.op_type}): negative dimension in {shape}")
+    count = 1
+    for d in shape:
+        count *= d
+    check_count(node, count)
+    return shape
