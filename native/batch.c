@@ -29,7 +29,10 @@ static void hash_range(void *ctx, size_t lo, size_t hi) {
 
 static int run_job(hash_job *job, size_t n, int nthreads) {
     uint64_t total = 0;
-    for (size_t i = 0; i < n; i++) total += job->lengths[i];
+    for (size_t i = 0; i < n; i++) {
+        uint64_t len = job->lengths[i];
+        total = total > UINT64_MAX - len ? UINT64_MAX : total + len; /* only a heuristic */
+    }
     uint64_t useful = total / CB_BYTES_PER_THREAD + 1;
     if (nthreads < 1) nthreads = 1;
     if ((uint64_t)nthreads > useful) nthreads = (int)useful;
@@ -47,7 +50,12 @@ int ctxbin_hash_many(const void *base, uint64_t base_len,
                      const uint64_t *offsets, const uint64_t *lengths,
                      size_t n, uint64_t seed, uint64_t *out, int nthreads) {
     if (n == 0) return CTXBIN_OK;
-    if (base == NULL || offsets == NULL || lengths == NULL || out == NULL) return CTXBIN_EINVAL;
+    static const uint8_t empty[1] = {0};
+    if (offsets == NULL || lengths == NULL || out == NULL) return CTXBIN_EINVAL;
+    if (base == NULL) {
+        if (base_len != 0) return CTXBIN_EINVAL;
+        base = empty; /* an empty buffer may come without an address */
+    }
     for (size_t i = 0; i < n; i++) {
         /* written so that no sum can overflow */
         if (offsets[i] > base_len || lengths[i] > base_len - offsets[i]) return CTXBIN_ERANGE;

@@ -27,7 +27,9 @@
 #endif
 #endif
 
-#if defined(__aarch64__) || defined(_M_ARM64)
+/* (the NEON loop reads lanes in memory order: little-endian only) */
+#if (defined(__aarch64__) || defined(_M_ARM64)) && \
+    !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
 #define CB_HAVE_NEON 1
 #include <arm_neon.h>
 #endif
@@ -48,6 +50,14 @@
 #define P64_5 0x27D4EB2F165667C5ULL
 #define PRIME_MX1 0x165667919E3779F9ULL
 #define PRIME_MX2 0x9FB21C651E98DF25ULL
+
+/* How far ahead of the current stripe to ask for input, in bytes. Measured
+ * (benchmarks/bench_hash.py, Xeon/KVM): 4096 reads a 256 MiB buffer ~20% faster
+ * than 384 and also speeds up runs of small tensors; 8192+ is slower again.
+ * Prefetches never fault, so reaching past the end of the input is harmless. */
+#ifndef CB_PREFETCH_DIST
+#define CB_PREFETCH_DIST 4096
+#endif
 
 #define SECRET_SIZE 192
 #define STRIPE_LEN 64
@@ -266,7 +276,7 @@ CB_INLINE void accumulate_sse2(uint64_t acc[8], const uint8_t *in, const uint8_t
     for (size_t n = 0; n < nstripes; n++) {
         const uint8_t *p = in + n * STRIPE_LEN;
         const uint8_t *s = secret + n * 8;
-        CB_PREFETCH(p + 384);
+        CB_PREFETCH(p + CB_PREFETCH_DIST);
         for (int j = 0; j < 4; j++) {
             __m128i d = _mm_loadu_si128((const __m128i *)(p + 16 * j));
             __m128i k = _mm_xor_si128(d, _mm_loadu_si128((const __m128i *)(s + 16 * j)));
@@ -309,7 +319,7 @@ CB_AVX2 CB_INLINE void accumulate_avx2(uint64_t acc[8], const uint8_t *in,
     for (size_t n = 0; n < nstripes; n++) {
         const uint8_t *p = in + n * STRIPE_LEN;
         const uint8_t *s = secret + n * 8;
-        CB_PREFETCH(p + 384);
+        CB_PREFETCH(p + CB_PREFETCH_DIST);
         __m256i d0 = _mm256_loadu_si256((const __m256i *)p);
         __m256i d1 = _mm256_loadu_si256((const __m256i *)(p + 32));
         __m256i k0 = _mm256_xor_si256(d0, _mm256_loadu_si256((const __m256i *)s));
@@ -352,7 +362,7 @@ CB_INLINE void accumulate_neon(uint64_t acc[8], const uint8_t *in, const uint8_t
     for (size_t n = 0; n < nstripes; n++) {
         const uint8_t *p = in + n * STRIPE_LEN;
         const uint8_t *s = secret + n * 8;
-        CB_PREFETCH(p + 384);
+        CB_PREFETCH(p + CB_PREFETCH_DIST);
         for (int j = 0; j < 4; j++) {
             uint64x2_t d = vreinterpretq_u64_u8(vld1q_u8(p + 16 * j));
             uint64x2_t k = veorq_u64(d, vreinterpretq_u64_u8(vld1q_u8(s + 16 * j)));

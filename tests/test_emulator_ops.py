@@ -4,7 +4,6 @@ transformer ops) against ONNX's own node test cases, onnxruntime CPU and
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import tempfile

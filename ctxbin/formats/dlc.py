@@ -1,4 +1,5 @@
-"""QNN DLC files (``*.dlc``): reading versions 4.x and 3.x into ctxbin's IR.
+"""QNN DLC files (``*.dlc``): reading versions 4.x and 3.x into ctxbin's IR,
+writing version 4.1 from qnn-namespace graphs.
 
 A DLC is a ZIP archive (read with :mod:`ctxbin.ziparchive`). Its ``model``
 entry is an 8-byte prefix (``D5 0A``, u16 major, u16 minor, 2 zero bytes)
@@ -16,26 +17,32 @@ ctxbin does not read. docs/DLC.md describes every field as decoded here.
   its ``FxpData`` attribute.
 
 Weights are zero-copy :class:`~ctxbin.weights.Blob` views into the file
-mapping (stored ZIP entries). The module is split into readers per version so
-a writer can sit next to them.
+mapping (stored ZIP entries).
+
+:func:`write` produces what the QNN IR backend produces (same entries, same
+tables and fields, docs/DLC.md), with correct CRC-32s, 64-byte aligned
+weights, weights shared between graphs stored once, and deterministic bytes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
+import zlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import FormatError, UnsupportedVersionError
+from ..fileio import atomic_write
 from ..flatbuf import FlatBuffer, Table
 from ..ir import AttrValue, Container, DType, Graph, Node, QuantEncoding, QuantKind, Target, Tensor, TensorKind
 from ..weights import Blob
 from ..ziparchive import ZipArchive
 
-__all__ = ["sniff", "read", "NAMESPACE_V4", "NAMESPACE_V3"]
+__all__ = ["sniff", "read", "write", "NAMESPACE_V4", "NAMESPACE_V3", "HISTORY_KEY"]
 
 #: Namespace of v4 nodes (QNN op definitions as the QNN IR stores them).
 NAMESPACE_V4 = "qnn"
@@ -197,9 +204,14 @@ def _metadata(doc: _Doc) -> dict[str, str]:
             meta["dlc-metadata-version"] = ".".join(str(version.get(k, "")) for k in ("major", "minor", "patch"))
         if isinstance(header, dict) and isinstance(header.get("timestamp"), str):
             meta.setdefault("timestamp", header["timestamp"])
-        for info in obj.get("dlcGenerationInfo") or ():
+        steps = obj.get("dlcGenerationInfo")
+        if not isinstance(steps, list):
+            continue
+        meta[HISTORY_KEY] = json.dumps(steps, separators=(",", ":"), ensure_ascii=False)
+        for info in steps:
             cmd = info.get("converterCommand") if isinstance(info, dict) else None
-            if isinstance(cmd, dict):  # the last generation step wins
+            # the last converter wins; ctxbin's own rewrites don't change what converted the graphs
+            if isinstance(cmd, dict) and cmd.get("tool") != _TOOL:
                 args = cmd.get("args")
                 argv = " ".join(f"{k}={v}" for k, v in args.items()) if isinstance(args, dict) else ""
                 meta["converter-command"] = f"{cmd.get('tool', '')} {argv}".strip()
@@ -247,12 +259,13 @@ def _graph(name: str, tensors: dict[str, Tensor], nodes: list[Node], metadata: M
 # Field indices of the v4 tables (docs/DLC.md).
 class _V4:
     GRAPHS = 0
-    G_NAME, G_NODES, G_TENSORS = 0, 1, 2
+    G_NAME, G_NODES, G_TENSORS, G_NAME2 = 0, 1, 2, 4
     N_NAME, N_TYPE, N_INPUTS, N_OUTPUTS, N_ATTRS = 0, 1, 2, 3, 4
-    A_NAME, A_KIND, A_VALUE, A_TENSOR = 0, 1, 3, 4
+    A_NAME, A_KIND, A_FLAG, A_VALUE, A_TENSOR = 0, 1, 2, 3, 4
     V_DTYPE, V_INT, V_FLOAT, V_STRING = 0, 1, 2, 3
-    T_ID, T_NAME, T_TYPE, T_DIMS, T_QUANT, T_DTYPE = 0, 1, 2, 3, 5, 6
-    Q_ENCODING, Q_SCALE_OFFSET, Q_AXIS = 0, 2, 3
+    T_ID, T_NAME, T_TYPE, T_DIMS, T_UNK4, T_QUANT, T_DTYPE, T_DTYPE2, T_UNK8 = 0, 1, 2, 3, 4, 5, 6, 7, 8
+    T_UNK12, T_DYNAMIC = 12, 14
+    Q_ENCODING, Q_DEFINED, Q_SCALE_OFFSET, Q_AXIS = 0, 1, 2, 3
     SO_BITWIDTH, SO_SCALE, SO_OFFSET, SO_SYMMETRIC = 0, 3, 4, 5
     AX_AXIS, AX_LIST = 0, 1
     P_GRAPHS = 0
@@ -395,20 +408,47 @@ def _v4_quant(q: Table, obj: str, doc: _Doc) -> QuantEncoding | None:
     raise q.fb.error(f"quantization encoding {code} ({label}) is not decoded by ctxbin yet", obj, q.pos)
 
 
+def _scalar_dtype(value: bool | int | float | str) -> DType | None:
+    """The QNN type a plain Python scalar parameter is written as (None: too big)."""
+    if isinstance(value, bool):
+        return DType.BOOL8
+    if isinstance(value, str):
+        return DType.STRING
+    if isinstance(value, float):
+        return DType.FLOAT32
+    if 0 <= value < 1 << 32:
+        return DType.UINT32
+    if -(1 << 31) <= value < 0:
+        return DType.INT32
+    return DType.INT64 if -(1 << 63) <= value < 1 << 63 else None
+
+
 def _v4_scalar(v: Table, obj: str) -> AttrValue:
+    """A scalar parameter: a plain Python value when its QNN type is the one
+    :func:`_scalar_dtype` gives that value back, else a 0-d numpy array of its
+    type (``Gather.axis`` is int32), so a rewrite keeps every type."""
     code = v.scalar(_V4.V_DTYPE, "i", _QNN_UNDEFINED)
     cls = code >> 8
+    value: bool | int | float | str
     if code == DType.STRING:
         return v.string(_V4.V_STRING, obj=obj)
     if code == DType.BOOL8:
-        return bool(v.scalar(_V4.V_INT, "q"))
-    if cls in (0, 3):  # signed ints, signed fixed point
-        return int(v.scalar(_V4.V_INT, "q"))
-    if cls in (1, 4):  # unsigned
-        return int(v.scalar(_V4.V_INT, "Q"))
-    if cls == 2:
-        return float(v.scalar(_V4.V_FLOAT, "d"))
-    raise v.fb.error(f"scalar parameter of unknown data type 0x{code:04x}", obj, v.pos)
+        value = bool(v.scalar(_V4.V_INT, "q"))
+    elif cls in (0, 3):  # signed ints, signed fixed point
+        value = int(v.scalar(_V4.V_INT, "q"))
+    elif cls in (1, 4):  # unsigned
+        value = int(v.scalar(_V4.V_INT, "Q"))
+    elif cls == 2:
+        value = float(v.scalar(_V4.V_FLOAT, "d"))
+    else:
+        raise v.fb.error(f"scalar parameter of unknown data type 0x{code:04x}", obj, v.pos)
+    try:
+        dtype = DType(code)
+        if _scalar_dtype(value) == dtype:
+            return value
+        return np.array(value, dtype.numpy)
+    except (ValueError, TypeError, OverflowError):
+        raise v.fb.error(f"scalar parameter {value!r} cannot be held as data type 0x{code:04x}", obj, v.pos) from None
 
 
 def _v4_node(n: Table, doc: _Doc, graph: str, params: Mapping[str, Table], data: _V4Data) -> Node:
@@ -599,3 +639,490 @@ def _v3_weight(w: Table, doc: _Doc, layer: str) -> Tensor:
     tensor = Tensor(name, dtype, shape, TensorKind.STATIC, enc, blob)
     _check_size(tensor, blob, doc, "model.params")
     return tensor
+
+
+# --------------------------------------------------------------------------- v4 writer
+#: Container metadata key holding the DLC's generation history (JSON list), kept
+#: by the reader so a rewrite appends its own step instead of losing the others.
+HISTORY_KEY = "dlc-generation-info"
+
+_TOOL = "ctxbin"
+_PARAMS_BIN = "model.params.bin"
+_META_ENTRY = "dlc.metadata2.3.0"
+_HISTORY_ENTRY = "dlc.metadata.history.2.3.0"
+_V4_VERSION = (4, 1)  # what QNN 2.51 writes
+_META_VERSION = {"major": 2, "minor": 3, "patch": 0}
+_META_HEADER_VERSION = {"major": 0, "minor": 1, "patch": 0}
+_EPOCH = "1970-01-01 00:00:00 UTC"  # written when the source has no timestamp: same input, same bytes
+_PACKAGE = "qti.aisw"
+_ALIGN = 64  # every entry's data, and every weight in model.params.bin, starts on this boundary
+_CHUNK = 16 << 20  # weights are copied in slices of at most this many bytes
+
+
+def write(
+    container: Container,
+    path: str | os.PathLike,
+    *,
+    graphs: Sequence[str] | None = None,
+    share: str = "name+content",
+) -> None:
+    """Write the qnn-namespace graphs of ``container`` (all, or those named in
+    ``graphs``, in that order) as one DLC v4 file at ``path``.
+
+    Weights equal by ``share`` (a :data:`ctxbin.dedup.MODES` mode: name and
+    content by default) are stored once in ``model.params.bin`` and referenced
+    by every graph that uses them. The file is written atomically, weights are
+    streamed blob by blob from their mappings, and the same input always gives
+    the same bytes (fixed ZIP timestamps; metadata timestamps come from the
+    source). ONNX-namespace graphs must be lowered to QNN ops first
+    (:func:`ctxbin.convert.convert`); v3 (SNPE layer) graphs cannot be written.
+    """
+    out = os.fspath(path)
+    chosen = list(container.graphs) if graphs is None else [container.graph(n) for n in graphs]
+    names = [g.name for g in chosen]
+    if not chosen:
+        raise FormatError("no graphs to write", path=out)
+    if len(set(names)) != len(names):
+        raise FormatError(f"graph names must be unique in a DLC, got {names}", path=out)
+    plans = [_plan_graph(g, out) for g in chosen]
+    statics = [s for p in plans for s in p.statics]
+    offsets, runs, size = _layout(statics, share)
+    model = _model_entry(plans)
+    params = _params_entry(plans, offsets)
+    meta, history = _metadata_entries(container.metadata, names)
+    with atomic_write(out) as f:
+        z = _ZipWriter(f)
+        z.add(_PARAMS_BIN, size, _weight_chunks(runs))
+        z.add(_HISTORY_ENTRY, len(history), (history,))
+        z.add(_META_ENTRY, len(meta), (meta,))
+        z.add("model", len(model), (model,))
+        z.add("model.params", len(params), (params,))
+        z.close()
+
+
+@dataclass(frozen=True)
+class _GraphPlan:
+    """One graph as it will be written: tensor ids and types, each node's
+    params sorted by name (tensor params as static tensors), and its static
+    tensors in ``model.params`` order (graph weights by name, then node params)."""
+
+    graph: Graph
+    tensors: tuple[tuple[Tensor, TensorKind], ...]
+    ids: Mapping[str, int]
+    params: tuple[tuple[tuple[str, Any], ...], ...]
+    weights: tuple[Tensor, ...]
+    node_weights: tuple[tuple[Tensor, ...], ...]
+
+    @property
+    def statics(self) -> list[Tensor]:
+        return [*self.weights, *(t for ts in self.node_weights for t in ts)]
+
+
+def _plan_graph(g: Graph, path: str) -> _GraphPlan:
+    foreign = sorted({n.namespace for n in g.nodes if n.namespace != NAMESPACE_V4})
+    if NAMESPACE_V3 in foreign:
+        raise FormatError(
+            "holds SNPE layers (a v3 DLC graph); ctxbin writes DLC v4, whose nodes are QNN ops, "
+            "and does not translate SNPE layers", path=path, obj=f"graph {g.name!r}",
+        )
+    if foreign:
+        ops = sorted({n.op_type for n in g.nodes if n.namespace != NAMESPACE_V4})
+        raise FormatError(
+            f"holds {'/'.join(foreign)}-namespace nodes ({', '.join(ops[:8])}); a DLC holds QNN ops: "
+            "convert the graph first (ctxbin convert, or ctxbin.convert.convert)",
+            path=path, obj=f"graph {g.name!r}",
+        )
+    inputs = {t.name for t in g.inputs}
+    outputs = {t.name for t in g.outputs}
+    tensors = []
+    for t in g.tensors.values():
+        _check_writable(t, g.name, path)
+        if t.data is not None:
+            kind = TensorKind.STATIC
+        elif t.kind == TensorKind.STATIC:
+            raise FormatError("static tensor without data", path=path, obj=f"{g.name}/{t.name}")
+        else:
+            kind = TensorKind.INPUT if t.name in inputs else TensorKind.OUTPUT if t.name in outputs else t.kind
+        tensors.append((t, kind))
+    taken = set(g.tensors)
+    missing = [t.name for t in (*g.inputs, *g.outputs) if t.name not in taken]
+    missing += [i for n in g.nodes for i in (*n.inputs, *n.outputs) if i and i not in taken]
+    if missing:
+        raise FormatError(f"names tensors missing from the graph's tensor table: {sorted(set(missing))[:8]}", path=path, obj=f"graph {g.name!r}")
+    params, node_weights = [], []
+    for n in g.nodes:
+        items, weights = _node_params(n, g.name, taken, path)
+        params.append(items)
+        node_weights.append(weights)
+    ids: dict[str, int] = {}
+    for t in (*(t for t, _ in tensors), *(w for ws in node_weights for w in ws)):
+        ids[t.name] = len(ids) + 1
+    return _GraphPlan(
+        g, tuple(tensors), ids, tuple(params),
+        tuple(sorted((t for t, k in tensors if k == TensorKind.STATIC), key=lambda t: t.name)),
+        tuple(node_weights),
+    )
+
+
+def _check_writable(t: Tensor, graph: str, path: str) -> None:
+    obj = f"{graph}/{t.name}"
+    if any(not isinstance(d, int) or d < 0 for d in t.shape):
+        raise FormatError(f"shape {t.shape} is not static; bind symbolic dimensions first", path=path, obj=obj)
+    if t.dtype == DType.UNDEFINED:
+        raise FormatError("data type is undefined", path=path, obj=obj)
+    enc = t.encoding
+    if enc is not None and enc.kind not in (QuantKind.SCALE_OFFSET, QuantKind.AXIS_SCALE_OFFSET):
+        raise FormatError(f"the DLC writer does not encode {enc.kind.name} quantization yet", path=path, obj=obj)
+    if enc is not None and len(enc.scales) != len(enc.offsets):
+        raise FormatError(f"{len(enc.scales)} scales but {len(enc.offsets)} offsets", path=path, obj=obj)
+    if t.data is not None:
+        count = 1
+        for d in t.shape:
+            count *= d  # type: ignore[operator]
+        if count * t.dtype.itemsize != t.data.nbytes:
+            raise FormatError(f"{t.data.nbytes} data bytes for shape {t.shape} of {t.dtype.name}", path=path, obj=obj)
+
+
+def _node_params(n: Node, graph: str, taken: set[str], path: str) -> tuple[tuple[tuple[str, Any], ...], tuple[Tensor, ...]]:
+    """(name, scalar or static Tensor) pairs sorted by name, as QNN stores them, and the tensors."""
+    items: list[tuple[str, Any]] = [("packageName", n.domain or _PACKAGE)]
+    weights = []
+    for key, value in n.attrs.items():
+        obj = f"{graph}/{n.name}.{key}"
+        if key == "packageName":
+            raise FormatError("packageName belongs in Node.domain", path=path, obj=obj)
+        if isinstance(value, np.ndarray) and value.ndim > 0:
+            name = f"{n.name}_{key}"
+            k = 1
+            while name in taken:  # tensor params have no name in the IR: make one that is free
+                name, k = f"{n.name}_{key}_{k}", k + 1
+            taken.add(name)
+            try:
+                dtype = DType.from_numpy(value.dtype)
+            except TypeError as e:
+                raise FormatError(str(e), path=path, obj=obj) from None
+            t = Tensor(name, dtype, tuple(int(d) for d in value.shape), TensorKind.STATIC, None, Blob.from_array(value))
+            weights.append(t)
+            items.append((key, t))
+        else:
+            _scalar_value(value, path, obj)  # fail here, with the parameter's name, not mid-write
+            items.append((key, value))
+    items.sort(key=lambda kv: kv[0])
+    order = {id(t): i for i, (_, t) in enumerate(items)}
+    return tuple(items), tuple(sorted(weights, key=lambda t: order[id(t)]))
+
+
+def _scalar_value(value: Any, path: str, obj: str) -> tuple[DType, bool | int | float | str]:
+    """The QNN type and plain value of a scalar parameter (0-d arrays keep their type)."""
+    if isinstance(value, np.ndarray):
+        try:
+            return DType.from_numpy(value.dtype), value.item()
+        except TypeError as e:
+            raise FormatError(str(e), path=path, obj=obj) from None
+    if isinstance(value, (bool, int, float, str)):
+        dtype = _scalar_dtype(value)
+        if dtype is not None:
+            return dtype, value
+    raise FormatError(
+        f"parameter value {value!r} ({type(value).__name__}) has no DLC form: "
+        "scalars are bool/int/float/str or 0-d arrays, tensor params numpy arrays",
+        path=path, obj=obj,
+    )
+
+
+def _layout(statics: list[Tensor], share: str) -> tuple[list[int], list[tuple[int, Blob]], int]:
+    """Offset of every static tensor in model.params.bin (shared ones once),
+    the (offset, blob) runs to copy, and the entry's size."""
+    from ..dedup import plan
+
+    canon = plan([t.name for t in statics], [t.data.raw() for t in statics], mode=share)  # type: ignore[union-attr]
+    offsets = [0] * len(statics)
+    runs: list[tuple[int, Blob]] = []
+    end = 0
+    for i, c in enumerate(canon.tolist()):
+        if c != i:
+            offsets[i] = offsets[c]
+            continue
+        blob = statics[i].data
+        assert blob is not None
+        end += -end % _ALIGN
+        offsets[i] = end
+        runs.append((end, blob))
+        end += blob.nbytes
+    return offsets, runs, end
+
+
+def _weight_chunks(runs: list[tuple[int, Blob]]) -> Iterator[bytes | memoryview]:
+    pos = 0
+    for off, blob in runs:
+        if off > pos:
+            yield bytes(off - pos)
+        view = blob.raw()
+        for i in range(0, view.nbytes, _CHUNK):
+            yield view[i : i + _CHUNK]
+        blob.release()  # the pages came from a mapping: keep resident memory at one blob
+        pos = off + blob.nbytes
+
+
+def _prefixed(builder: Any) -> bytes:
+    major, minor = _V4_VERSION
+    return _MAGIC + major.to_bytes(2, "little") + minor.to_bytes(2, "little") + bytes(2) + bytes(builder.Output())
+
+
+def _vector(b: Any, offsets: Sequence[int]) -> int:
+    b.StartVector(4, len(offsets), 4)
+    for o in reversed(offsets):
+        b.PrependUOffsetTRelative(o)
+    return b.EndVector()
+
+
+def _string_vector(b: Any, items: Iterable[str]) -> int:
+    return _vector(b, [b.CreateString(s) for s in items])
+
+
+def _fb_scale_offset(b: Any, scale: float, offset: int, bits: int, symmetric: bool) -> int:
+    b.StartObject(6)
+    b.PrependInt32Slot(_V4.SO_BITWIDTH, bits, 0)
+    b.PrependFloat32Slot(_V4.SO_SCALE, scale, 0.0)
+    b.PrependInt32Slot(_V4.SO_OFFSET, offset, 0)
+    b.PrependUint8Slot(_V4.SO_SYMMETRIC, int(symmetric), 0)
+    return b.EndObject()
+
+
+def _fb_quant(b: Any, enc: QuantEncoding | None) -> int:
+    if enc is None:
+        b.StartObject(4)
+        b.PrependInt32Slot(_V4.Q_ENCODING, QuantKind.NONE, 0)
+        return b.EndObject()
+    chans = [_fb_scale_offset(b, s, o, enc.bitwidth, enc.is_symmetric) for s, o in zip(enc.scales, enc.offsets)]
+    if enc.kind == QuantKind.SCALE_OFFSET:
+        field, child = _V4.Q_SCALE_OFFSET, chans[0]
+    else:
+        vec = _vector(b, chans)
+        b.StartObject(2)
+        b.PrependInt32Slot(_V4.AX_AXIS, enc.axis or 0, 0)
+        b.PrependUOffsetTRelativeSlot(_V4.AX_LIST, vec, 0)
+        field, child = _V4.Q_AXIS, b.EndObject()
+    b.StartObject(4)
+    b.PrependInt32Slot(_V4.Q_ENCODING, enc.kind, 0)
+    b.PrependUint8Slot(_V4.Q_DEFINED, 1, 0)
+    b.PrependUOffsetTRelativeSlot(field, child, 0)
+    return b.EndObject()
+
+
+def _fb_tensor(b: Any, t: Tensor, kind: TensorKind, tid: int) -> int:
+    name = b.CreateString(t.name)
+    dims = b.CreateNumpyVector(np.asarray(t.shape, np.uint32))
+    quant = _fb_quant(b, t.encoding)
+    dynamic = b.CreateNumpyVector(np.zeros(0, np.uint8))
+    b.StartObject(15)
+    b.PrependUint32Slot(_V4.T_ID, tid, 0)
+    b.PrependUOffsetTRelativeSlot(_V4.T_NAME, name, 0)
+    b.PrependInt32Slot(_V4.T_TYPE, kind, 0)
+    b.PrependUOffsetTRelativeSlot(_V4.T_DIMS, dims, 0)
+    b.PrependInt32Slot(_V4.T_UNK4, -1, 0)
+    b.PrependUOffsetTRelativeSlot(_V4.T_QUANT, quant, 0)
+    b.PrependInt32Slot(_V4.T_DTYPE, t.dtype, 0)
+    b.PrependInt32Slot(_V4.T_DTYPE2, t.dtype, 0)
+    # QNN sets this flag on float32 and fixed-point tensors only (meaning unknown; docs/DLC.md)
+    b.PrependUint8Slot(_V4.T_UNK8, int(t.dtype == DType.FLOAT32 or t.dtype.is_quantized), 0)
+    b.PrependInt32Slot(_V4.T_UNK12, -1, 0)
+    b.PrependUOffsetTRelativeSlot(_V4.T_DYNAMIC, dynamic, 0)
+    return b.EndObject()
+
+
+def _fb_scalar(b: Any, dtype: DType, value: bool | int | float | str) -> int:
+    cls = dtype >> 8
+    text = b.CreateString(value) if dtype == DType.STRING else None
+    b.StartObject(4)
+    b.PrependInt32Slot(_V4.V_DTYPE, dtype, 0)
+    if text is not None:
+        b.PrependUOffsetTRelativeSlot(_V4.V_STRING, text, 0)
+    elif cls == 2:  # floats are stored as doubles holding the value of their own type
+        b.PrependFloat64Slot(_V4.V_FLOAT, float(np.array(value, dtype.numpy)), 0.0)
+    elif cls in (1, 4):
+        b.PrependUint64Slot(_V4.V_INT, int(value), 0)
+    else:
+        b.PrependInt64Slot(_V4.V_INT, int(value), 0)
+    return b.EndObject()
+
+
+def _fb_node(b: Any, n: Node, params: tuple[tuple[str, Any], ...], plan: _GraphPlan) -> int:
+    entries = []
+    for key, value in params:
+        tensor = isinstance(value, Tensor)
+        if tensor:
+            child = _fb_tensor(b, value, TensorKind.STATIC, plan.ids[value.name])
+        else:
+            dtype, scalar = _scalar_value(value, "", key)
+            child = _fb_scalar(b, dtype, scalar)
+        name = b.CreateString(key)
+        b.StartObject(5)
+        b.PrependUOffsetTRelativeSlot(_V4.A_NAME, name, 0)
+        b.PrependInt32Slot(_V4.A_KIND, int(tensor), 0)
+        # QNN marks string params 2 and all others 1 (meaning unknown; docs/DLC.md)
+        b.PrependUint8Slot(_V4.A_FLAG, 2 if isinstance(value, str) else 1, 0)
+        b.PrependUOffsetTRelativeSlot(_V4.A_TENSOR if tensor else _V4.A_VALUE, child, 0)
+        entries.append(b.EndObject())
+    attrs = _vector(b, entries)
+    name, op = b.CreateString(n.name), b.CreateString(n.op_type)
+    ins, outs = _string_vector(b, n.inputs), _string_vector(b, n.outputs)
+    b.StartObject(5)
+    b.PrependUOffsetTRelativeSlot(_V4.N_NAME, name, 0)
+    b.PrependUOffsetTRelativeSlot(_V4.N_TYPE, op, 0)
+    b.PrependUOffsetTRelativeSlot(_V4.N_INPUTS, ins, 0)
+    b.PrependUOffsetTRelativeSlot(_V4.N_OUTPUTS, outs, 0)
+    b.PrependUOffsetTRelativeSlot(_V4.N_ATTRS, attrs, 0)
+    return b.EndObject()
+
+
+def _model_entry(plans: list[_GraphPlan]) -> bytes:
+    import flatbuffers
+
+    b = flatbuffers.Builder(1 << 16)
+    graphs = []
+    for p in plans:
+        nodes = _vector(b, [_fb_node(b, n, params, p) for n, params in zip(p.graph.nodes, p.params)])
+        tensors = _vector(b, [_fb_tensor(b, t, kind, p.ids[t.name]) for t, kind in p.tensors])
+        name, name2 = b.CreateString(p.graph.name), b.CreateString(p.graph.name)
+        b.StartObject(5)
+        b.PrependUOffsetTRelativeSlot(_V4.G_NAME, name, 0)
+        b.PrependUOffsetTRelativeSlot(_V4.G_NODES, nodes, 0)
+        b.PrependUOffsetTRelativeSlot(_V4.G_TENSORS, tensors, 0)
+        b.PrependUOffsetTRelativeSlot(_V4.G_NAME2, name2, 0)
+        graphs.append(b.EndObject())
+    vec = _vector(b, graphs)
+    b.StartObject(1)
+    b.PrependUOffsetTRelativeSlot(_V4.GRAPHS, vec, 0)
+    b.Finish(b.EndObject(), b"NETD")
+    return _prefixed(b)
+
+
+def _fb_tensor_data(b: Any, name: str, offset: int, size: int) -> int:
+    text = b.CreateString(name)
+    b.StartObject(2)
+    b.PrependUint64Slot(_V4.REF_OFFSET, offset, 0)
+    b.PrependUint64Slot(_V4.REF_SIZE, size, 0)
+    ref = b.EndObject()
+    b.StartObject(4)
+    b.PrependUOffsetTRelativeSlot(_V4.TD_NAME, text, 0)
+    b.PrependUOffsetTRelativeSlot(_V4.TD_REF, ref, 0)
+    return b.EndObject()
+
+
+def _params_entry(plans: list[_GraphPlan], offsets: list[int]) -> bytes:
+    import flatbuffers
+
+    b = flatbuffers.Builder(1 << 16)
+    at = iter(offsets)  # offsets follow the plans' statics order
+    graphs = []
+    for p in plans:
+        weights = _vector(b, [_fb_tensor_data(b, t.name, next(at), t.nbytes) for t in p.weights])
+        nodes = []
+        for ts in p.node_weights:
+            vec = _vector(b, [_fb_tensor_data(b, t.name, next(at), t.nbytes) for t in ts])
+            b.StartObject(1)
+            b.PrependUOffsetTRelativeSlot(_V4.PN_TENSORS, vec, 0)
+            nodes.append(b.EndObject())
+        node_vec = _vector(b, nodes)
+        name = b.CreateString(p.graph.name)
+        b.StartObject(3)
+        b.PrependUOffsetTRelativeSlot(_V4.PG_NAME, name, 0)
+        b.PrependUOffsetTRelativeSlot(_V4.PG_TENSORS, weights, 0)
+        b.PrependUOffsetTRelativeSlot(_V4.PG_NODES, node_vec, 0)
+        graphs.append(b.EndObject())
+    vec = _vector(b, graphs)
+    b.StartObject(1)
+    b.PrependUOffsetTRelativeSlot(_V4.P_GRAPHS, vec, 0)
+    b.Finish(b.EndObject(), b"NETP")
+    return _prefixed(b)
+
+
+def _metadata_entries(metadata: Mapping[str, str], names: list[str]) -> tuple[bytes, bytes]:
+    """``dlc.metadata2.3.0`` and the history, which gets ctxbin's step appended
+    to the source's steps (kept under :data:`HISTORY_KEY` by the reader)."""
+    from .. import __version__
+
+    stamp = metadata.get("timestamp") or _EPOCH
+    try:
+        steps = json.loads(metadata.get(HISTORY_KEY, "[]"))
+    except ValueError:
+        steps = []
+    steps = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
+    steps.append({"converterCommand": {
+        "tool": _TOOL, "converterVersion": __version__, "args": {"graphs": ",".join(names)}, "timestamp": stamp,
+    }})
+
+    def header(kind: str) -> dict[str, Any]:
+        return {"artifact_type": kind, "header_version": _META_HEADER_VERSION, "version": _META_VERSION, "timestamp": stamp}
+
+    meta = {"header": header("DLC_METADATA")}
+    history = {"header": header("DLC_METADATA_HISTORY"), "dlcGenerationInfo": steps}
+    return (json.dumps(meta, indent=4, ensure_ascii=False).encode(), json.dumps(history, indent=4, ensure_ascii=False).encode())
+
+
+_ZIP_LOCAL = struct.Struct("<4sHHHHHIIIHH")
+_ZIP_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_ZIP64_EOCD = struct.Struct("<4sQHHIIQQQQ")
+_ZIP64_LOCATOR = struct.Struct("<4sIQI")
+_ZIP_EOCD = struct.Struct("<4sHHHHIIH")
+_ZIP32_MAX = 0xFFFFFFFF  # a size or offset this large needs ZIP64 records
+_ZIP_DATE = (1 << 5) | 1  # 1980-01-01 00:00 (DOS): fixed, so the same input gives the same bytes
+_ZIP_ALIGN_ID = 0xD935  # extra field that pads data to an alignment (as Android's zipalign writes)
+
+
+class _ZipWriter:
+    """Stored entries (no compression) with correct CRC-32s and fixed
+    timestamps, each entry's data aligned to :data:`_ALIGN` by a padding extra
+    field, ZIP64 records exactly where a size or offset needs them. Data is
+    streamed; each CRC is patched into its local header afterwards."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.pos = f.tell()
+        self.entries: list[tuple[bytes, int, int, int]] = []  # name, crc, size, header offset
+
+    def add(self, name: str, size: int, chunks: Iterable[bytes | memoryview]) -> None:
+        raw = name.encode("utf-8")
+        start = self.pos
+        big = size >= _ZIP32_MAX
+        z64 = struct.pack("<HHQQ", 1, 16, size, size) if big else b""
+        pad = -(start + _ZIP_LOCAL.size + len(raw) + len(z64) + 6) % _ALIGN
+        extra = z64 + struct.pack("<HHH", _ZIP_ALIGN_ID, 2 + pad, _ALIGN) + bytes(pad)
+        size32 = _ZIP32_MAX if big else size
+        self.f.write(_ZIP_LOCAL.pack(b"PK\x03\x04", 45 if big else 20, 0, 0, 0, _ZIP_DATE, 0, size32, size32, len(raw), len(extra)))
+        self.f.write(raw + extra)
+        crc, written = 0, 0
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+            written += self.f.write(chunk)
+        if written != size:  # a blob changed size under us: never leave a lying header
+            raise FormatError(f"wrote {written} bytes where {size} were planned", obj=name)
+        end = self.f.tell()
+        self.f.seek(start + 14)
+        self.f.write(struct.pack("<I", crc))
+        self.f.seek(end)
+        self.pos = end
+        self.entries.append((raw, crc, size, start))
+
+    def close(self) -> None:
+        cd_start = self.pos
+        for raw, crc, size, offset in sorted(self.entries):
+            fields = ([size, size] if size >= _ZIP32_MAX else []) + ([offset] if offset >= _ZIP32_MAX else [])
+            extra = struct.pack(f"<HH{len(fields)}Q", 1, 8 * len(fields), *fields) if fields else b""
+            version = 45 if fields else 20
+            size32 = min(size, _ZIP32_MAX)
+            self.f.write(_ZIP_CENTRAL.pack(
+                b"PK\x01\x02", version, version, 0, 0, 0, _ZIP_DATE, crc, size32, size32,
+                len(raw), len(extra), 0, 0, 0, 0, min(offset, _ZIP32_MAX),
+            ))
+            self.f.write(raw + extra)
+        cd_end = self.f.tell()
+        count, cd_size = len(self.entries), cd_end - cd_start
+        if cd_start >= _ZIP32_MAX or cd_size >= _ZIP32_MAX or count >= 0xFFFF:
+            self.f.write(_ZIP64_EOCD.pack(b"PK\x06\x06", _ZIP64_EOCD.size - 12, 45, 45, 0, 0, count, count, cd_size, cd_start))
+            self.f.write(_ZIP64_LOCATOR.pack(b"PK\x06\x07", 0, cd_end, 1))
+        self.f.write(_ZIP_EOCD.pack(
+            b"PK\x05\x06", 0, 0, min(count, 0xFFFF), min(count, 0xFFFF),
+            min(cd_size, _ZIP32_MAX), min(cd_start, _ZIP32_MAX), 0,
+        ))
