@@ -26,7 +26,6 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Union
 
 from ..errors import FormatError, UnsupportedVersionError

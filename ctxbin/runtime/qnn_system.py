@@ -214,20 +214,21 @@ class SysBinaryInfo:
         return [g.name for g in self.graphs]
 
 
-def find_library(path: str | os.PathLike[str] | None = None) -> Path:
-    """Where ``libQnnSystem.so`` is: ``path`` (a file or directory),
-    ``$QNN_SDK_ROOT/lib/x86_64-linux-clang``, or the ``onnxruntime_qnn`` package."""
+def find_library(path: str | os.PathLike[str] | None = None, *, name: str = _LIB_NAME) -> Path:
+    """Where QNN library ``name`` (default ``libQnnSystem.so``) is: ``path`` (a
+    file or directory), ``$QNN_SDK_ROOT/lib/x86_64-linux-clang``, or the
+    ``onnxruntime_qnn`` package directory. Cheap: nothing is loaded."""
     tried: list[str] = []
     candidates: list[Path] = []
     if path is not None:
         p = Path(path)
-        candidates.append(p / _LIB_NAME if p.is_dir() else p)
+        candidates.append(p / name if p.is_dir() else p)
     else:
         root = os.environ.get("QNN_SDK_ROOT")
         if root:
-            candidates.append(Path(root) / "lib" / "x86_64-linux-clang" / _LIB_NAME)
+            candidates.append(Path(root) / "lib" / "x86_64-linux-clang" / name)
         else:
-            tried.append("QNN_SDK_ROOT (not set)")
+            tried.append("$QNN_SDK_ROOT (not set)")
         try:
             import importlib.util
 
@@ -235,14 +236,14 @@ def find_library(path: str | os.PathLike[str] | None = None) -> Path:
         except (ImportError, ValueError):
             spec = None
         if spec is not None and spec.origin:
-            candidates.append(Path(spec.origin).parent / _LIB_NAME)
+            candidates.append(Path(spec.origin).parent / name)
         else:
             tried.append("the onnxruntime_qnn package (not installed; pip install 'ctxbin[htp]')")
     for c in candidates:
         if c.is_file():
             return c
         tried.append(str(c))
-    raise BackendUnavailableError(f"{_LIB_NAME} not found; looked in: " + "; ".join(tried))
+    raise BackendUnavailableError(f"{name} not found; looked in: " + "; ".join(tried))
 
 
 def _code(err: int) -> int:

@@ -24,15 +24,15 @@ class RunResult(dict):
         self.note = note
 
 
-def _htp_unusable(graph: Graph) -> str:
+def _htp_unusable(graph: Graph, library: Any = None) -> str:
     """Why HTP cannot run ``graph`` here ("" when it can)."""
     if graph.binary is None:
         return f"graph {graph.name!r} has no compiled HTP binary"
-    try:
-        from . import htp
-    except ImportError:
-        return "this ctxbin has no HTP backend module"
-    return htp.unavailable_reason()
+    if graph.binary.backend != "htp":
+        return f"graph {graph.name!r} is compiled for {graph.binary.backend!r}, not htp"
+    from . import htp
+
+    return htp.unavailable_reason(library)
 
 
 def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], backend: str = "auto", **options: Any) -> RunResult:
@@ -40,7 +40,7 @@ def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], backend: str = "au
         raise CtxbinError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     note = ""
     if backend in ("auto", "htp"):
-        why = _htp_unusable(graph)
+        why = _htp_unusable(graph, options.get("library"))
         if not why:
             from . import htp
 
