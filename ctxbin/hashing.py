@@ -1,0 +1,243 @@
+"""XXH3-64 content hashes of tensor bytes: one buffer, many ranges of one
+buffer (tensors inside one mapped file), or many separate buffers.
+
+The work is done by the C core (``ctxbin._native_core``) when it is built; the
+batch calls then run on a few threads without the GIL. Without it (a source
+checkout that was never built, or ``CTXBIN_NO_NATIVE=1`` in the environment)
+the ``xxhash`` package computes the same values, one call per tensor.
+
+Buffers are anything exporting the buffer protocol (``bytes``, ``memoryview``,
+``mmap``, numpy arrays); they must be C-contiguous, and are hashed as their raw
+bytes.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from .errors import FormatError
+
+try:
+    from . import _native_core
+except ImportError:  # not built: the xxhash fallback below takes over
+    _native_core = None
+
+__all__ = ["native_available", "simd_impl", "xxh3_64", "hash_many", "hash_buffers"]
+
+_U64_MAX = (1 << 64) - 1
+_MAX_THREADS = 64
+
+
+def native_core() -> Any:
+    """The C core's cffi module (``.ffi``, ``.lib``), or None when it is missing
+    or disabled by the environment. For ctxbin's own modules."""
+    if _native_core is None or os.environ.get("CTXBIN_NO_NATIVE", "") not in ("", "0"):
+        return None
+    return _native_core
+
+
+def native_available() -> bool:
+    """True when hashing and dedup run in the C core (built, and not disabled
+    with ``CTXBIN_NO_NATIVE=1``)."""
+    return native_core() is not None
+
+
+def simd_impl() -> str:
+    """The accumulate loop used for long inputs: ``avx2``, ``sse2``, ``neon``,
+    ``scalar``, or ``python`` when the C core is not in use."""
+    core = native_core()
+    if core is None:
+        return "python"
+    return core.ffi.string(core.lib.ctxbin_impl_name(core.lib.CTXBIN_IMPL_AUTO)).decode()
+
+
+def check_status(status: int) -> None:
+    """Raise for a non-zero C core status (``MemoryError`` or ``ValueError``)."""
+    if status == 0:
+        return
+    lib = _native_core.lib
+    message = _native_core.ffi.string(lib.ctxbin_strerror(status)).decode()
+    if status == lib.CTXBIN_ENOMEM:
+        raise MemoryError(message)
+    raise ValueError(f"ctxbin C core: {message}")
+
+
+def _seed(seed: int) -> int:
+    try:
+        value = operator.index(seed)  # ints and numpy integers; not floats or strings
+    except TypeError:
+        value = -1
+    if isinstance(seed, bool) or not 0 <= value <= _U64_MAX:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    return value
+
+
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on every platform
+            cores = os.cpu_count() or 1
+        return max(1, min(cores, 8))
+    try:
+        value = operator.index(threads)
+    except TypeError:
+        value = 0
+    if isinstance(threads, bool) or value < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return min(value, _MAX_THREADS)
+
+
+def byte_view(data: Any, what: str = "buffer") -> memoryview:
+    """``data``'s bytes as a flat, C-contiguous ``memoryview`` of format ``B``
+    (no copy); ``TypeError`` for non-buffers, ``ValueError`` if not contiguous."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"{what} must support the buffer protocol, got {type(data).__name__}") from None
+    if not view.c_contiguous:
+        raise ValueError(f"{what} is not C-contiguous; hash a contiguous copy")
+    if view.format == "B" and view.ndim == 1:
+        return view
+    return view.cast("B") if view.ndim else view.cast("B", (view.nbytes,))
+
+
+def xxh3_64(data: Any, seed: int = 0) -> int:
+    """XXH3-64 of ``data``'s bytes (equal to ``xxhash.xxh3_64_intdigest``)."""
+    seed = _seed(seed)
+    view = byte_view(data)
+    core = native_core()
+    if core is None:
+        return xxhash.xxh3_64_intdigest(view, seed)
+    with core.ffi.from_buffer(view) as ptr:
+        return int(core.lib.ctxbin_xxh3_64(ptr, view.nbytes, seed))
+
+
+def _u64_column(values: Any, what: str) -> np.ndarray:
+    """A 1-D uint64 copy of non-negative integers, checked before any cast."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.zeros(0, np.uint64)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be integers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "i" and arr.min() < 0:
+        i = int(np.argmax(arr < 0))
+        raise FormatError(f"negative {what[:-1]} {int(arr[i])}", obj=f"range {i}")
+    return np.ascontiguousarray(arr, dtype=np.uint64)
+
+
+def hash_many(
+    base: Any,
+    offsets: Sequence[int] | np.ndarray,
+    lengths: Sequence[int] | np.ndarray,
+    seed: int = 0,
+    threads: int | None = None,
+) -> np.ndarray:
+    """``out[i] = xxh3_64(base[offsets[i] : offsets[i] + lengths[i]], seed)``,
+    offsets and lengths in bytes of ``base``'s raw memory.
+
+    Every range is checked against ``base``'s size first: one outside it is a
+    :class:`~ctxbin.errors.FormatError` naming the range and its offset.
+    """
+    seed = _seed(seed)
+    nthreads = _threads(threads)
+    view = byte_view(base, "base buffer")
+    offs = _u64_column(offsets, "offsets")
+    lens = _u64_column(lengths, "lengths")
+    if offs.shape != lens.shape:
+        raise ValueError(f"{offs.size} offsets but {lens.size} lengths")
+    size = view.nbytes
+    core = native_core()
+    if core is None:
+        _check_ranges(offs, lens, size)
+        return np.fromiter(
+            (xxhash.xxh3_64_intdigest(view[o : o + n], seed)
+             for o, n in zip(offs.tolist(), lens.tolist())),
+            np.uint64, offs.size,
+        )
+    out = np.empty(offs.size, np.uint64)
+    if offs.size == 0:
+        return out
+    ffi = core.ffi
+    with ffi.from_buffer(view) as ptr:
+        status = core.lib.ctxbin_hash_many(
+            ptr, size,
+            ffi.from_buffer("uint64_t[]", offs), ffi.from_buffer("uint64_t[]", lens),
+            offs.size, seed, ffi.from_buffer("uint64_t[]", out), nthreads,
+        )
+    if status == core.lib.CTXBIN_ERANGE:
+        _check_ranges(offs, lens, size)  # the C core checked first; name the culprit
+    check_status(status)
+    return out
+
+
+def _check_ranges(offs: np.ndarray, lens: np.ndarray, size: int) -> None:
+    """FormatError for the first (offset, length) reaching past ``size`` bytes."""
+    # offs <= size is tested first, so size - offs cannot wrap around
+    bad = (offs > size) | (lens > np.uint64(size) - np.minimum(offs, np.uint64(size)))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise FormatError(
+            f"{int(lens[i])} bytes at offset {int(offs[i])} run past the end of the "
+            f"{size}-byte buffer",
+            obj=f"range {i}",
+            offset=int(offs[i]),
+        )
+
+
+@contextmanager
+def pinned(buffers: Sequence[Any]) -> Iterator[tuple[Any, np.ndarray]]:
+    """``(pointers, lengths)``: a C array of pointers to the buffers' bytes and
+    their sizes in bytes, valid inside the ``with``. The buffers stay exported
+    until it ends (an mmap cannot be closed meanwhile). Needs the C core."""
+    ffi = _native_core.ffi
+    held: list[Any] = []
+    export = ffi.from_buffer
+    add = held.append
+    try:
+        try:
+            for buf in buffers:
+                add(export(buf))
+        except (TypeError, ValueError, BufferError):
+            i = len(held)
+            byte_view(buffers[i], f"buffer {i}")  # raises the same error, worded like the fallback's
+            raise
+        lengths = np.fromiter(map(len, held), np.uint64, len(held))
+        yield ffi.new("const void *[]", held), lengths
+    finally:
+        for cdata in held:
+            ffi.release(cdata)
+
+
+def hash_pinned(pointers: Any, lengths: np.ndarray, seed: int = 0, threads: int | None = None) -> np.ndarray:
+    """:func:`hash_buffers` over what :func:`pinned` yields (C core only)."""
+    seed = _seed(seed)
+    nthreads = _threads(threads)
+    ffi, lib = _native_core.ffi, _native_core.lib
+    out = np.empty(lengths.size, np.uint64)
+    if lengths.size:
+        check_status(lib.ctxbin_hash_ptrs(
+            pointers, ffi.from_buffer("uint64_t[]", lengths), lengths.size, seed,
+            ffi.from_buffer("uint64_t[]", out), nthreads,
+        ))
+    return out
+
+
+def hash_buffers(buffers: Sequence[Any], seed: int = 0, threads: int | None = None) -> np.ndarray:
+    """``out[i] = xxh3_64(buffers[i], seed)`` for tensors living in different buffers."""
+    seed = _seed(seed)
+    nthreads = _threads(threads)
+    if native_core() is None:
+        views = [byte_view(b, f"buffer {i}") for i, b in enumerate(buffers)]
+        return np.fromiter((xxhash.xxh3_64_intdigest(v, seed) for v in views), np.uint64, len(views))
+    with pinned(buffers) as (pointers, lengths):
+        return hash_pinned(pointers, lengths, seed, nthreads)

@@ -1,0 +1,60 @@
+"""cffi (API mode, out-of-line) build of ``ctxbin._native_core`` from the C core.
+
+Used by ``setup.py`` (``cffi_modules=["native/build.py:ffibuilder"]``) so that
+``pip install .`` / ``pip install -e .`` compile it, and runnable directly for a
+development build in place: ``python native/build.py`` puts the extension next
+to the package sources, in ``ctxbin/``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+__all__ = ["ffibuilder"]
+
+NATIVE = Path(__file__).resolve().parent
+ROOT = NATIVE.parent
+HEADER = NATIVE / "ctxbin_core.h"
+# Relative to the project root: setuptools runs the build from there.
+SOURCES = ["native/xxh3.c", "native/batch.c", "native/threadpool.c", "native/dedup.c"]
+# Rebuild triggers, and (through setuptools) what an sdist must carry besides SOURCES.
+DEPENDS = ["native/ctxbin_core.h", "native/core_internal.h", "native/build.py"]
+
+
+def _cdef() -> str:
+    """The declarations between the CFFI-BEGIN/END markers of the public header."""
+    text = HEADER.read_text(encoding="utf-8")
+    start = text.index("/* CFFI-BEGIN */") + len("/* CFFI-BEGIN */")
+    return text[start : text.index("/* CFFI-END */")]
+
+
+def _compile_args() -> list[str]:
+    if sys.platform == "win32":
+        return ["/O2"]
+    # No -march: AVX2 is chosen at run time, so one build runs on every CPU of its arch.
+    return ["-O3", "-fno-strict-aliasing", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef())
+ffibuilder.set_source(
+    "ctxbin._native_core",
+    '#include "ctxbin_core.h"',
+    sources=SOURCES,
+    depends=DEPENDS,
+    include_dirs=["native"],
+    extra_compile_args=_compile_args(),
+    libraries=[] if sys.platform == "win32" else ["pthread"],
+)
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    ffibuilder.compile(tmpdir=str(ROOT), verbose=False)
+    # keep the extension (and its generated C, for debugging); drop the objects
+    for obj in [*NATIVE.glob("*.o"), ROOT / "ctxbin" / "_native_core.o"]:
+        obj.unlink(missing_ok=True)
