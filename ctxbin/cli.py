@@ -301,6 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CtxbinError as e:
         sys.stderr.write(f"ctxbin {args.command}: error: {clean(e)}\n")
         return 2
+    except BrokenPipeError:
+        # the reader went away (e.g. `ctxbin inspect x | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:
         sys.stderr.write(f"ctxbin {args.command}: error: {clean(e)}\n")
         return 2

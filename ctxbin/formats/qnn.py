@@ -470,12 +470,35 @@ def graphs_of(info: BinaryInfo, blob: Blob, path: str = "") -> tuple[Graph, ...]
             meta["spill_fill_buffer_size"] = str(g.spill_fill_buffer_size)
         if g.blob_size is not None:
             meta["blob_size"] = str(g.blob_size)
+        if g.shared_weights_size is not None:
+            meta["shared_weights_size"] = str(g.shared_weights_size)
+        if g.htp is not None:
+            meta["vtcm_size"] = str(g.htp.vtcm_size)
         graphs.append(Graph(
             name=g.name, inputs=inputs, outputs=outputs,
             tensors={t.name: t for t in inputs + outputs}, metadata=meta,
             binary=BackendBinary(backend=info.backend_name, blob=blob, graph_name=g.name),
         ))
     return tuple(graphs)
+
+
+def _container_metadata(info: BinaryInfo) -> dict[str, str]:
+    """What ``ctxbin inspect`` shows about the binary as a whole."""
+    v = ".".join
+    meta = {
+        "build_id": info.build_id,
+        "backend": f"{info.backend_name} (id {info.backend_id})",
+        "core_api_version": v(map(str, info.core_api_version)),
+        "backend_api_version": v(map(str, info.backend_api_version)),
+        "context_blob_version": v(map(str, info.context_blob_version)),
+        "context_blob_size": str(info.context_blob_size),
+        "max_spill_fill_buffer_size": str(info.spill_fill_buffer_size),
+    }
+    if info.soc_version:
+        meta["soc_version"] = info.soc_version
+    if info.shared_weights_size:
+        meta["shared_weights_size"] = str(info.shared_weights_size)
+    return meta
 
 
 def read(path: str | os.PathLike[str]) -> Container:
@@ -485,7 +508,7 @@ def read(path: str | os.PathLike[str]) -> Container:
     return Container(
         graphs=graphs_of(info, blob, p),
         target=target_of(info),
-        metadata={"build_id": info.build_id},
+        metadata=_container_metadata(info),
         source=p,
         format="qnn",
         format_version=".".join(map(str, info.version_words)),
