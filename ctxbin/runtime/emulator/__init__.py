@@ -49,7 +49,11 @@ class Emulator:
         if strings:
             raise InputError(f"graph {graph.name!r}: the emulator cannot take string inputs {strings}")
         self.graph = graph
-        self._steps = [(n, _kernel_for(graph, n)) for n in graph.nodes]
+        self._steps = []
+        for n in graph.nodes:
+            fn = _kernel_for(graph, n)
+            declared = [graph.tensors.get(o) for o in n.outputs] if fn.wants_outputs else None  # type: ignore[union-attr]
+            self._steps.append((n, fn, declared))
         self._constants = {t.name: _constant(t) for t in graph.weights}
         # Free each intermediate after its last reader so peak memory stays
         # near the widest layer rather than the sum of all activations.
@@ -94,9 +98,9 @@ class Emulator:
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         env = self._check_inputs(feeds)
         env.update(self._constants)
-        for (node, fn), release in zip(self._steps, self._release):
+        for (node, fn, declared), release in zip(self._steps, self._release):
             args = [env[x] if x else None for x in node.inputs]
-            outs = fn(node, args)
+            outs = fn(node, args, outputs=declared) if declared is not None else fn(node, args)
             for name, value in zip(node.outputs, outs):
                 if name:
                     env[name] = value

@@ -2,7 +2,9 @@
 
 Each kernel lives in its own module under ``ctxbin/runtime/emulator/ops/`` and
 registers itself with :func:`kernel`. A kernel takes the node, its input arrays
-(``None`` for a missing optional input) and returns its outputs in order.
+(``None`` for a missing optional input) and returns its outputs in order. A
+kernel with an ``outputs`` parameter also gets the graph's declared output
+tensors (QNN ops such as Reshape or Cast are defined by them).
 An op whose meaning changed between ONNX opsets registers one kernel per
 version with ``since=``; lookups pick the newest kernel not newer than the
 graph's opset.
@@ -11,6 +13,7 @@ graph's opset.
 from __future__ import annotations
 
 import bisect
+import inspect
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -30,6 +33,7 @@ def kernel(namespace: str, *op_types: str, since: int = 1) -> Callable[[Kernel],
     for opsets ``since`` and newer."""
 
     def register(fn: Kernel) -> Kernel:
+        fn.wants_outputs = "outputs" in inspect.signature(fn).parameters  # type: ignore[attr-defined]
         for op in op_types:
             versions = _KERNELS.setdefault((namespace, op), [])
             if any(s == since for s, _ in versions):
