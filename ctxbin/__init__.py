@@ -22,6 +22,7 @@ from .errors import (
     GraphNotFoundError,
     InputError,
     LinkError,
+    ShapeError,
     UnsupportedOpError,
     UnsupportedVersionError,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "UnsupportedVersionError",
     "ChecksumError",
     "LinkError",
+    "ShapeError",
     "GraphNotFoundError",
     "UnsupportedOpError",
     "InputError",

@@ -14,6 +14,7 @@ __all__ = [
     "UnsupportedVersionError",
     "ChecksumError",
     "LinkError",
+    "ShapeError",
     "GraphNotFoundError",
     "UnsupportedOpError",
     "InputError",
@@ -65,6 +66,11 @@ class ChecksumError(FormatError):
 
 class LinkError(CtxbinError, ValueError):
     """Graphs cannot be linked (name collisions, mismatched targets, ...)."""
+
+
+class ShapeError(CtxbinError, ValueError):
+    """A tensor's shape or element type cannot be determined statically
+    (e.g. a symbolic dimension that must be bound first)."""
 
 
 class GraphNotFoundError(CtxbinError, KeyError):

@@ -31,7 +31,8 @@ from ctxbin.passes.fold_batchnorm import fold_batchnorm
 from ctxbin.passes.fold_constants import fold_constants
 from ctxbin.passes.fuse_gelu import fuse_gelu
 from ctxbin.passes.onnx_to_qnn import lower
-from ctxbin.passes.shapes import ShapeError, infer_shapes
+from ctxbin.errors import ShapeError
+from ctxbin.passes.shapes import infer_shapes
 from ctxbin.runtime.emulator import Emulator, supported
 from tests.dlc_oracle import float_conv_net, float_mixed_net, make_dlcs, require_qnn
 from tests.models import build_fcn, build_transformer

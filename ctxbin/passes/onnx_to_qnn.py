@@ -764,7 +764,7 @@ def lower(graph: Graph) -> Graph:
     change layout are new blobs, the others share the source's blobs.
 
     Raises :class:`~ctxbin.errors.UnsupportedOpError` listing every op (or op
-    setting) that cannot be lowered, and :class:`~ctxbin.passes.shapes.ShapeError`
+    setting) that cannot be lowered, and :class:`~ctxbin.errors.ShapeError`
     when shapes are not static.
     """
     foreign = sorted({f"{n.namespace}:{n.op_type}" for n in graph.nodes if n.namespace != "onnx"})

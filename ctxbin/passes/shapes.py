@@ -16,18 +16,14 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..errors import CtxbinError
+from ..errors import ShapeError
 from ..ir import AttrValue, DType, Graph, Node, Tensor, TensorKind
 
-__all__ = ["ShapeError", "infer_shapes"]
+__all__ = ["infer_shapes"]
 
 #: Constants up to this many bytes are given to inference as data (shape operands, Resize scales).
 _DATA_LIMIT = 4096
 _DEFAULT_OPSET = 17
-
-
-class ShapeError(CtxbinError, ValueError):
-    """A tensor's shape or element type cannot be determined statically."""
 
 
 def _elem(dtype: DType, what: str) -> int:
