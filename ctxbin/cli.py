@@ -1,4 +1,4 @@
-"""The ``ctxbin`` command line: link, inspect, run, check.
+"""The ``ctxbin`` command line: link, inspect, run, convert, check.
 
 Only this module prints. Names read from files are sanitized before they
 reach the terminal, so a hostile file cannot send control sequences.
@@ -256,6 +256,18 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if problems else 0
 
 
+def cmd_convert(args: argparse.Namespace, out: TextIO) -> int:
+    from .convert import convert
+
+    c = convert(args.model, args.output, name=args.name, route=args.route)
+    g = c.graphs[0]
+    out.write(
+        f"wrote {clean(args.output)}: graph {clean(g.name)} ({len(g.nodes)} QNN ops, "
+        f"{_human(sum(t.nbytes for t in g.weights))} of weights)\n"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -286,6 +298,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--npy", action="store_true", help="write outputs as .npy instead of raw")
     s.add_argument("--backend", default="auto", choices=("auto", "emulator", "htp"))
     s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("convert", help="convert an ONNX model into a QNN DLC (v4) with a named graph")
+    s.add_argument("model", help="the ONNX model")
+    s.add_argument("-o", "--output", required=True, help="the DLC to write")
+    s.add_argument("--name", help="graph name (default: the ONNX graph's name, else the file stem)")
+    s.add_argument(
+        "--route", choices=("auto", "qnn-ir", "ctxbin"), default="auto",
+        help="qnn-ir: the vendor's lowering through onnxruntime-qnn; ctxbin: ctxbin's own pass; "
+        "auto: qnn-ir when installed",
+    )
+    s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser("check", help="verify every checksum and structural rule (exit 1 on problems)")
     s.add_argument("file")

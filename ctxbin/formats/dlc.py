@@ -27,6 +27,7 @@ weights, weights shared between graphs stored once, and deterministic bytes.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 import zlib
@@ -42,7 +43,7 @@ from ..ir import AttrValue, Container, DType, Graph, Node, QuantEncoding, QuantK
 from ..weights import Blob
 from ..ziparchive import ZipArchive
 
-__all__ = ["sniff", "read", "write", "NAMESPACE_V4", "NAMESPACE_V3", "HISTORY_KEY"]
+__all__ = ["sniff", "read", "write", "check", "NAMESPACE_V4", "NAMESPACE_V3", "HISTORY_KEY"]
 
 #: Namespace of v4 nodes (QNN op definitions as the QNN IR stores them).
 NAMESPACE_V4 = "qnn"
@@ -133,6 +134,15 @@ class _Doc:
 
     def entry(self, name: str) -> memoryview:
         return self.zf.read(name)
+
+    def weights_entry(self, name: str) -> memoryview:
+        """A stored weights entry as a view of the mapping, its CRC-32 not
+        checked: that would read every weight at open time, and opening a
+        10 GB file must cost what opening a 10 MB one does."""
+        e = self.zf.entry(name)
+        if e.method != 0:
+            return self.zf.read(name)
+        return memoryview(self.zf.buffer).cast("B")[e.data_offset : e.data_end]
 
     def file_offset(self, name: str, at: int) -> int | None:
         """File offset of byte ``at`` of entry ``name`` (None when it was inflated)."""
@@ -291,7 +301,13 @@ class _V4Data:
             off = ref.scalar(_V4.REF_OFFSET, "Q")
             size = ref.scalar(_V4.REF_SIZE, "Q")
             where = self.doc.file_offset("model.params.bin", off)
-            return Blob(self.params_bin, off, size, origin=(self.doc.path, obj, where if where is not None else off))
+            origin = (self.doc.path, obj, where if where is not None else off)
+            blob = Blob(self.params_bin, off, size, origin=origin)  # bounds-checked against the entry
+            mapping = self.doc.zf.buffer
+            if where is not None and isinstance(mapping, mmap.mmap):
+                # the same bytes addressed in the file mapping, so streaming writers can release their pages
+                return Blob(mapping, where, size, origin=origin)
+            return blob
         raw = td.bytes_(_V4.TD_BYTES, obj)
         if raw is None:
             raise td.fb.error("static tensor has neither inline bytes nor a model.params.bin reference", obj, td.pos)
@@ -328,7 +344,7 @@ def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[dict[str, Table], li
     if major != 4:
         raise UnsupportedVersionError(f"model.params has major version {major} in a v4 DLC", path=doc.path, obj="model.params", offset=2)
     root = _flatbuffer(doc, "model.params", raw, b"NETP")
-    params_bin = doc.entry("model.params.bin") if "model.params.bin" in doc.zf else None
+    params_bin = doc.weights_entry("model.params.bin") if "model.params.bin" in doc.zf else None
     out = {}
     for g in _tables(doc, root, _V4.P_GRAPHS, "model.params.graphs"):
         name = g.string(_V4.PG_NAME, obj=g.obj)
@@ -659,6 +675,19 @@ _ALIGN = 64  # every entry's data, and every weight in model.params.bin, starts 
 _CHUNK = 16 << 20  # weights are copied in slices of at most this many bytes
 
 
+def check(path: str | os.PathLike) -> list[str]:
+    """Problems of the DLC at ``path`` beyond what opening checks: every
+    entry's CRC-32 (where recorded; the vendor's files record none)."""
+    archive = ZipArchive.open(path)
+    problems = []
+    for name in archive.names():
+        try:
+            archive.read(name)
+        except FormatError as e:
+            problems.append(str(e))
+    return problems
+
+
 def write(
     container: Container,
     path: str | os.PathLike,
@@ -835,7 +864,12 @@ def _layout(statics: list[Tensor], share: str) -> tuple[list[int], list[tuple[in
     the (offset, blob) runs to copy, and the entry's size."""
     from ..dedup import plan
 
-    canon = plan([t.name for t in statics], [t.data.raw() for t in statics], mode=share)  # type: ignore[union-attr]
+    blobs = [t.data for t in statics]
+    hashes = []
+    for blob in blobs:  # one blob resident at a time, not the whole file
+        hashes.append(blob.hash)  # type: ignore[union-attr]
+        blob.release()  # type: ignore[union-attr]
+    canon = plan([t.name for t in statics], [b.raw() for b in blobs], hashes, mode=share)  # type: ignore[union-attr]
     offsets = [0] * len(statics)
     runs: list[tuple[int, Blob]] = []
     end = 0
@@ -1067,6 +1101,7 @@ _ZIP64_EOCD = struct.Struct("<4sQHHIIQQQQ")
 _ZIP64_LOCATOR = struct.Struct("<4sIQI")
 _ZIP_EOCD = struct.Struct("<4sHHHHIIH")
 _ZIP32_MAX = 0xFFFFFFFF  # a size or offset this large needs ZIP64 records
+_ZIP64_MARK = 0xFFFFFFFF  # what a 32-bit field holds when its ZIP64 field has the value
 _ZIP_DATE = (1 << 5) | 1  # 1980-01-01 00:00 (DOS): fixed, so the same input gives the same bytes
 _ZIP_ALIGN_ID = 0xD935  # extra field that pads data to an alignment (as Android's zipalign writes)
 
@@ -1089,7 +1124,7 @@ class _ZipWriter:
         z64 = struct.pack("<HHQQ", 1, 16, size, size) if big else b""
         pad = -(start + _ZIP_LOCAL.size + len(raw) + len(z64) + 6) % _ALIGN
         extra = z64 + struct.pack("<HHH", _ZIP_ALIGN_ID, 2 + pad, _ALIGN) + bytes(pad)
-        size32 = _ZIP32_MAX if big else size
+        size32 = _ZIP64_MARK if big else size
         self.f.write(_ZIP_LOCAL.pack(b"PK\x03\x04", 45 if big else 20, 0, 0, 0, _ZIP_DATE, 0, size32, size32, len(raw), len(extra)))
         self.f.write(raw + extra)
         crc, written = 0, 0
@@ -1111,18 +1146,19 @@ class _ZipWriter:
             fields = ([size, size] if size >= _ZIP32_MAX else []) + ([offset] if offset >= _ZIP32_MAX else [])
             extra = struct.pack(f"<HH{len(fields)}Q", 1, 8 * len(fields), *fields) if fields else b""
             version = 45 if fields else 20
-            size32 = min(size, _ZIP32_MAX)
+            size32 = _ZIP64_MARK if size >= _ZIP32_MAX else size
             self.f.write(_ZIP_CENTRAL.pack(
                 b"PK\x01\x02", version, version, 0, 0, 0, _ZIP_DATE, crc, size32, size32,
-                len(raw), len(extra), 0, 0, 0, 0, min(offset, _ZIP32_MAX),
+                len(raw), len(extra), 0, 0, 0, 0, _ZIP64_MARK if offset >= _ZIP32_MAX else offset,
             ))
             self.f.write(raw + extra)
         cd_end = self.f.tell()
         count, cd_size = len(self.entries), cd_end - cd_start
-        if cd_start >= _ZIP32_MAX or cd_size >= _ZIP32_MAX or count >= 0xFFFF:
+        z64 = cd_start >= _ZIP32_MAX or cd_size >= _ZIP32_MAX or count >= 0xFFFF
+        if z64:
             self.f.write(_ZIP64_EOCD.pack(b"PK\x06\x06", _ZIP64_EOCD.size - 12, 45, 45, 0, 0, count, count, cd_size, cd_start))
             self.f.write(_ZIP64_LOCATOR.pack(b"PK\x06\x07", 0, cd_end, 1))
+        n16 = 0xFFFF if z64 else count
         self.f.write(_ZIP_EOCD.pack(
-            b"PK\x05\x06", 0, 0, min(count, 0xFFFF), min(count, 0xFFFF),
-            min(cd_size, _ZIP32_MAX), min(cd_start, _ZIP32_MAX), 0,
+            b"PK\x05\x06", 0, 0, n16, n16, _ZIP64_MARK if z64 else cd_size, _ZIP64_MARK if z64 else cd_start, 0,
         ))
