@@ -38,8 +38,24 @@ def _constant(t: Tensor) -> np.ndarray:
     return a
 
 
+def _quantized(t: Tensor) -> bool:
+    return t.encoding is not None and t.dtype.is_quantized
+
+
+def _fake_quantize(t: Tensor, x: np.ndarray) -> np.ndarray:
+    # the real values a quantized tensor can hold: what hardware passes on
+    return t.encoding.dequantize(t.encoding.quantize(x, t.dtype))  # type: ignore[union-attr]
+
+
 class Emulator:
-    """A graph prepared for repeated runs on the CPU."""
+    """A graph prepared for repeated runs on the CPU.
+
+    Quantized activations run as float32 real values: a quantized graph input
+    is dequantized (or, given as floats, put on its grid), every node output
+    whose tensor has a fixed-point type and an encoding is fake-quantized, and a
+    quantized graph output comes back as its real values (float32), as the HTP
+    backend returns them by default.
+    """
 
     def __init__(self, graph: Graph) -> None:
         missing = supported(graph)
@@ -55,6 +71,7 @@ class Emulator:
             declared = [graph.tensors.get(o) for o in n.outputs] if fn.wants_outputs else None  # type: ignore[union-attr]
             self._steps.append((n, fn, declared))
         self._constants = {t.name: _constant(t) for t in graph.weights}
+        self._fake = {t.name: t for t in graph.tensors.values() if t.data is None and _quantized(t)}
         # Free each intermediate after its last reader so peak memory stays
         # near the widest layer rather than the sum of all activations.
         keep = {t.name for t in graph.outputs}
@@ -88,7 +105,10 @@ class Emulator:
             ):
                 raise InputError(f"input {t.name!r} of graph {g.name!r} has shape {a.shape}, expected {t.shape}")
             want = t.dtype.numpy
-            if a.dtype != want:
+            if _quantized(t) and (a.dtype == want or a.dtype.kind == "f"):
+                # integers of the input's type are codes; real values snap to its grid
+                a = t.encoding.dequantize(a) if a.dtype == want else _fake_quantize(t, a)  # type: ignore[union-attr]
+            elif a.dtype != want:
                 if t.dtype.is_quantized or not np.can_cast(a.dtype, want, "same_kind"):
                     raise InputError(f"input {t.name!r} of graph {g.name!r} is {a.dtype}, expected {want}")
                 a = a.astype(want)
@@ -103,7 +123,8 @@ class Emulator:
             outs = fn(node, args, outputs=declared) if declared is not None else fn(node, args)
             for name, value in zip(node.outputs, outs):
                 if name:
-                    env[name] = value
+                    spec = self._fake.get(name)
+                    env[name] = value if spec is None else _fake_quantize(spec, value)
             for x in release:
                 env.pop(x, None)
         return {t.name: env[t.name] for t in self.graph.outputs}
