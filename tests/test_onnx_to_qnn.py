@@ -182,9 +182,15 @@ def vendor(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Graph]:
 
 
 @pytest.fixture(scope="module")
-def lowered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Graph]:
+def models() -> dict[str, onnx.ModelProto]:
+    """Each test model built once: the builders draw weights from one shared RNG."""
+    return {k: build() for k, build in MODELS.items()}
+
+
+@pytest.fixture(scope="module")
+def lowered(models: dict[str, onnx.ModelProto], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Graph]:
     tmp = tmp_path_factory.mktemp("lowered")
-    return {k: lower(_read(build(), tmp, k)) for k, build in MODELS.items()}
+    return {k: lower(_read(m, tmp, k)) for k, m in models.items()}
 
 
 # ------------------------------------------------------------------ structure vs the vendor
@@ -276,8 +282,10 @@ TOLERANCE = {"gelu": 2e-3}
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_lowered_graph_on_emulator_matches_onnxruntime(name: str, lowered: dict[str, Graph]) -> None:
-    model = MODELS[name]()
+def test_lowered_graph_on_emulator_matches_onnxruntime(
+    name: str, models: dict[str, onnx.ModelProto], lowered: dict[str, Graph]
+) -> None:
+    model = models[name]
     feeds = _feeds(model)
     got = _emulate(lowered[name], feeds)
     for out, want in _reference(model, feeds).items():
