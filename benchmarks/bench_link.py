@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,10 +24,12 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    # VmHWM, not ru_maxrss: on Linux a child's ru_maxrss starts from its
+    # parent's RSS at fork, VmHWM belongs to the exec'd process alone
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -37,12 +38,12 @@ def child(a: str, b: str, out: str) -> None:
     os.fsync = lambda fd: None  # the target excludes fsync
     import ctxbin
 
-    base = _rss_mb()
+    base = _status_mb("VmRSS")
     t0 = time.perf_counter()
     c, report = ctxbin.link([ctxbin.load(a), ctxbin.load(b)], names=["landscape", "portrait"])
     ctxbin.save(c, out)
     dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     largest = max(t.nbytes for g in c.graphs for t in g.weights)
     print(json.dumps({"seconds": dt, "rss_base_mb": base, "rss_peak_mb": peak, "largest_tensor": largest,
                       "unique_bytes": report.bytes_after, "before_bytes": report.bytes_before}))

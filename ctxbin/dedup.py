@@ -13,7 +13,7 @@ Modes: ``"name+content"`` groups by tensor name (the default sharing rule),
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,6 +33,7 @@ def plan(
     hashes: np.ndarray | Sequence[int] | None = None,
     *,
     mode: str = "name+content",
+    after_group: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """``canon[i]``: index of the tensor whose bytes tensor ``i`` can use.
 
@@ -40,6 +41,11 @@ def plan(
     ignored otherwise); ``buffers`` the tensors' bytes (C-contiguous buffers);
     ``hashes`` their XXH3-64 (seed 0), computed here when not given. Returns an
     ``int64`` array with ``canon[i] <= i`` and ``canon[canon[i]] == canon[i]``.
+
+    With ``after_group``, candidates (same key, length and hash) are compared
+    one group at a time and ``after_group(indices)`` is called after each, so a
+    caller streaming from file mappings can drop those pages again: the bytes
+    resident at once are one group's, not every candidate's.
     """
     if mode not in MODES:
         raise ValueError(f"unknown sharing mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -59,6 +65,8 @@ def plan(
         hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
         if hashes.shape != (n,):
             raise ValueError(f"hashes has shape {hashes.shape}; expected ({n},)")
+    if after_group is not None:
+        return _plan_by_group(key_ids, buffers, hashes, after_group)
     core = native_core()
     if core is None:
         views = [byte_view(b, f"buffer {i}") for i, b in enumerate(buffers)]
@@ -78,6 +86,34 @@ def plan(
             ffi.from_buffer("uint64_t[]", lengths),
             ffi.from_buffer("int64_t[]", canon),
         ))
+    return canon
+
+
+def _plan_by_group(
+    key_ids: np.ndarray,
+    buffers: Sequence[Any],
+    hashes: np.ndarray | None,
+    after_group: Callable[[np.ndarray], None],
+) -> np.ndarray:
+    n = len(buffers)
+    canon = np.arange(n, dtype=np.int64)
+    if n == 0:
+        return canon
+    if hashes is None:
+        hashes = hash_buffers(buffers)
+    lengths = np.fromiter((memoryview(b).nbytes for b in buffers), np.uint64, n)
+    # stable order by (key, hash, length, index): each run is one candidate group
+    order = np.lexsort((np.arange(n), lengths, hashes, key_ids))
+    k, h, ln = key_ids[order], hashes[order], lengths[order]
+    starts = np.flatnonzero(np.r_[True, (k[1:] != k[:-1]) | (h[1:] != h[:-1]) | (ln[1:] != ln[:-1])])
+    ends = np.r_[starts[1:], n]
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        if b - a < 2:
+            continue
+        idx = order[a:b]  # ascending indices, so canon[i] <= i holds
+        sub = plan(None, [buffers[i] for i in idx], hashes[idx], mode="content")
+        canon[idx] = idx[sub]
+        after_group(idx)
     return canon
 
 

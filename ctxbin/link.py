@@ -182,6 +182,7 @@ def link(
         [b.raw() for b in blobs],
         np.array([b.hash for b in blobs], np.uint64),
         mode="none" if share == "none" else "name+content",
+        after_group=lambda idx: [blobs[i].release() for i in idx],
     )
 
     new_graphs = []

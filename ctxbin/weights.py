@@ -9,7 +9,8 @@ hash recorded there and check it on first access (lazily), or all at once with
 from __future__ import annotations
 
 import mmap
-from typing import Any, Callable, Sequence
+import os
+from typing import Any, BinaryIO, Callable, Sequence
 
 import numpy as np
 
@@ -23,9 +24,12 @@ class Blob:
 
     ``expected_hash`` is the XXH3-64 the bytes must have (checked once, on first
     access); ``origin`` is ``(path, object name, file offset)`` for error messages.
+    ``file`` names the file when ``buf`` is an ``mmap`` of it from byte 0, so
+    writers can copy the bytes file to file in the kernel
+    (:meth:`copy_to`) instead of through this process's memory.
     """
 
-    __slots__ = ("_buf", "offset", "nbytes", "_expected", "_hash", "origin")
+    __slots__ = ("_buf", "offset", "nbytes", "_expected", "_hash", "origin", "file")
 
     def __init__(
         self,
@@ -35,6 +39,7 @@ class Blob:
         *,
         expected_hash: int | None = None,
         origin: tuple[str, str, int] | None = None,
+        file: str | None = None,
     ) -> None:
         total = memoryview(buf).nbytes
         if nbytes is None:
@@ -51,6 +56,7 @@ class Blob:
         self._expected = expected_hash
         self._hash: int | None = None
         self.origin = origin
+        self.file = file if isinstance(buf, mmap.mmap) else None
 
     @classmethod
     def from_array(cls, arr: np.ndarray) -> "Blob":
@@ -110,6 +116,38 @@ class Blob:
                 buf.madvise(mmap.MADV_DONTNEED, start, end - start)
             except (OSError, ValueError):
                 pass  # advice only: a mapping that refuses it just keeps its pages
+
+    def copy_to(self, out: BinaryIO, sources: dict[str, int]) -> None:
+        """Append the bytes to the binary file ``out`` (verified first).
+
+        Blobs mapped from a file are copied with ``copy_file_range`` where the
+        OS has it (no page faults or resident memory in this process);
+        ``sources`` caches open descriptors of source files (the caller closes
+        them). Everything else is written from memory, then released.
+        """
+        self.verify()
+        if self.file is not None and hasattr(os, "copy_file_range") and self.nbytes:
+            fd = sources.get(self.file)
+            if fd is None:
+                fd = sources[self.file] = os.open(self.file, os.O_RDONLY)
+            out.flush()
+            dst = out.fileno()
+            done = 0
+            try:
+                while done < self.nbytes:
+                    n = os.copy_file_range(fd, dst, self.nbytes - done, self.offset + done)
+                    if n == 0:
+                        break  # the source file shrank: fall back below, which raises
+                    done += n
+            except OSError:
+                pass  # e.g. across filesystems on old kernels: copy what is left through memory
+            out.seek(0, os.SEEK_END)  # the descriptor moved under the buffered writer
+            if done == self.nbytes:
+                return
+            out.write(self.raw()[done:])
+        else:
+            out.write(self.raw())
+        self.release()
 
     def memoryview(self) -> memoryview:
         """The bytes as a read-only view, verified against the recorded hash."""

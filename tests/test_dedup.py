@@ -134,3 +134,15 @@ def test_empty_and_errors(path: str) -> None:
         dedup.plan(["a"], [b"x"], np.zeros(3, np.uint64))
     with pytest.raises(ValueError, match="contiguous"):
         dedup.plan(["a"], [np.arange(8)[::2]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.binary(max_size=6)), max_size=40))
+def test_plan_by_group_equals_the_one_shot_plan(items) -> None:
+    keys = [k for k, _ in items]
+    bufs = [b for _, b in items]
+    seen: list[list[int]] = []
+    grouped = dedup.plan(keys, bufs, after_group=lambda idx: seen.append(idx.tolist()))
+    np.testing.assert_array_equal(grouped, dedup.plan(keys, bufs))
+    for idx in seen:  # every reported group is a set of candidates of one key
+        assert len(idx) > 1 and idx == sorted(idx) and len({keys[i] for i in idx}) == 1

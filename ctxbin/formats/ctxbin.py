@@ -497,12 +497,15 @@ def write(container: Container, path: "str | os.PathLike[str]", *, durable: bool
         f.write(meta)
         f.write(zeros[: data_offset - HEADER_SIZE - len(meta)])
         pos = 0
-        for blob, start in zip(w.blobs, offsets):
-            f.write(zeros[: start - pos])
-            blob.verify()
-            f.write(blob.raw())
-            blob.release()  # keep RSS near one blob when streaming from a mapping
-            pos = start + blob.nbytes
+        sources: dict[str, int] = {}
+        try:
+            for blob, start in zip(w.blobs, offsets):
+                f.write(zeros[: start - pos])
+                blob.copy_to(f, sources)
+                pos = start + blob.nbytes
+        finally:
+            for fd in sources.values():
+                os.close(fd)
 
 
 # --------------------------------------------------------------------------- reading
@@ -627,7 +630,8 @@ class _Reader:
             start = self.data_offset + int(self.blob_offsets[i])
             obj = owner if self.blob_users[i] == 1 else f"blob #{i}"
             b = self.blobs[i] = Blob(self.buf, start, int(self.blob_sizes[i]),
-                                     expected_hash=int(self.blob_hashes[i]), origin=(self.path, obj, start))
+                                     expected_hash=int(self.blob_hashes[i]), origin=(self.path, obj, start),
+                                     file=self.path)
         return b
 
 

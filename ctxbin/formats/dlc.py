@@ -306,7 +306,7 @@ class _V4Data:
             mapping = self.doc.zf.buffer
             if where is not None and isinstance(mapping, mmap.mmap):
                 # the same bytes addressed in the file mapping, so streaming writers can release their pages
-                return Blob(mapping, where, size, origin=origin)
+                return Blob(mapping, where, size, origin=origin, file=self.doc.path)
             return blob
         raw = td.bytes_(_V4.TD_BYTES, obj)
         if raw is None:

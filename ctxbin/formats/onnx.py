@@ -200,7 +200,7 @@ def _external_blob(t: TensorProto, nbytes: int, files: _ExternalFiles, obj: str)
             f"external data of {length} bytes at offset {offset} lies outside the {size}-byte file",
             path=target, obj=obj, offset=offset,
         )
-    return Blob(buf, offset, length, origin=(target, obj, offset))
+    return Blob(buf, offset, length, origin=(target, obj, offset), file=str(target))
 
 
 def _tensor_data(t: TensorProto, files: _ExternalFiles, obj: str) -> tuple[DType, tuple[int, ...], Blob]:

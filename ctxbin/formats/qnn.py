@@ -451,7 +451,7 @@ def map_binary(source: Source) -> tuple[BinaryInfo, Blob]:
     """The metadata of a binary and a blob over all of its bytes (a file is mmap'd, not read)."""
     buf, p = _open(source)
     info = _Reader(buf, p).info()
-    return info, Blob(buf, 0, len(buf), origin=(p, "context binary", 0))
+    return info, Blob(buf, 0, len(buf), origin=(p, "context binary", 0), file=p or None)
 
 
 def target_of(info: BinaryInfo) -> Target:
