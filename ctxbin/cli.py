@@ -121,9 +121,49 @@ def _split_names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",") if n.strip()]
 
 
+def _compile_htp(args: argparse.Namespace, out: TextIO) -> int:
+    """``link --target htp``: one real QNN HTP context binary, weights shared."""
+    from .compile import compile_htp
+
+    if args.soc_model is None or args.htp_arch is None:
+        raise InputError("--target htp needs --soc-model and --htp-arch")
+    if args.include or args.exclude:
+        raise InputError("--include/--exclude are not supported with --target htp yet")
+    names = _split_names(args.names) or [Path(p).stem for p in args.inputs]
+    report = compile_htp(
+        args.inputs, names, args.output,
+        soc_model=args.soc_model, htp_arch=args.htp_arch, share=args.share, fmt=args.fmt,
+    )
+    r = report.to_dict()
+    r["output"] = args.output
+    r["output_bytes"] = os.path.getsize(args.output)
+    if args.json:
+        out.write(_dumps(r) + "\n")
+        return 0
+    built = _built_target(args)
+    out.write(
+        f"compiled {len(names)} graphs ({', '.join(map(clean, names))}) into {clean(args.output)} "
+        f"({_human(r['output_bytes'])}, {clean(built.describe())})\n"
+    )
+    if built.htp_arch is not None and built.htp_arch != args.htp_arch:
+        out.write(f"  note: the HTP compiler built for v{built.htp_arch}, the architecture of SoC model "
+                  f"{args.soc_model}, not the v{args.htp_arch} asked for\n")
+    out.write(f"  weights: {_human(report.bytes_before)} before, {_human(report.bytes_after)} after\n")
+    return 0
+
+
+def _built_target(args: argparse.Namespace) -> Any:
+    """The target recorded in the compiled output (what the vendor compiler really built for)."""
+    from . import load
+
+    return load(args.output).target
+
+
 def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
     from . import link, load, save
 
+    if args.target == "htp" or (args.target is None and args.output.lower().endswith(".bin")):
+        return _compile_htp(args, out)
     inputs = [load(p) for p in args.inputs]
     progress: Callable[[int, int], None] | None = None
     if not args.json and sys.stderr.isatty():
@@ -288,6 +328,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--include", help="comma-separated tensor names that may be shared (default: all)")
     s.add_argument("--exclude", help="comma-separated tensor names never shared")
     s.add_argument("--json", action="store_true", help="print the sharing report as JSON")
+    s.add_argument(
+        "--target", choices=("ctxbin", "htp"),
+        help="htp: compile into one QNN HTP context binary (the default for a .bin output)",
+    )
+    s.add_argument("--soc-model", type=int, help="QNN SoC model (e.g. 60); needed for --target htp")
+    s.add_argument("--htp-arch", type=int, help="HTP architecture (e.g. 75); needed for --target htp")
+    s.add_argument(
+        "--format", dest="fmt", default="bin", choices=("bin", "epcontext", "ctxbin"),
+        help="with --target htp: the context binary, plus one _ctx.onnx per graph, or a .ctxbin embedding it",
+    )
     s.set_defaults(fn=cmd_link)
 
     s = sub.add_parser("run", help="run a graph by name (qnn-net-run input lists)")

@@ -50,7 +50,7 @@ ort = pytest.importorskip("onnxruntime")
 def _run_both(tmp_path, op: str, x: np.ndarray, consts: dict[str, np.ndarray | None], **attrs) -> tuple:
     """One ``op`` node on input ``x`` and constant inputs (None: an omitted optional
     input): (emulator output, onnxruntime output)."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     from ctxbin.formats import onnx as onnx_format
     from ctxbin.runtime.emulator import Emulator

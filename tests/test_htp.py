@@ -22,7 +22,7 @@ import pytest
 
 import ctxbin
 from ctxbin.errors import BackendError, BackendUnavailableError, GraphNotFoundError, InputError
-from ctxbin.runtime import htp, qnn_api
+from ctxbin.runtime import htp, worker, qnn_api
 from tests.qnn_oracle import IO, ModelSpec, compile_models, require_qnn
 
 U8 = 2  # onnx.TensorProto.UINT8
@@ -307,7 +307,7 @@ def test_library_function_table_agrees_with_the_binary(built: dict, usable: None
         "print('RESULT', lib.provider_name, lib.build_id(), *lib.core_api_version)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env=htp._child_env())
+                          env=worker.child_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
     _, provider, build, major, *_ = line.split()

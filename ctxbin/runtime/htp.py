@@ -24,20 +24,16 @@ tensors' own storage types instead.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import BackendError, BackendUnavailableError, CtxbinError, FormatError, GraphNotFoundError, InputError
+from ..errors import BackendError, BackendUnavailableError, CtxbinError, FormatError, InputError
 from ..ir import DType, Graph, Tensor
-from .htp_worker import REQUEST, RESULT
+from . import worker
 from .qnn_api import HTP_LIBRARY, find_library, platform_problem
 
 __all__ = ["unavailable_reason", "run", "DEFAULT_TIMEOUT"]
@@ -115,23 +111,9 @@ def _binary_file(graph: Graph, folder: Path) -> str:
     return str(copy)
 
 
-def _library_says(text: str) -> str:
-    """The native library's own error lines from the child's output, if any."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "<E>" in ln]
-    return "; ".join((errors or lines)[-4:])
-
-
-def _crash(graph: Graph, rc: int, output: str) -> BackendError:
-    if rc < 0:
-        try:
-            how = f"was killed by {signal.Signals(-rc).name}"
-        except ValueError:
-            how = f"was killed by signal {-rc}"
-    else:
-        how = f"exited with status {rc} without a result"
-    msg = f"the QNN HTP library crashed running graph {graph.name!r}: the worker process {how}"
-    said = _library_says(output)
+def _crash(graph: Graph, done: worker.Outcome) -> BackendError:
+    msg = f"the QNN HTP library crashed running graph {graph.name!r}: the worker process {done.death()}"
+    said = worker.library_says(done.output)
     if said:
         msg += f"; the library said: {said}"
     if "shared weights" in said.lower():
@@ -140,14 +122,6 @@ def _crash(graph: Graph, rc: int, output: str) -> BackendError:
             " run it on a device, or link the graphs without weight sharing)"
         )
     return BackendError(msg)
-
-
-def _child_env() -> dict[str, str]:
-    """The child's environment: ours, with this ctxbin importable first."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
 
 
 def run(
@@ -192,24 +166,11 @@ def run(
             "library": None if library is None else str(find_library(HTP_LIBRARY, library)),
             "inputs": entries,
         }
-        (folder / REQUEST).write_text(json.dumps(request), "utf-8")
-        cmd = [sys.executable, "-m", "ctxbin.runtime.htp_worker", str(folder)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, timeout=timeout, env=_child_env(), cwd=tmp)
-        except subprocess.TimeoutExpired:
-            raise BackendError(f"graph {graph.name!r} did not finish on HTP within {timeout} s (worker killed)") from None
-        output = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
-        result_file = folder / RESULT
-        if proc.returncode != 0 or not result_file.is_file():
-            raise _crash(graph, proc.returncode, output)
-        result = json.loads(result_file.read_text("utf-8"))
-        if not result.get("ok"):
-            kind = result.get("error", "")
-            if kind == "GraphNotFoundError":
-                raise GraphNotFoundError(result.get("message", ""), result.get("available", []))
-            said = _library_says(output)
-            raise _ERRORS.get(kind, BackendError)(
-                str(result.get("message", "")) + (f"; the library said: {said}" if "<E>" in said else "")
-            )
+        done = worker.call("ctxbin.runtime.htp_worker", request, timeout=timeout,
+                           what=f"graph {graph.name!r} on HTP", folder=folder)
+        if done.result is None:
+            raise _crash(graph, done)
+        done.raise_failure(_ERRORS)
+        result = done.result
         files = {e["name"]: e["file"] for e in result["outputs"]}
         return {t.name: _from_storage(t, np.load(folder / files[t.name], allow_pickle=False), raw) for t in graph.outputs}

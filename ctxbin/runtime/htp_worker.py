@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import mmap
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,12 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError, CtxbinError, GraphNotFoundError, InputError
+from ..errors import GraphNotFoundError, InputError
+from .worker import REQUEST, serve_main
 
-__all__ = ["REQUEST", "RESULT", "main", "serve"]
-
-REQUEST = "request.json"
-RESULT = "result.json"
+__all__ = ["main", "serve"]
 
 
 def _load_input(folder: Path, entry: dict[str, Any], spec: Any) -> np.ndarray:
@@ -91,30 +88,8 @@ def serve(folder: Path) -> dict[str, Any]:
     return {"ok": True, "outputs": files, "seconds": {"load": t1 - t0, "execute": t2 - t1}}
 
 
-def _failure(exc: CtxbinError) -> dict[str, Any]:
-    record: dict[str, Any] = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
-    if isinstance(exc, GraphNotFoundError):
-        record.update(message=exc.name, available=list(exc.available))
-    return record
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m ctxbin.runtime.htp_worker DIR\n")
-        return 2
-    folder = Path(args[0])
-    try:
-        result = serve(folder)
-    except CtxbinError as exc:
-        result = _failure(exc)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        # a malformed request or an unreadable file: reported, never a traceback
-        result = _failure(BackendError(f"the HTP worker could not serve the request: {type(exc).__name__}: {exc}"))
-    tmp = folder / (RESULT + ".tmp")
-    tmp.write_text(json.dumps(result), "utf-8")
-    os.replace(tmp, folder / RESULT)
-    return 0
+    return serve_main(argv, serve, "ctxbin.runtime.htp_worker")
 
 
 if __name__ == "__main__":

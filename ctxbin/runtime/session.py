@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, CtxbinError
+from ..errors import BackendError, BackendUnavailableError, CtxbinError
 from ..ir import Graph
 
 __all__ = ["RunResult", "run_graph", "BACKENDS"]
@@ -44,10 +44,18 @@ def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], backend: str = "au
         if not why:
             from . import htp
 
-            return RunResult(htp.run(graph, inputs, **options), "htp")
-        if backend == "htp":
+            if backend == "htp" or not graph.nodes:
+                return RunResult(htp.run(graph, inputs, **options), "htp")
+            try:
+                return RunResult(htp.run(graph, inputs, **options), "htp")
+            except BackendError as e:
+                # auto with an emulatable graph: a failing HTP library (e.g. the
+                # x86 simulation refusing shared weights) is not the last word
+                note = f"HTP failed, ran on the emulator: {e}"
+        elif backend == "htp":
             raise BackendUnavailableError(f"cannot run on HTP: {why}")
-        note = f"HTP not used: {why}"
+        else:
+            note = f"HTP not used: {why}"
     from .emulator import Emulator
 
     return RunResult(Emulator(graph).run(inputs), "emulator", note)

@@ -1,0 +1,157 @@
+"""Compile and link graphs into one QNN HTP context binary (``ctxbin link --target htp``).
+
+Inputs (DLC files, ONNX models, ``.ctxbin`` containers, or loaded
+:class:`~ctxbin.ir.Container` objects with qnn-namespace graphs) are linked
+under the names the user gives (:func:`ctxbin.link.link`: weights shared by
+name and content, the report says what was shared and what was not), written
+as one multi-graph DLC, and composed into one HTP context with weight sharing
+enabled (:mod:`ctxbin.runtime.qnn_compose`). ONNX models become DLCs first
+(:func:`ctxbin.convert.convert`).
+
+Output formats:
+
+- ``"bin"``: the QNN context binary at ``out_path``;
+- ``"epcontext"``: the binary at ``out_path`` plus one ``<graph>_ctx.onnx``
+  EPContext wrapper per graph next to it, each pointing at the one binary
+  (the first owns it: ``main_context=1``), so ONNX Runtime loads them;
+- ``"ctxbin"``: a ``.ctxbin`` container at ``out_path`` holding the linked IR,
+  its weights, and the compiled binary as every graph's
+  :class:`~ctxbin.ir.BackendBinary` (one file: device binary + emulatable graphs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence, Union
+
+from .errors import InputError, LinkError
+from .formats import ctxbin as ctxbin_format
+from .formats import dlc
+from .formats import load as load_container
+from .formats import qnn
+from .ir import Container, Target
+from .link import LinkReport, link
+from .runtime.qnn_compose import DEFAULT_TIMEOUT, ComposeOptions, compose_dlc
+
+__all__ = ["OUTPUT_FORMATS", "compile_htp", "write_epcontext_wrappers"]
+
+#: Output formats :func:`compile_htp` writes.
+OUTPUT_FORMATS = ("bin", "epcontext", "ctxbin")
+
+Input = Union[Container, str, "os.PathLike[str]"]
+_EP = "QNNExecutionProvider"
+
+
+def _load(item: Input, name: str | None, work: Path, index: int) -> Container:
+    """``item`` as a container of qnn-namespace graphs (ONNX models converted)."""
+    if isinstance(item, Container):
+        return item
+    path = Path(os.fspath(item))
+    if path.suffix.lower() == ".onnx":
+        from .convert import convert
+
+        return convert(path, work / f"input{index}.dlc", name=name)
+    return load_container(path)
+
+
+def _check_target(c: Container, want: Target, where: str) -> None:
+    have = Target(soc_model=c.target.soc_model, htp_arch=c.target.htp_arch)
+    if not have.compatible(want):
+        raise LinkError(f"{where} is built for {have.describe()}, but the link targets {want.describe()}")
+
+
+def compile_htp(
+    inputs: Sequence[Input],
+    names: Sequence[str],
+    out_path: str | os.PathLike[str],
+    *,
+    soc_model: int,
+    htp_arch: int,
+    share: str = "name+content",
+    fmt: str = "bin",
+    optimization: int = 3,
+    vtcm_mb: int = 0,
+    fp16: bool = True,
+    library: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> LinkReport:
+    """Link the graphs of ``inputs`` (in order) under ``names`` into one HTP
+    context binary for ``soc_model`` / ``htp_arch``; returns the link report.
+
+    ``share`` is a :data:`ctxbin.link.SHARE_MODES` mode; with ``"none"`` the
+    context is made without HTP weight sharing. Inputs built for another SoC
+    or architecture, or names that collide, raise :class:`LinkError`.
+    """
+    if fmt not in OUTPUT_FORMATS:
+        raise InputError(f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    names = list(names)
+    if not all(isinstance(n, str) and n for n in names):
+        raise InputError(f"graph names must be non-empty strings, got {names}")
+    options = ComposeOptions(soc_model, htp_arch, weight_sharing=share != "none", fp16=fp16,
+                             optimization=optimization, vtcm_mb=vtcm_mb)
+    options.check()
+    want = Target(soc_model=soc_model, htp_arch=htp_arch)
+    out = Path(os.fspath(out_path))
+    with tempfile.TemporaryDirectory(prefix="ctxbin-compile-") as tmp:
+        work = Path(tmp)
+        containers = []
+        for i, item in enumerate(inputs):
+            # one graph per ONNX model: it takes the next name
+            first = sum(len(c.graphs) for c in containers)
+            c = _load(item, names[first] if first < len(names) else None, work, i)
+            _check_target(c, want, c.source or f"input {i}")
+            containers.append(c)
+        linked, report = link(containers, share=share, names=names)
+        linked_dlc = work / "linked.dlc"
+        dlc.write(linked, linked_dlc, share=share)
+        binary = work / "linked.bin" if fmt == "ctxbin" else out
+        compose_dlc(linked_dlc, binary, graphs=names, options=options, library=library, timeout=timeout)
+        if fmt == "epcontext":
+            write_epcontext_wrappers(binary)
+        elif fmt == "ctxbin":
+            _write_ctxbin(linked, binary, out)
+    return report
+
+
+def _write_ctxbin(linked: Container, binary: Path, out: Path) -> None:
+    info, blob = qnn.map_binary(binary)
+    compiled = {g.name: g.binary for g in qnn.graphs_of(info, blob, str(binary))}
+    graphs = tuple(dataclasses.replace(g, binary=compiled[g.name]) for g in linked.graphs)
+    # what the compiler built for (the SoC model can override the arch asked for)
+    target = qnn.target_of(info)
+    ctxbin_format.write(dataclasses.replace(linked, graphs=graphs, target=target), out)
+    blob.release()
+
+
+def write_epcontext_wrappers(binary: str | os.PathLike[str]) -> list[Path]:
+    """Write one ``<graph>_ctx.onnx`` ONNX Runtime EPContext wrapper per graph
+    of the QNN context binary ``binary``, next to it (``embed_mode=0``, the
+    binary referenced by its file name); returns their paths."""
+    import onnx
+    from onnx import helper
+
+    path = Path(os.fspath(binary))
+    info = qnn.read_info(path)
+    max_size = info.spill_fill_buffer_size
+    written = []
+    for i, g in enumerate(info.graphs):
+        def vi(t: qnn.IOTensor) -> onnx.ValueInfoProto:
+            elem = helper.np_dtype_to_tensor_dtype(t.dtype.numpy)
+            return helper.make_tensor_value_info(t.name, elem, list(t.shape))
+
+        node = helper.make_node(
+            "EPContext", [t.name for t in g.inputs], [t.name for t in g.outputs], name=g.name,
+            domain="com.microsoft", main_context=1 if i == 0 else 0, ep_cache_context=path.name,
+            embed_mode=0, ep_sdk_version=info.build_id, partition_name=g.name, source=_EP, max_size=max_size,
+        )
+        graph = helper.make_graph([node], g.name, [vi(t) for t in g.inputs], [vi(t) for t in g.outputs])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                        helper.make_opsetid("com.microsoft", 1)])
+        model.ir_version = 8  # what onnxruntime releases of this era accept
+        wrapper = path.with_name(f"{g.name}_ctx.onnx")
+        onnx.save(model, wrapper)
+        written.append(wrapper)
+    return written
