@@ -121,8 +121,10 @@ def _split_names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",") if n.strip()]
 
 
-def _compile_htp(args: argparse.Namespace, out: TextIO) -> int:
-    """``link --target htp``: one real QNN HTP context binary, weights shared."""
+def _compile_htp(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """``link --target htp``: one real QNN HTP context binary, weights shared.
+    Returns the link report and the lines that say what was built."""
+    from . import load
     from .compile import compile_htp
 
     if args.soc_model is None or args.htp_arch is None:
@@ -134,56 +136,50 @@ def _compile_htp(args: argparse.Namespace, out: TextIO) -> int:
         args.inputs, names, args.output,
         soc_model=args.soc_model, htp_arch=args.htp_arch, share=args.share, fmt=args.fmt,
     )
-    r = report.to_dict()
-    r["output"] = args.output
-    r["output_bytes"] = os.path.getsize(args.output)
-    if args.json:
-        out.write(_dumps(r) + "\n")
-        return 0
-    built = _built_target(args)
-    out.write(
+    built = load(args.output).target  # what the vendor compiler really built for
+    lines = [
         f"compiled {len(names)} graphs ({', '.join(map(clean, names))}) into {clean(args.output)} "
-        f"({_human(r['output_bytes'])}, {clean(built.describe())})\n"
-    )
+        f"({_human(os.path.getsize(args.output))}, {clean(built.describe())})"
+    ]
     if built.htp_arch is not None and built.htp_arch != args.htp_arch:
-        out.write(f"  note: the HTP compiler built for v{built.htp_arch}, the architecture of SoC model "
-                  f"{args.soc_model}, not the v{args.htp_arch} asked for\n")
-    out.write(f"  weights: {_human(report.bytes_before)} before, {_human(report.bytes_after)} after\n")
-    return 0
-
-
-def _built_target(args: argparse.Namespace) -> Any:
-    """The target recorded in the compiled output (what the vendor compiler really built for)."""
-    from . import load
-
-    return load(args.output).target
+        lines.append(
+            f"  note: the HTP compiler built for v{built.htp_arch}, the architecture of SoC model "
+            f"{args.soc_model}, not the v{args.htp_arch} asked for"
+        )
+    return report, lines
 
 
 def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
     from . import link, load, save
 
     if args.target == "htp" or (args.target is None and args.output.lower().endswith(".bin")):
-        return _compile_htp(args, out)
-    inputs = [load(p) for p in args.inputs]
-    progress: Callable[[int, int], None] | None = None
-    if not args.json and sys.stderr.isatty():
-        progress = _ProgressBar("hashing weights")
-    container, report = link(
-        inputs,
-        share=args.share,
-        names=_split_names(args.names),
-        include=_split_names(args.include),
-        exclude=_split_names(args.exclude),
-        progress=progress,
-    )
-    save(container, args.output)
-    r = report.to_dict()
-    r["output"] = args.output
-    r["output_bytes"] = os.path.getsize(args.output)
+        report, lines = _compile_htp(args)
+    else:
+        inputs = [load(p) for p in args.inputs]
+        progress: Callable[[int, int], None] | None = None
+        if not args.json and sys.stderr.isatty():
+            progress = _ProgressBar("hashing weights")
+        container, report = link(
+            inputs,
+            share=args.share,
+            names=_split_names(args.names),
+            include=_split_names(args.include),
+            exclude=_split_names(args.exclude),
+            progress=progress,
+        )
+        save(container, args.output)
+        lines = [
+            f"linked {len(container.graphs)} graphs into {clean(args.output)} "
+            f"({_human(os.path.getsize(args.output))})"
+        ]
     if args.json:
+        r = report.to_dict()
+        r["output"] = args.output
+        r["output_bytes"] = os.path.getsize(args.output)
         out.write(_dumps(r) + "\n")
         return 0
-    out.write(f"linked {len(container.graphs)} graphs into {clean(args.output)} ({_human(r['output_bytes'])})\n")
+    for line in lines:
+        out.write(line + "\n")
     out.write(f"  sharing: {report.mode}\n")
     out.write(
         f"  weights: {_human(report.bytes_before)} before, {_human(report.bytes_after)} after, "

@@ -119,3 +119,42 @@ def test_check_exit_codes(linked, tmp_path):
 def test_version_and_help():
     assert ctxbin.__version__ in cli("--version").stdout
     assert "link" in cli("--help").stdout
+
+
+def test_link_shows_progress_on_a_terminal_only(tiny_models, tmp_path):
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [sys.executable, "-m", "ctxbin", "link", str(tiny_models["fcn_landscape"]), str(tiny_models["fcn_portrait"]),
+         "--names", "a,b", "-o", str(tmp_path / "p.ctxbin")],
+        stdout=subprocess.PIPE, stderr=slave, env=env, timeout=120,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the other end is closed and drained
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert r.returncode == 0
+    assert b"hashing weights [" in seen and b"100.0%" in seen
+    assert b"\r" not in r.stdout  # the report itself stays clean
+
+
+def test_link_to_a_real_htp_binary(tiny_models, tmp_path):
+    pytest.importorskip("onnxruntime_qnn", reason="compiling for HTP needs the QNN libraries from onnxruntime-qnn")
+    out = tmp_path / "fcn.bin"
+    r = cli("link", tiny_models["fcn_landscape"], tiny_models["fcn_portrait"], "--names", "landscape,portrait",
+            "--soc-model", "60", "--htp-arch", "75", "-o", out)
+    assert "compiled 2 graphs (landscape, portrait)" in r.stdout and "100.0% of" in r.stdout
+    s = json.loads(cli("inspect", out, "--json").stdout)
+    assert s["format"] == "qnn" and [g["name"] for g in s["graphs"]] == ["landscape", "portrait"]
+    assert int(s["metadata"]["shared_weights_size"]) > 0
+    r = cli("link", tiny_models["fcn_landscape"], "-o", tmp_path / "x.bin", check=False)
+    assert r.returncode == 2 and "--soc-model and --htp-arch" in r.stderr
