@@ -84,13 +84,21 @@ def _print_summary(out: TextIO, s: dict[str, Any]) -> None:
     for k, v in sorted(s["metadata"].items()):
         out.write(f"  {clean(k)}: {clean(v)}\n")
     w = s["weights"]
-    out.write(
-        f"  weights: {_human(w['total_bytes'])} total, {_human(w['unique_bytes'])} unique, "
-        f"{_human(w['shared_bytes'])} shared\n"
-    )
+    if w["total_bytes"] or any(g["node_count"] for g in s["graphs"]):
+        out.write(
+            f"  weights: {_human(w['total_bytes'])} total, {_human(w['unique_bytes'])} unique, "
+            f"{_human(w['shared_bytes'])} shared\n"
+        )
     out.write(f"  graphs ({len(s['graphs'])}):\n")
     for g in s["graphs"]:
-        out.write(f"  - {clean(g['name'])}: {g['node_count']} nodes, {g['weight_count']} weights ({_human(g['weight_bytes'])})\n")
+        parts = []
+        if g["node_count"] or "compiled" not in g:
+            parts.append(f"{g['node_count']} nodes, {g['weight_count']} weights ({_human(g['weight_bytes'])})")
+        if "compiled" in g:
+            c = g["compiled"]
+            inside = "" if c["graph"] == g["name"] else f" as {clean(c['graph'])!r}"
+            parts.append(f"compiled for {clean(c['backend'])}{inside}")
+        out.write(f"  - {clean(g['name'])}: {'; '.join(parts)}\n")
         for k, v in sorted(g.get("metadata", {}).items()):
             out.write(f"    {clean(k)}: {clean(v)}\n")
         out.write("    inputs:\n")

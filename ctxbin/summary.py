@@ -50,6 +50,8 @@ def summarize(c: Container) -> dict[str, Any]:
             "weight_count": len(own),
             "weight_bytes": sum(own.values()),
         }
+        if g.binary is not None:
+            entry["compiled"] = {"backend": g.binary.backend, "graph": g.binary.graph_name}
         if g.metadata:
             entry["metadata"] = dict(g.metadata)
         graphs.append(entry)
