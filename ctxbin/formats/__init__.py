@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import CtxbinError, FormatError
 from ..ir import Container
+from . import sniff
 
 __all__ = ["FORMATS", "detect", "load", "save", "module"]
 
@@ -25,9 +26,6 @@ FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     "epcontext": ("epcontext", ()),
     "onnx": ("onnx", (".onnx",)),
 }
-
-_SNIFF_BYTES = 4096
-
 
 def module(fmt: str) -> ModuleType:
     try:
@@ -41,12 +39,12 @@ def detect(path: str | os.PathLike) -> str:
     """The format of the file at ``path``, from its first bytes."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_SNIFF_BYTES)
+            head = f.read(sniff.HEAD_BYTES)
     except OSError as e:
         raise FormatError(f"cannot open: {e.strerror or e}", path=path) from None
     # EPContext wrappers are ONNX files too: they must be tried before ONNX.
     for fmt in ("ctxbin", "dlc", "qnn", "epcontext", "onnx"):
-        if module(fmt).sniff(head):
+        if getattr(sniff, fmt)(head):
             return fmt
     raise FormatError(
         "not a file ctxbin can read (expected .ctxbin, QNN DLC, QNN context binary or ONNX)",
