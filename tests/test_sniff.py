@@ -35,6 +35,6 @@ def test_unknown_bytes_are_a_format_error(tmp_path: Path, data: bytes) -> None:
         ctxbin.load(p)
 
 
-def test_missing_file_is_a_format_error_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(ctxbin.FormatError, match="nope.ctxbin"):
+def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.ctxbin"):
         ctxbin.load(tmp_path / "nope.ctxbin")

@@ -37,11 +37,8 @@ def module(fmt: str) -> ModuleType:
 
 def detect(path: str | os.PathLike) -> str:
     """The format of the file at ``path``, from its first bytes."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(sniff.HEAD_BYTES)
-    except OSError as e:
-        raise FormatError(f"cannot open: {e.strerror or e}", path=path) from None
+    with open(path, "rb") as f:  # a missing file is the OSError users expect
+        head = f.read(sniff.HEAD_BYTES)
     # EPContext wrappers are ONNX files too: they must be tried before ONNX.
     for fmt in ("ctxbin", "dlc", "qnn", "epcontext", "onnx"):
         if getattr(sniff, fmt)(head):
