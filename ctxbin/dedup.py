@@ -8,23 +8,56 @@ different data.
 
 Modes: ``"name+content"`` groups by tensor name (the default sharing rule),
 ``"content"`` ignores names, ``"none"`` shares nothing.
+
+:func:`hash_and_plan` also returns every tensor's hash and reads each byte
+about once: candidates (same key and length) are compared chunk by chunk while
+the first one is hashed, so a tensor equal to its candidate is never hashed
+on its own (same bytes, same hash).
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 from collections.abc import Hashable, Sequence
 from typing import Any, Callable
 
 import numpy as np
+import xxhash
 
-from .hashing import byte_view, check_status, hash_buffers, hash_pinned, native_core, pinned
+from .hashing import _threads, byte_view, check_status, hash_pinned, native_core, pinned
 
-__all__ = ["MODES", "plan"]
+__all__ = ["MODES", "plan", "hash_and_plan"]
 
 MODES = ("name+content", "content", "none")
 
 # Python-path byte comparison works in slices so it never allocates more than this.
 _COMPARE_SLICE = 16 << 20
+# Members per group in one native call (the C core's CTXBIN_GROUP_MAX).
+_GROUP_MAX = 64
+# plan() without hashes reads candidates once (hash_and_plan) when tensors
+# average at least this many bytes; below, hashing then comparing is cheaper.
+_ONE_PASS_MIN_MEAN = 64 << 10
+# Groups of at least this many bytes are scheduled first, largest first (as
+# the C core expects).
+_BIG_GROUP = 1 << 20
+# Bytes per native call when progress is reported.
+_PROGRESS_BYTES = 256 << 20
+
+
+def _key_ids(keys: Sequence[Hashable] | None, n: int, mode: str) -> np.ndarray:
+    if mode not in MODES:
+        raise ValueError(f"unknown sharing mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "none":
+        return np.arange(n, dtype=np.int64)
+    if mode == "content":
+        return np.zeros(n, np.int64)
+    if keys is None:
+        raise ValueError("mode 'name+content' needs the tensor names as keys")
+    if len(keys) != n:
+        raise ValueError(f"{len(keys)} keys for {n} buffers")
+    ids: dict[Hashable, int] = {}
+    return np.fromiter((ids.setdefault(k, len(ids)) for k in keys), np.int64, n)
 
 
 def plan(
@@ -33,50 +66,39 @@ def plan(
     hashes: np.ndarray | Sequence[int] | None = None,
     *,
     mode: str = "name+content",
-    after_group: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """``canon[i]``: index of the tensor whose bytes tensor ``i`` can use.
 
     ``keys`` are tensor names (any hashables; required for ``name+content``,
     ignored otherwise); ``buffers`` the tensors' bytes (C-contiguous buffers);
-    ``hashes`` their XXH3-64 (seed 0), computed here when not given. Returns an
-    ``int64`` array with ``canon[i] <= i`` and ``canon[canon[i]] == canon[i]``.
-
-    With ``after_group``, candidates (same key, length and hash) are compared
-    one group at a time and ``after_group(indices)`` is called after each, so a
-    caller streaming from file mappings can drop those pages again: the bytes
-    resident at once are one group's, not every candidate's.
+    ``hashes`` their XXH3-64 (seed 0), computed here when not given (see
+    :func:`hash_and_plan`). Returns an ``int64`` array with ``canon[i] <= i``
+    and ``canon[canon[i]] == canon[i]``.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown sharing mode {mode!r}; expected one of {', '.join(MODES)}")
+    key_ids = _key_ids(keys, len(buffers), mode)
     n = len(buffers)
     if mode == "none":
-        return np.arange(n, dtype=np.int64)
-    if mode == "name+content":
-        if keys is None:
-            raise ValueError("mode 'name+content' needs the tensor names as keys")
-        if len(keys) != n:
-            raise ValueError(f"{len(keys)} keys for {n} buffers")
-        ids: dict[Hashable, int] = {}
-        key_ids = np.fromiter((ids.setdefault(k, len(ids)) for k in keys), np.int64, n)
-    else:
-        key_ids = np.zeros(n, np.int64)
+        return key_ids
+    core = native_core()
+    if hashes is None and core is None:
+        return _hash_and_plan(key_ids, buffers, None, None)[0]
     if hashes is not None:
         hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
         if hashes.shape != (n,):
             raise ValueError(f"hashes has shape {hashes.shape}; expected ({n},)")
-    if after_group is not None:
-        return _plan_by_group(key_ids, buffers, hashes, after_group)
-    core = native_core()
-    if core is None:
-        views = [byte_view(b, f"buffer {i}") for i, b in enumerate(buffers)]
-        return _plan_python(key_ids, hash_buffers(views) if hashes is None else hashes, views)
+        if core is None:
+            views = [byte_view(b, f"buffer {i}") for i, b in enumerate(buffers)]
+            return _plan_python(key_ids, hashes, views)
     canon = np.empty(n, np.int64)
     if n == 0:
         return canon
     ffi = core.ffi
     with pinned(buffers) as (pointers, lengths):
         if hashes is None:
+            if lengths.sum() >= _ONE_PASS_MIN_MEAN * n:
+                return _hash_and_plan(key_ids, buffers, None, None)[0]
+            # small tensors: one batch hash in memory order, then the hash
+            # table; cheaper than grouping when there is little to re-read
             hashes = hash_pinned(pointers, lengths)
         check_status(core.lib.ctxbin_dedup_plan(
             n,
@@ -89,32 +111,138 @@ def plan(
     return canon
 
 
-def _plan_by_group(
+def hash_and_plan(
+    keys: Sequence[Hashable] | None,
+    buffers: Sequence[Any],
+    *,
+    mode: str = "name+content",
+    release: Sequence[bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(canon, hashes)``: :func:`plan`'s answer and every buffer's XXH3-64
+    (seed 0, also in mode ``"none"``), in one pass over the bytes.
+
+    ``release[i]`` true says buffer ``i`` lies in a shared file mapping
+    (``mmap`` of a file): its whole pages are dropped from this process's
+    resident memory as soon as they are read (they come back from the page
+    cache on the next access), so resident memory stays small whatever the
+    total size. ``progress(done, total)`` is called as bytes are done.
+    """
+    key_ids = _key_ids(keys, len(buffers), mode)
+    if release is not None and len(release) != len(buffers):
+        raise ValueError(f"{len(release)} release flags for {len(buffers)} buffers")
+    return _hash_and_plan(key_ids, buffers, release, progress)
+
+
+def _hash_and_plan(
     key_ids: np.ndarray,
     buffers: Sequence[Any],
-    hashes: np.ndarray | None,
-    after_group: Callable[[np.ndarray], None],
-) -> np.ndarray:
+    release: Sequence[bool] | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, np.ndarray]:
     n = len(buffers)
     canon = np.arange(n, dtype=np.int64)
+    hashes = np.zeros(n, np.uint64)
     if n == 0:
-        return canon
-    if hashes is None:
-        hashes = hash_buffers(buffers)
-    lengths = np.fromiter((memoryview(b).nbytes for b in buffers), np.uint64, n)
-    # stable order by (key, hash, length, index): each run is one candidate group
-    order = np.lexsort((np.arange(n), lengths, hashes, key_ids))
-    k, h, ln = key_ids[order], hashes[order], lengths[order]
-    starts = np.flatnonzero(np.r_[True, (k[1:] != k[:-1]) | (h[1:] != h[:-1]) | (ln[1:] != ln[:-1])])
-    ends = np.r_[starts[1:], n]
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        if b - a < 2:
-            continue
-        idx = order[a:b]  # ascending indices, so canon[i] <= i holds
-        sub = plan(None, [buffers[i] for i in idx], hashes[idx], mode="content")
-        canon[idx] = idx[sub]
-        after_group(idx)
-    return canon
+        return canon, hashes
+    core = native_core()
+    with contextlib.ExitStack() as stack:
+        if core is not None:
+            pointers, lengths = stack.enter_context(pinned(buffers))
+        else:
+            views = [byte_view(b, f"buffer {i}") for i, b in enumerate(buffers)]
+            lengths = np.fromiter((v.nbytes for v in views), np.uint64, n)
+        # runs of equal (key, length) in index order are the candidate groups;
+        # longer runs are cut into groups of at most _GROUP_MAX
+        order = np.lexsort((np.arange(n), lengths, key_ids))
+        k, ln = key_ids[order], lengths[order]
+        new_run = np.r_[True, (k[1:] != k[:-1]) | (ln[1:] != ln[:-1])]
+        run_start = np.maximum.accumulate(np.where(new_run, np.arange(n), 0))
+        cut = new_run | ((np.arange(n) - run_start) % _GROUP_MAX == 0)
+        starts = np.flatnonzero(cut)
+        count = np.diff(np.r_[starts, n])
+        size = ln[starts] * count.astype(np.uint64)
+        # groups of 1 MiB or more first, largest first (the threads then finish
+        # together), then the others in index order (memory order, mostly);
+        # members of a group together and in index order
+        big = size >= _BIG_GROUP
+        rank = np.lexsort((order[starts], np.where(big, -size.astype(np.float64), 0.0), ~big))
+        place = np.empty_like(rank)
+        place[rank] = np.arange(rank.size)
+        members = order[np.argsort(place[np.cumsum(cut) - 1], kind="stable")].astype(np.uint64)
+        bounds = np.r_[0, np.cumsum(count[rank])].astype(np.uint64)
+        # only views into an mmap are ever released: dropping pages of
+        # ordinary memory would lose its contents
+        flags = None if release is None else np.fromiter(
+            (bool(r) and isinstance(memoryview(b).obj, mmap.mmap) for r, b in zip(release, buffers)), np.uint8, n)
+        # one native call, or one per ~_PROGRESS_BYTES when progress is reported
+        done = np.cumsum(size[rank])
+        total = int(done[-1])
+        edges = [0, rank.size]
+        if progress is not None:
+            cuts = np.searchsorted(done, np.arange(_PROGRESS_BYTES, total, _PROGRESS_BYTES), side="right")
+            edges = np.unique(np.r_[0, cuts, rank.size]).tolist()
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            m = members[int(bounds[lo]) : int(bounds[hi])]
+            g = bounds[lo : hi + 1] - bounds[lo]
+            if core is None:
+                _groups_python(views, m, g, flags, canon, hashes)
+            else:
+                ffi = core.ffi
+                check_status(core.lib.ctxbin_hash_groups(
+                    n, pointers, ffi.from_buffer("uint64_t[]", lengths),
+                    ffi.from_buffer("uint64_t[]", m), m.size, ffi.from_buffer("uint64_t[]", g), g.size - 1,
+                    ffi.NULL if flags is None else ffi.from_buffer("uint8_t[]", flags),
+                    0, ffi.from_buffer("uint64_t[]", hashes), ffi.from_buffer("int64_t[]", canon), _threads(None),
+                ))
+            if progress is not None:
+                progress(int(done[hi - 1]), total)
+    # runs cut into several groups: the groups' first copies may still match
+    multi = np.flatnonzero(~new_run & cut)
+    if multi.size:
+        in_runs = np.isin(run_start, np.unique(run_start[multi]))
+        reps = np.sort(order[in_runs & (canon[order] == order)])
+        rep_canon = plan(key_ids[reps], [buffers[i] for i in reps], hashes[reps])
+        remap = np.arange(n, dtype=np.int64)
+        remap[reps] = reps[rep_canon]
+        canon = remap[canon]
+    return canon, hashes
+
+
+def _groups_python(
+    views: list[memoryview], members: np.ndarray, bounds: np.ndarray, release: np.ndarray | None,
+    canon: np.ndarray, hashes: np.ndarray,
+) -> None:
+    """:func:`_hash_and_plan`'s native call without the C core, group by group."""
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        group = members[a:b].tolist()
+        for pos, i in enumerate(group):
+            hashes[i] = xxhash.xxh3_64_intdigest(views[i])
+            canon[i] = next(
+                (j for j in group[:pos]
+                 if canon[j] == j and hashes[j] == hashes[i] and _same_bytes(views[j], views[i])),
+                i,
+            )
+        if release is not None:
+            for i in group:
+                if release[i]:
+                    _drop_pages(views[i])
+
+
+def _drop_pages(view: memoryview) -> None:
+    """What the C core does behind its read position: drop the whole pages of
+    a view into an ``mmap`` from resident memory."""
+    owner = view.obj
+    if not hasattr(mmap, "MADV_DONTNEED") or not view.nbytes:
+        return
+    start = np.frombuffer(view, np.uint8).ctypes.data - np.frombuffer(owner, np.uint8).ctypes.data
+    lo = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    hi = (start + view.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    if hi > lo:
+        try:
+            owner.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+        except (OSError, ValueError):
+            pass  # advice only
 
 
 def _same_bytes(a: memoryview, b: memoryview) -> bool:

@@ -4,7 +4,9 @@ Two weight tensors share one stored blob when their names and bytes are equal
 (``share="name+content"``, the default), when their bytes are equal
 (``"content"``), or never (``"none"``). ``include``/``exclude`` restrict
 sharing to some tensor names. Equal hashes are always confirmed byte by byte
-(the native dedup plan does that) before anything is shared.
+(the native dedup plan does that) before anything is shared. Hashing and
+comparing is one pass over the bytes, which also checks every blob read from
+a file against the hash recorded there.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence, Union
 
-import numpy as np
-
-from .dedup import plan
+from .dedup import hash_and_plan
 from .errors import LinkError
 from .ir import Container, Graph, Target, Tensor
-from .weights import Blob, hash_blobs
+from .weights import Blob
 
 __all__ = ["SHARE_MODES", "GraphShare", "NameConflict", "LinkReport", "link"]
 
@@ -155,8 +155,6 @@ def link(
             blob_index[id(t.data)] = len(blobs)
             blobs.append(t.data)  # type: ignore[arg-type]
 
-    hash_blobs(blobs, progress)
-
     inc = None if include is None else set(include)
     exc = set(exclude or ())
     excluded: set[str] = set()
@@ -174,27 +172,33 @@ def link(
             keys.append(f"\0{bi}")
         elif share == "name+content":
             keys.append(name)
-        else:
+        elif share == "content":
             keys.append("")
-    # The keys already encode the mode, so the plan always groups by key.
-    canon = plan(
+        else:
+            keys.append(f"\0{bi}")
+    # The keys already encode the mode ("none": every key differs).
+    canon, hashes = hash_and_plan(
         keys,
         [b.raw() for b in blobs],
-        np.array([b.hash for b in blobs], np.uint64),
-        mode="none" if share == "none" else "name+content",
-        after_group=lambda idx: [blobs[i].release() for i in idx],
+        release=[b.file is not None for b in blobs],  # file mappings: stream, keep RSS low
+        progress=progress,
     )
+    for b, h in zip(blobs, hashes.tolist()):
+        b.set_hash(h)  # checks the hash recorded in the source file, if any
 
+    canon_of = canon.tolist()
     new_graphs = []
     for gi, (g, _, _) in enumerate(sources):
         tensors = {}
         for name, t in g.tensors.items():
             if t.data is not None:
-                t = dataclasses.replace(t, data=blobs[int(canon[blob_index[id(t.data)]])])
+                shared = blobs[canon_of[blob_index[id(t.data)]]]
+                if shared is not t.data:  # tensors keeping their own blob stay as they are
+                    t = dataclasses.replace(t, data=shared)
             tensors[name] = t
         new_graphs.append(dataclasses.replace(g, tensors=tensors))
 
-    report = _report(share, sources, new_graphs, blobs, blob_index, entries, canon, sorted(excluded))
+    report = _report(share, sources, new_graphs, blobs, blob_index, entries, canon_of, sorted(excluded))
     meta = {"linked_graphs": ",".join(g.name for g in new_graphs)}
     meta.update(metadata or {})
     return Container(graphs=tuple(new_graphs), target=target, metadata=meta), report
@@ -203,7 +207,7 @@ def link(
 def _report(share, sources, new_graphs, blobs, blob_index, entries, canon, excluded) -> LinkReport:
     users: dict[int, set[int]] = {}  # canonical blob -> graphs using it
     for gi, t in entries:
-        users.setdefault(int(canon[blob_index[id(t.data)]]), set()).add(gi)
+        users.setdefault(canon[blob_index[id(t.data)]], set()).add(gi)
     before = 0
     shares = []
     for gi, g in enumerate(new_graphs):
@@ -212,11 +216,11 @@ def _report(share, sources, new_graphs, blobs, blob_index, entries, canon, exclu
         before += sum(b.nbytes for b in {id(t.data): t.data for t in sources[gi][0].tensors.values() if t.data is not None}.values())
         shared = sum(b.nbytes for b in own.values() if len(users[blob_index[id(b)]]) > 1)
         shares.append(GraphShare(g.name, size, shared))
-    after = sum(blobs[c].nbytes for c in set(int(x) for x in canon))
+    after = sum(blobs[c].nbytes for c in set(canon))
 
     by_name: dict[str, dict[int, set[str]]] = {}
     for gi, t in entries:
-        c = int(canon[blob_index[id(t.data)]])
+        c = canon[blob_index[id(t.data)]]
         by_name.setdefault(t.name, {}).setdefault(c, set()).add(new_graphs[gi].name)
     conflicts = []
     for name, contents in by_name.items():

@@ -12,6 +12,24 @@ int ctxbin_best_impl(void);
 /* XXH3-64 with a given accumulate implementation (assumed available). */
 uint64_t ctxbin_xxh3_64_with(const uint8_t *p, size_t len, uint64_t seed, int impl);
 
+/* XXH3-64 of long inputs (over CTXBIN_XXH3_MID_MAX bytes) in pieces: init, then
+ * the input's (len - 1) / CTXBIN_XXH3_BLOCK_LEN full blocks in any number of
+ * _blocks calls (in order, each given the address of its first block), then
+ * _finish with the whole input. A state may be copied by value (two inputs
+ * equal so far share it). */
+#define CTXBIN_XXH3_MID_MAX 240
+#define CTXBIN_XXH3_BLOCK_LEN 1024
+#define CTXBIN_XXH3_SECRET_SIZE 192
+typedef struct {
+    uint64_t acc[8];
+    uint8_t secret[CTXBIN_XXH3_SECRET_SIZE]; /* derived from the seed when seeded */
+    int seeded;
+    int impl;
+} ctxbin_xxh3_long;
+void ctxbin_xxh3_long_init(ctxbin_xxh3_long *st, uint64_t seed, int impl);
+void ctxbin_xxh3_long_blocks(ctxbin_xxh3_long *st, const uint8_t *p, size_t nblocks);
+uint64_t ctxbin_xxh3_long_finish(ctxbin_xxh3_long *st, const uint8_t *p, size_t len);
+
 /* Calls fn(ctx, lo, hi) over [0, n) in slices of `chunk` items, taken in
  * order by up to nthreads threads (the caller's thread is one of them).
  * Falls back to the caller's thread alone when threads cannot be started. */

@@ -60,6 +60,25 @@ int ctxbin_hash_many(const void *base, uint64_t base_len,
 int ctxbin_hash_ptrs(const void *const *ptrs, const uint64_t *lengths,
                      size_t n, uint64_t seed, uint64_t *out, int nthreads);
 
+/* Most tensors a single ctxbin_hash_groups group may hold. */
+enum { CTXBIN_GROUP_MAX = 64 };
+
+/* Hashes and sharing plan of tensors in one pass over their bytes. The
+ * tensors ptrs[i], lengths[i] (i < n) come in groups of candidates for
+ * sharing: group g is tensors members[groups[g]] .. members[groups[g + 1] - 1]
+ * (1..CTXBIN_GROUP_MAX tensors of equal length, each tensor in at most one
+ * group; groups[0] = 0, groups[ngroups] = nmembers). For each member i:
+ * hashes[i] = XXH3-64 of its bytes; canon[i] = the first member of its group
+ * (group order) with the same bytes (compared, never assumed from the hash).
+ * release (may be NULL): release[i] != 0 says tensor i lies in a shared file
+ * mapping whose pages may be dropped once read (they come back from the
+ * file). Groups run on up to nthreads threads: put groups of 1 MiB or more
+ * first (largest first), then the small ones in memory order. */
+int ctxbin_hash_groups(size_t n, const void *const *ptrs, const uint64_t *lengths,
+                       const uint64_t *members, size_t nmembers,
+                       const uint64_t *groups, size_t ngroups, const uint8_t *release,
+                       uint64_t seed, uint64_t *hashes, int64_t *canon, int nthreads);
+
 /* canon[i] = the first j <= i (input order) whose key, length, hash and bytes
  * all equal those of tensor i; i itself when there is none. Bytes are always
  * compared: an equal hash alone never makes two tensors the same. */

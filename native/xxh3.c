@@ -63,6 +63,8 @@
 #define STRIPE_LEN 64
 #define STRIPES_PER_BLOCK ((SECRET_SIZE - STRIPE_LEN) / 8)
 #define BLOCK_LEN (STRIPE_LEN * STRIPES_PER_BLOCK)
+_Static_assert(BLOCK_LEN == CTXBIN_XXH3_BLOCK_LEN, "block length");
+_Static_assert(SECRET_SIZE == CTXBIN_XXH3_SECRET_SIZE, "secret size");
 
 static const uint8_t k_secret[SECRET_SIZE] = {
     0xb8, 0xfe, 0x6c, 0x39, 0x23, 0xa4, 0x4b, 0xbe, 0x7c, 0x01, 0x81, 0x2c,
@@ -214,8 +216,10 @@ static uint64_t hash_129to240(const uint8_t *p, size_t len, const uint8_t *s, ui
  *
  * accumulate_X(acc, in, secret, n) runs n stripes of 64 bytes, stripe k using
  * the secret from byte 8k; scramble_X(acc, secret) mixes the accumulators with
- * the last 64 secret bytes. The block/last-stripe driver is instantiated once
- * per variant by DEFINE_HASH_LONG so each one keeps its loop inlined.
+ * the last 64 secret bytes. The block loop and the last-block driver are
+ * instantiated once per variant by DEFINE_HASH_LONG so each one keeps its loop
+ * inlined; ctxbin_xxh3_long_* (core_internal.h) run them in pieces, so a long
+ * input can be hashed a chunk at a time while the chunk is also compared.
  */
 
 CB_INLINE void accumulate_scalar(uint64_t acc[8], const uint8_t *in, const uint8_t *secret,
@@ -245,24 +249,21 @@ CB_INLINE void scramble_scalar(uint64_t acc[8], const uint8_t *secret) {
 #define CB_NO_ATTR
 
 #define DEFINE_HASH_LONG(SUFFIX, ATTR)                                                    \
-    ATTR static uint64_t hash_long_##SUFFIX(const uint8_t *p, size_t len,                \
-                                            const uint8_t *secret) {                     \
-        uint64_t acc[8] = {P32_3, P64_1, P64_2, P64_3, P64_4, P32_2, P64_5, P32_1};       \
-        size_t nblocks = (len - 1) / BLOCK_LEN;                                          \
+    ATTR static void blocks_##SUFFIX(uint64_t acc[8], const uint8_t *p, size_t nblocks,  \
+                                     const uint8_t *secret) {                            \
         for (size_t b = 0; b < nblocks; b++) {                                           \
             accumulate_##SUFFIX(acc, p + b * BLOCK_LEN, secret, STRIPES_PER_BLOCK);      \
             scramble_##SUFFIX(acc, secret);                                              \
         }                                                                                \
-        /* the last block, without its last stripe, then the final 64 bytes */          \
+    }                                                                                    \
+    /* the last block, without its last stripe, then the final 64 bytes */              \
+    ATTR static void tail_##SUFFIX(uint64_t acc[8], const uint8_t *p, size_t len,        \
+                                   const uint8_t *secret) {                              \
+        size_t nblocks = (len - 1) / BLOCK_LEN;                                          \
         size_t tail = ((len - 1) - nblocks * BLOCK_LEN) / STRIPE_LEN;                    \
         accumulate_##SUFFIX(acc, p + nblocks * BLOCK_LEN, secret, tail);                 \
         accumulate_##SUFFIX(acc, p + len - STRIPE_LEN,                                   \
                             secret + SECRET_SIZE - STRIPE_LEN - 7, 1);                   \
-        uint64_t h = (uint64_t)len * P64_1;                                              \
-        for (int i = 0; i < 4; i++)                                                      \
-            h += mul128_fold64(acc[2 * i] ^ rd64(secret + 11 + 16 * i),                  \
-                               acc[2 * i + 1] ^ rd64(secret + 19 + 16 * i));             \
-        return avalanche(h);                                                             \
     }
 
 DEFINE_HASH_LONG(scalar, CB_NO_ATTR)
@@ -435,36 +436,71 @@ const char *ctxbin_impl_name(int impl) {
     }
 }
 
-static uint64_t hash_long(const uint8_t *p, size_t len, uint64_t seed, int impl) {
-    uint8_t derived[SECRET_SIZE];
-    const uint8_t *secret = k_secret;
-    if (seed != 0) {
+void ctxbin_xxh3_long_init(ctxbin_xxh3_long *st, uint64_t seed, int impl) {
+    static const uint64_t init[8] = {P32_3, P64_1, P64_2, P64_3, P64_4, P32_2, P64_5, P32_1};
+    memcpy(st->acc, init, sizeof init);
+    st->seeded = seed != 0;
+    st->impl = impl;
+    if (st->seeded) {
         /* seeded long inputs use the default secret with the seed added to
          * its even 64-bit words and subtracted from its odd ones */
         for (int i = 0; i < SECRET_SIZE / 16; i++) {
-            wr64(derived + 16 * i, rd64(k_secret + 16 * i) + seed);
-            wr64(derived + 16 * i + 8, rd64(k_secret + 16 * i + 8) - seed);
+            wr64(st->secret + 16 * i, rd64(k_secret + 16 * i) + seed);
+            wr64(st->secret + 16 * i + 8, rd64(k_secret + 16 * i + 8) - seed);
         }
-        secret = derived;
     }
-    switch (impl) {
+}
+
+void ctxbin_xxh3_long_blocks(ctxbin_xxh3_long *st, const uint8_t *p, size_t nblocks) {
+    const uint8_t *secret = st->seeded ? st->secret : k_secret;
+    switch (st->impl) {
 #if defined(CB_HAVE_AVX2)
-    case CTXBIN_IMPL_AVX2: return hash_long_avx2(p, len, secret);
+    case CTXBIN_IMPL_AVX2: blocks_avx2(st->acc, p, nblocks, secret); return;
 #endif
 #if defined(CB_X86_64)
-    case CTXBIN_IMPL_SSE2: return hash_long_sse2(p, len, secret);
+    case CTXBIN_IMPL_SSE2: blocks_sse2(st->acc, p, nblocks, secret); return;
 #endif
 #if defined(CB_HAVE_NEON)
-    case CTXBIN_IMPL_NEON: return hash_long_neon(p, len, secret);
+    case CTXBIN_IMPL_NEON: blocks_neon(st->acc, p, nblocks, secret); return;
 #endif
-    default: return hash_long_scalar(p, len, secret);
+    default: blocks_scalar(st->acc, p, nblocks, secret); return;
     }
+}
+
+uint64_t ctxbin_xxh3_long_finish(ctxbin_xxh3_long *st, const uint8_t *p, size_t len) {
+    const uint8_t *secret = st->seeded ? st->secret : k_secret;
+    uint64_t acc[8];
+    memcpy(acc, st->acc, sizeof acc); /* finishing leaves the state reusable */
+    switch (st->impl) {
+#if defined(CB_HAVE_AVX2)
+    case CTXBIN_IMPL_AVX2: tail_avx2(acc, p, len, secret); break;
+#endif
+#if defined(CB_X86_64)
+    case CTXBIN_IMPL_SSE2: tail_sse2(acc, p, len, secret); break;
+#endif
+#if defined(CB_HAVE_NEON)
+    case CTXBIN_IMPL_NEON: tail_neon(acc, p, len, secret); break;
+#endif
+    default: tail_scalar(acc, p, len, secret); break;
+    }
+    uint64_t h = (uint64_t)len * P64_1;
+    for (int i = 0; i < 4; i++)
+        h += mul128_fold64(acc[2 * i] ^ rd64(secret + 11 + 16 * i),
+                           acc[2 * i + 1] ^ rd64(secret + 19 + 16 * i));
+    return avalanche(h);
+}
+
+static uint64_t hash_long(const uint8_t *p, size_t len, uint64_t seed, int impl) {
+    ctxbin_xxh3_long st;
+    ctxbin_xxh3_long_init(&st, seed, impl);
+    ctxbin_xxh3_long_blocks(&st, p, (len - 1) / BLOCK_LEN);
+    return ctxbin_xxh3_long_finish(&st, p, len);
 }
 
 uint64_t ctxbin_xxh3_64_with(const uint8_t *p, size_t len, uint64_t seed, int impl) {
     if (len <= 16) return hash_0to16(p, len, k_secret, seed);
     if (len <= 128) return hash_17to128(p, len, k_secret, seed);
-    if (len <= 240) return hash_129to240(p, len, k_secret, seed);
+    if (len <= CTXBIN_XXH3_MID_MAX) return hash_129to240(p, len, k_secret, seed);
     return hash_long(p, len, seed, impl);
 }
 

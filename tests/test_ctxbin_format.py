@@ -703,3 +703,65 @@ def test_fuzz_only_ctxbin_errors(tmp_path: Path, mutations: list, target: str, r
         cb.check(path)
     except CtxbinError:
         pass
+
+
+# --------------------------------------------------------------------------- writing spans of a source file
+
+
+def _file_blobs(path: Path, layout: list[tuple[int, bytes]], filler: bytes = b"\xee") -> list[Blob]:
+    """Blobs mapped from a file holding ``layout``'s (offset, bytes) pieces,
+    ``filler`` bytes in between."""
+    import mmap
+
+    size = max(o + len(b) for o, b in layout)
+    raw = bytearray(filler * size)
+    for o, b in layout:
+        raw[o : o + len(b)] = b
+    path.write_bytes(bytes(raw))
+    with open(path, "rb") as f:
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return [Blob(m, o, len(b), expected_hash=xxhash.xxh3_64_intdigest(b), origin=(str(path), f"blob {i}", o),
+                 file=str(path)) for i, (o, b) in enumerate(layout)]
+
+
+def test_coalesce_merges_only_runs_with_the_output_gaps_and_zero_padding(tmp_path: Path) -> None:
+    from ctxbin.weights import coalesce
+
+    layout = [(0, b"A" * 10), (64, b"B" * 64), (128, b"C" * 5), (192, b"D" * 3)]
+    out = [0, 64, 128, 192]
+    spans = lambda blobs, offs: [(x.offset, x.nbytes, o) for x, o in coalesce(blobs, offs)]  # noqa: E731
+    # non-zero gaps are never copied into the output's padding; B and C touch
+    junk = _file_blobs(tmp_path / "junk.bin", layout)
+    assert spans(junk, out) == [(0, 10, 0), (64, 69, 64), (192, 3, 192)]
+    zero = _file_blobs(tmp_path / "zero.bin", layout, b"\0")
+    assert spans(zero, out) == [(0, 195, 0)]
+    # gaps that differ from the output's are not merged
+    assert spans(zero, [0, 128, 256, 320]) == [(0, 10, 0), (64, 64, 128), (128, 67, 256)]
+    # blobs of another mapping or from memory are not merged
+    assert len(spans([zero[0], junk[1], Blob(b"C" * 5)], [0, 64, 128])) == 3
+    # a corrupt member is caught before its span is copied
+    bad = Blob(zero[1]._buf, 64, 64, expected_hash=1, file=zero[1].file, origin=("zero.bin", "B", 64))
+    with pytest.raises(ChecksumError):
+        list(coalesce([zero[0], bad], [0, 64]))
+
+
+def test_writing_blobs_from_a_file_gives_the_same_bytes_as_from_memory(tmp_path: Path) -> None:
+    """Relinked files copy runs of blobs in one piece: same bytes as writing
+    each blob from memory, and padding stays zero even when the source's
+    gaps are not."""
+    pieces = [np.arange(n, dtype=np.uint8).tobytes() for n in (10, 64, 5, 200, 0, 3)]
+    offsets = [0, 64, 128, 192, 448, 448]
+
+    def container(blobs: list[Blob]) -> Container:
+        ts = {f"t{i}": Tensor(f"t{i}", DType.UINT8, (b.nbytes,), TensorKind.STATIC, data=b)
+              for i, b in enumerate(blobs)}
+        return Container(graphs=(Graph("g", (), (), tensors=ts),))
+
+    cb.write(container([Blob(p) for p in pieces]), tmp_path / "mem.ctxbin")
+    cb.write(container(_file_blobs(tmp_path / "src.bin", list(zip(offsets, pieces)))), tmp_path / "file.ctxbin")
+    first = cb.read(tmp_path / "mem.ctxbin")
+    cb.write(first, tmp_path / "again.ctxbin")  # every blob from one mapping, zero gaps: one span
+    mem = (tmp_path / "mem.ctxbin").read_bytes()
+    assert (tmp_path / "file.ctxbin").read_bytes() == mem
+    assert (tmp_path / "again.ctxbin").read_bytes() == mem
+    assert cb.check(tmp_path / "file.ctxbin") == []

@@ -136,13 +136,108 @@ def test_empty_and_errors(path: str) -> None:
         dedup.plan(["a"], [np.arange(8)[::2]])
 
 
+# Contents around the chunk and block sizes of the one-pass native call
+# (1 KiB blocks, 256 KiB chunks): equal, differing in the first, a middle or
+# the very last byte, or in the final stripe only.
+def _variants(n: int) -> list[bytes]:
+    base = bytes((i * 7 + n) & 255 for i in range(n))
+    out = [base]
+    for at in {0, n // 2, max(n - 1, 0), max(n - 40, 0), min(262144, max(n - 1, 0))}:
+        if n:
+            out.append(base[:at] + bytes([base[at] ^ 1]) + base[at + 1 :])
+    return out
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from("abc"), st.binary(max_size=6)), max_size=40))
-def test_plan_by_group_equals_the_one_shot_plan(items) -> None:
-    keys = [k for k, _ in items]
-    bufs = [b for _, b in items]
-    seen: list[list[int]] = []
-    grouped = dedup.plan(keys, bufs, after_group=lambda idx: seen.append(idx.tolist()))
-    np.testing.assert_array_equal(grouped, dedup.plan(keys, bufs))
-    for idx in seen:  # every reported group is a set of candidates of one key
-        assert len(idx) > 1 and idx == sorted(idx) and len({keys[i] for i in idx}) == 1
+@given(
+    size=st.sampled_from([0, 1, 240, 241, 1024, 1025, 2048, 262144, 262145, 300_000]),
+    picks=st.lists(st.tuples(st.sampled_from("ab"), st.integers(0, 5)), min_size=1, max_size=12),
+    mode=st.sampled_from(dedup.MODES),
+    release=st.booleans(),
+)
+def test_hash_and_plan_matches_reference(size: int, picks, mode: str, release: bool) -> None:
+    """One pass over the bytes gives the reference plan and xxhash's hashes."""
+    import xxhash
+
+    pool = _variants(size)
+    keys = [k for k, _ in picks]
+    buffers = [pool[i % len(pool)] for _, i in picks]
+    expected = reference(keys, buffers, mode)
+    for native in ([True, False] if hashing._native_core is not None else [False]):
+        with pytest.MonkeyPatch.context() as mp:
+            if native:
+                mp.delenv("CTXBIN_NO_NATIVE", raising=False)
+            else:
+                mp.setenv("CTXBIN_NO_NATIVE", "1")
+            canon, hashes = dedup.hash_and_plan(keys, buffers, mode=mode, release=[release] * len(buffers))
+        assert canon.tolist() == expected
+        assert hashes.tolist() == [xxhash.xxh3_64_intdigest(b) for b in buffers]
+
+
+def test_hash_and_plan_groups_larger_than_one_native_call(path: str) -> None:
+    """More candidates of one key and length than one native group holds
+    (64): copies across the groups are still found, first one wins."""
+    rng = np.random.default_rng(3)
+    pool = [rng.integers(0, 256, 300, dtype=np.uint8).tobytes() for _ in range(3)]
+    picks = rng.integers(0, 3, 200)
+    picks[:70] = 0  # the first distinct content reappears in later groups
+    picks[70] = 1
+    buffers = [pool[p] for p in picks]
+    canon, _ = dedup.hash_and_plan(None, buffers, mode="content")
+    assert canon.tolist() == reference(None, buffers, "content")
+
+
+def test_hash_and_plan_drops_pages_of_file_mappings(path: str, tmp_path) -> None:
+    """Streaming from a file mapping keeps the bytes intact (pages come back
+    from the file) and gives the same answer as from memory."""
+    import mmap
+
+    data = np.random.default_rng(4).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()
+    f = tmp_path / "w.bin"
+    f.write_bytes(data + data)
+    with open(f, "rb") as fh:
+        m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    view = memoryview(m)
+    halves = [view[: len(data)], view[len(data) :]]
+    canon, hashes = dedup.hash_and_plan(["w", "w"], halves, release=[True, True])
+    assert canon.tolist() == [0, 0]
+    assert hashes[0] == hashes[1] == hashing.xxh3_64(data)
+    assert bytes(halves[1][:100]) == data[:100]  # re-read after the pages were dropped
+    del halves, view
+    m.close()
+
+
+def test_hash_and_plan_progress_and_errors(path: str) -> None:
+    seen: list[tuple[int, int]] = []
+    bufs = [b"x" * 1000, b"x" * 1000, b"y" * 10]
+    canon, _ = dedup.hash_and_plan(["a", "a", "b"], bufs, progress=lambda d, t: seen.append((d, t)))
+    assert canon.tolist() == [0, 0, 2]
+    assert seen and seen[-1] == (2010, 2010)
+    with pytest.raises(ValueError, match="release flags"):
+        dedup.hash_and_plan(["a"], [b"x"], release=[True, False])
+    empty_canon, empty_hashes = dedup.hash_and_plan([], [])
+    assert empty_canon.shape == empty_hashes.shape == (0,)
+
+
+def test_c_hash_groups_checks_its_arguments() -> None:
+    """The C entry point refuses malformed groups even if the caller did not check."""
+    if hashing._native_core is None:
+        pytest.skip(NATIVE_MISSING)
+    ffi, lib = hashing._native_core.ffi, hashing._native_core.lib
+    bufs = [ffi.from_buffer(b"abcd"), ffi.from_buffer(b"abc"), ffi.from_buffer(b"abcd")]
+    ptrs = ffi.new("const void *[]", bufs)
+    out_h, out_c = ffi.new("uint64_t[]", 3), ffi.new("int64_t[]", 3)
+
+    def call(members, groups, lengths=(4, 3, 4)):
+        return lib.ctxbin_hash_groups(3, ptrs, ffi.new("uint64_t[]", list(lengths)),
+                                      ffi.new("uint64_t[]", members), len(members),
+                                      ffi.new("uint64_t[]", groups), len(groups) - 1, ffi.NULL, 0, out_h, out_c, 2)
+
+    assert call([2, 0, 1], [0, 2, 3]) == lib.CTXBIN_OK
+    assert [out_c[i] for i in range(3)] == [2, 1, 2]  # group order decides, here member 2 first
+    assert call([0, 1], [0, 2]) == lib.CTXBIN_EINVAL  # lengths differ inside a group
+    assert call([0, 2], [0, 1, 1, 2]) == lib.CTXBIN_EINVAL  # empty group
+    assert call([0, 2], [0, 1]) == lib.CTXBIN_EINVAL  # groups do not cover the members
+    assert call([0, 0], [0, 1, 2]) == lib.CTXBIN_EINVAL  # one tensor in two groups
+    assert call([0, 3], [0, 1, 2]) == lib.CTXBIN_EINVAL  # no tensor 3
+    assert call([0, 1], [1, 2]) == lib.CTXBIN_EINVAL

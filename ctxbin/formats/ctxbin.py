@@ -36,7 +36,7 @@ from ..ir import (
     TensorKind,
 )
 from ..hashing import xxh3_64
-from ..weights import Blob, hash_blobs
+from ..weights import Blob, coalesce, hash_blobs
 
 __all__ = [
     "MAGIC",
@@ -499,13 +499,14 @@ def write(container: Container, path: "str | os.PathLike[str]", *, durable: bool
         pos = 0
         sources: dict[str, int] = {}
         try:
-            for blob, start in zip(w.blobs, offsets):
+            for blob, start in coalesce(w.blobs, offsets):
                 f.write(zeros[: start - pos])
                 blob.copy_to(f, sources)
                 pos = start + blob.nbytes
         finally:
             for fd in sources.values():
                 os.close(fd)
+
 
 
 # --------------------------------------------------------------------------- reading
@@ -891,6 +892,8 @@ class _GraphColumns:
             if (scalar and (n != 1 or ref >= limit)) or (not scalar and ref + n > limit):
                 raise self.attr_error(r, i, f"entries {ref}..{ref + n} of kind {kind} run past their "
                                       f"{limit}-entry pool (attr_ints/attr_floats/strings/...)")
+            if not scalar:  # each list copies its range: many attributes sharing one must not multiply memory
+                r.fb.charge(8 * n, f"{self.where} attribute #{i}", self.a_kind_at - r.base + i)
             if kind == _INT:
                 out.append(ints[ref])
             elif kind == _FLOAT:
