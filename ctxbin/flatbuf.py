@@ -12,6 +12,12 @@ pointing back (``table - value``) to its vtable, which holds u16 vtable size,
 u16 table size, then one u16 field offset per field (0 = absent); references
 to tables, vectors and strings are u32 offsets relative to where they are
 stored; vectors and strings start with a u32 element count.
+
+References may point many times at the same bytes: a vector of 20,000 offsets
+to one table whose own vector holds 20,000 offsets to another gives 400 million
+tables from 160 KB. Every buffer therefore carries a work budget proportional
+to its size; each table visit and each vector decoded is charged against it,
+and a buffer that asks for more work than its size can justify is rejected.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 
 from .errors import FormatError
 
-__all__ = ["FlatBuffer", "Table"]
+__all__ = ["FlatBuffer", "Table", "WORK_PER_BYTE", "WORK_FLOOR", "TABLE_WORK"]
 
 T = TypeVar("T")
 
@@ -31,6 +37,14 @@ _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
+#: default budget = WORK_PER_BYTE x buffer size + WORK_FLOOR work units (~bytes
+#: decoded); reading real DLC, QNN and .ctxbin metadata whole costs 0.7-1.6 x its size
+WORK_PER_BYTE = 16
+WORK_FLOOR = 1 << 16
+#: one table visit; a table takes 4 bytes or more (real ones 16+), so honest
+#: readers may visit every table more than once, while one table referenced
+#: N times costs N x TABLE_WORK
+TABLE_WORK = 32
 _SCALARS = {
     "b": struct.Struct("<b"), "B": _U8, "h": struct.Struct("<h"), "H": _U16,
     "i": _I32, "I": _U32, "q": struct.Struct("<q"), "Q": struct.Struct("<Q"),
@@ -39,9 +53,15 @@ _SCALARS = {
 
 
 class FlatBuffer:
-    """A flatbuffer held in ``buf[start:start+size]``; ``base`` is its file offset."""
+    """A flatbuffer held in ``buf[start:start+size]``; ``base`` is its file offset.
 
-    __slots__ = ("buf", "start", "size", "path", "what", "base", "max_depth")
+    ``budget`` is the decoding work this buffer may cost (default
+    ``WORK_PER_BYTE * size + WORK_FLOOR``): table visits cost ``TABLE_WORK``,
+    strings and vectors their byte length; :meth:`charge` lets a reader add
+    work of its own (copies it makes per reference).
+    """
+
+    __slots__ = ("buf", "start", "size", "path", "what", "base", "budget")
 
     def __init__(
         self,
@@ -52,6 +72,7 @@ class FlatBuffer:
         path: object = None,
         what: str = "flatbuffer",
         base: int = 0,
+        budget: int | None = None,
     ) -> None:
         self.buf = memoryview(buf).cast("B") if not isinstance(buf, (bytes, bytearray)) else buf
         total = len(self.buf)
@@ -62,6 +83,16 @@ class FlatBuffer:
         self.path = path
         self.what = what
         self.base = base
+        self.budget = WORK_PER_BYTE * self.size + WORK_FLOOR if budget is None else budget
+
+    def charge(self, work: int, obj: str | None, at: int) -> None:
+        """Spend ``work`` units of the budget on the object at ``at``."""
+        self.budget -= work
+        if self.budget < 0:
+            raise self.error(
+                f"more decoding work than the {self.size}-byte buffer can justify: references are "
+                "shared beyond what its size allows (hostile file?)", obj, at,
+            )
 
     def error(self, msg: str, obj: str | None, at: int) -> FormatError:
         return FormatError(msg, path=self.path, obj=obj or self.what, offset=self.base + at)
@@ -90,6 +121,7 @@ class FlatBuffer:
 
     def table_at(self, pos: int, obj: str) -> "Table":
         self.check(pos, 4, obj)
+        self.charge(TABLE_WORK, obj, pos)
         vt = pos - self.scalar("i", pos, obj)
         self.check(vt, 4, obj)
         vt_size = self.scalar("H", vt, obj)
@@ -99,6 +131,19 @@ class FlatBuffer:
         self.check(vt, vt_size, obj)
         self.check(pos, max(tbl_size, 4), obj)
         return Table(self, pos, vt, vt_size, tbl_size, obj)
+
+    def text(self, pos: int, obj: str) -> str:
+        """The string stored at ``pos``: u32 length, UTF-8 bytes, NUL terminator."""
+        n = self.scalar("I", pos, obj)
+        self.check(pos + 4, n + 1, obj)
+        self.charge(4 + n, obj, pos)
+        s = self.start + pos + 4
+        if self.buf[s + n] != 0:
+            raise self.error(f"{n}-byte string is not NUL-terminated", obj, pos + 4 + n)
+        try:
+            return bytes(self.buf[s : s + n]).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise self.error(f"string is not valid UTF-8 ({e.reason})", obj, pos + 4 + e.start) from None
 
     def deref(self, at: int, obj: str) -> int:
         """Follow the u32 offset stored at ``at``."""
@@ -147,7 +192,9 @@ class Table:
         name = obj or f"{self.obj}.{index}"
         return self.fb.table_at(self.fb.deref(at, name), name)
 
-    def _vector(self, index: int, elem: int, obj: str) -> tuple[int, int] | None:
+    def _vector(self, index: int, elem: int, obj: str, *, whole: bool = True) -> tuple[int, int] | None:
+        """(position, count) of a vector field; ``whole`` charges its bytes to the
+        budget (the caller decodes or copies them), else only its count word."""
         at = self._field(index, 4)
         if at is None:
             return None
@@ -155,16 +202,15 @@ class Table:
         n = self.fb.scalar("I", vec, obj)
         # never trust the count: the elements must fit in the buffer
         self.fb.check(vec + 4, n * elem, obj)
+        self.fb.charge(4 + n * elem if whole else 4, obj, vec)
         return vec + 4, n
 
     def string(self, index: int, default: str = "", obj: str | None = None) -> str:
-        raw = self.bytes_(index, obj=obj)
-        if raw is None:
+        at = self._field(index, 4)
+        if at is None:
             return default
-        try:
-            return bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise self.fb.error("string is not valid UTF-8", obj or self.obj, self.pos) from None
+        name = obj or self.obj
+        return self.fb.text(self.fb.deref(at, name), name)
 
     def bytes_(self, index: int, obj: str | None = None) -> memoryview | None:
         """A string or ``[ubyte]`` field as a zero-copy view."""
@@ -176,8 +222,9 @@ class Table:
         return memoryview(self.fb.buf)[s : s + n]
 
     def vector_span(self, index: int, elem: int, obj: str | None = None) -> tuple[int, int] | None:
-        """(absolute position in the buffer, count) of a vector of fixed-size elements."""
-        v = self._vector(index, elem, obj or self.obj)
+        """(absolute position in the buffer, count) of a vector of fixed-size elements,
+        for zero-copy use: only its count is charged to the budget."""
+        v = self._vector(index, elem, obj or self.obj, whole=False)
         if v is None:
             return None
         return self.fb.start + v[0], v[1]
@@ -193,7 +240,7 @@ class Table:
         return a
 
     def length(self, index: int) -> int:
-        v = self._vector(index, 4, self.obj)
+        v = self._vector(index, 4, self.obj, whole=False)
         return 0 if v is None else v[1]
 
     def tables(self, index: int, obj: str | None = None) -> list["Table"]:
@@ -212,16 +259,7 @@ class Table:
             return []
         start, n = v
         fb = self.fb
-        out = []
-        for i in range(n):
-            s = fb.deref(start + 4 * i, f"{name}[{i}]")
-            ln = fb.scalar("I", s, name)
-            fb.check(s + 4, ln, name)
-            try:
-                out.append(bytes(fb.buf[fb.start + s + 4 : fb.start + s + 4 + ln]).decode("utf-8"))
-            except UnicodeDecodeError:
-                raise fb.error("string is not valid UTF-8", f"{name}[{i}]", s) from None
-        return out
+        return [fb.text(fb.deref(start + 4 * i, f"{name}[{i}]"), f"{name}[{i}]") for i in range(n)]
 
     def map(self, index: int, fn: Callable[["Table"], T], obj: str | None = None) -> list[T]:
         return [fn(t) for t in self.tables(index, obj)]

@@ -104,33 +104,19 @@ def read(path: str | os.PathLike, **_options: Any) -> Container:
 
 # --------------------------------------------------------------------------- shared
 class _Doc:
-    """The archive being read, where errors point, and a work budget.
+    """The archive being read and where errors point.
 
     Flatbuffer references may share one table many times over (a vector of a
-    million offsets to one node holding a million params): the budget counts
-    every table visited and stops a read once it exceeds what the entries'
-    sizes allow for unshared tables (a table takes at least 4 bytes).
+    million offsets to one node holding a million params): each entry's
+    :class:`FlatBuffer` carries a work budget proportional to its size that
+    stops such a read early.
     """
 
-    __slots__ = ("zf", "path", "_budget", "_text_budget")
+    __slots__ = ("zf", "path")
 
     def __init__(self, zf: ZipArchive, path: str) -> None:
         self.zf = zf
         self.path = path
-        size = sum(e.size for e in zf.entries if e.name in ("model", "model.params"))
-        self._budget = 1024 + size // 4
-        self._text_budget = (1 << 20) + 8 * size  # strings may be shared, but not without bound
-
-    def spend_text(self, nbytes: int, obj: str) -> None:
-        self._text_budget -= nbytes
-        if self._text_budget < 0:
-            raise FormatError("strings are shared beyond what the file size allows (hostile file?)", path=self.path, obj=obj)
-
-    def spend(self, tables: list[Table], obj: str) -> list[Table]:
-        self._budget -= len(tables)
-        if self._budget < 0:
-            raise FormatError("tables are shared beyond what the file size allows (hostile file?)", path=self.path, obj=obj)
-        return tables
 
     def entry(self, name: str) -> memoryview:
         return self.zf.read(name)
@@ -152,24 +138,6 @@ class _Doc:
     def error(self, msg: str, obj: str, entry: str, at: int = 0) -> FormatError:
         off = self.file_offset(entry, at)
         return FormatError(msg, path=self.path, obj=obj, offset=off if off is not None else at)
-
-
-def _tables(doc: _Doc, t: Table, index: int, obj: str) -> list[Table]:
-    return doc.spend(t.tables(index, obj), obj)
-
-
-def _strings(doc: _Doc, t: Table, index: int, obj: str) -> tuple[str, ...]:
-    """A string vector, charging its total length to the budget before decoding."""
-    span = t.vector_span(index, 4, obj)
-    if span is None:
-        return ()
-    fb, (start, count) = t.fb, span
-    rel = start - fb.start
-    total = 0
-    for i in range(count):
-        total += fb.scalar("I", fb.deref(rel + 4 * i, obj), obj)
-    doc.spend_text(total, obj)
-    return tuple(t.strings(index, obj))
 
 
 def _prefix(data: memoryview, doc: _Doc, entry: str) -> tuple[int, int]:
@@ -244,13 +212,18 @@ def _dtype(code: int, doc: _Doc, obj: str, entry: str) -> DType:
 
 
 def _check_size(t: Tensor, blob: Blob, doc: _Doc, entry: str) -> None:
+    at = blob.origin[2] if blob.origin else None
+    try:
+        itemsize = t.dtype.itemsize
+    except TypeError:  # UNDEFINED, STRING, ...: no fixed-size elements
+        raise FormatError(f"{t.dtype.name} tensors cannot hold data", path=doc.path, obj=t.name, offset=at) from None
     count = 1
     for d in t.shape:
         count *= int(d)  # type: ignore[arg-type]
-    if count * t.dtype.itemsize != blob.nbytes:
+    if count * itemsize != blob.nbytes:
         raise FormatError(
-            f"{blob.nbytes} data bytes for shape {t.shape} of {t.dtype.name} ({count * t.dtype.itemsize} bytes)",
-            path=doc.path, obj=t.name, offset=blob.origin[2] if blob.origin else None,
+            f"{blob.nbytes} data bytes for shape {t.shape} of {t.dtype.name} ({count * itemsize} bytes)",
+            path=doc.path, obj=t.name, offset=at,
         )
 
 
@@ -318,20 +291,20 @@ def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
     root = _flatbuffer(doc, "model", model, b"NETD")
     data, params = _v4_params(doc)
     graphs = []
-    for g in _tables(doc, root, _V4.GRAPHS, "model.graphs"):
+    for g in root.tables(_V4.GRAPHS, "model.graphs"):
         name = g.string(_V4.G_NAME, obj=g.obj)
         if name not in params:
             raise doc.error("graph has no parameters in model.params", name, "model")
         tensor_data, node_data = params[name]
         tensors: dict[str, Tensor] = {}
-        for t in _tables(doc, g, _V4.G_TENSORS, f"{name}.tensors"):
+        for t in g.tables(_V4.G_TENSORS, f"{name}.tensors"):
             tensor = _v4_tensor(t, doc, name, tensor_data, data)
             if tensor.name in tensors:
                 raise doc.error("duplicate tensor name", f"{name}/{tensor.name}", "model")
             tensors[tensor.name] = tensor
         nodes = [
             _v4_node(n, doc, name, node_data[i] if i < len(node_data) else {}, data)
-            for i, n in enumerate(_tables(doc, g, _V4.G_NODES, f"{name}.nodes"))
+            for i, n in enumerate(g.tables(_V4.G_NODES, f"{name}.nodes"))
         ]
         graphs.append(_graph(name, tensors, nodes))
     return graphs
@@ -346,10 +319,10 @@ def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[dict[str, Table], li
     root = _flatbuffer(doc, "model.params", raw, b"NETP")
     params_bin = doc.weights_entry("model.params.bin") if "model.params.bin" in doc.zf else None
     out = {}
-    for g in _tables(doc, root, _V4.P_GRAPHS, "model.params.graphs"):
+    for g in root.tables(_V4.P_GRAPHS, "model.params.graphs"):
         name = g.string(_V4.PG_NAME, obj=g.obj)
-        nodes = [_by_name(_tables(doc, n, _V4.PN_TENSORS, f"{name}.node_params"), doc) for n in _tables(doc, g, _V4.PG_NODES, f"{name}.node_params")]
-        out[name] = (_by_name(_tables(doc, g, _V4.PG_TENSORS, f"{name}.tensor_params"), doc), nodes)
+        nodes = [_by_name(n.tables(_V4.PN_TENSORS, f"{name}.node_params"), doc) for n in g.tables(_V4.PG_NODES, f"{name}.node_params")]
+        out[name] = (_by_name(g.tables(_V4.PG_TENSORS, f"{name}.tensor_params"), doc), nodes)
     return _V4Data(doc, params_bin), out
 
 
@@ -409,7 +382,7 @@ def _v4_quant(q: Table, obj: str, doc: _Doc) -> QuantEncoding | None:
         ax = q.table(_V4.Q_AXIS, f"{obj}.axis_scale_offset")
         if ax is None:
             raise q.fb.error("per-axis encoding without its axis table", obj, q.pos)
-        chans = [_v4_scale_offset(so) for so in _tables(doc, ax, _V4.AX_LIST, f"{obj}.axis_scale_offset.list")]
+        chans = [_v4_scale_offset(so) for so in ax.tables(_V4.AX_LIST, f"{obj}.axis_scale_offset.list")]
         if not chans:
             raise ax.fb.error("per-axis encoding with no channels", obj, ax.pos)
         return QuantEncoding(
@@ -472,7 +445,7 @@ def _v4_node(n: Table, doc: _Doc, graph: str, params: Mapping[str, Table], data:
     obj = f"{graph}/{name}"
     attrs: dict[str, AttrValue] = {}
     package = ""
-    for a in _tables(doc, n, _V4.N_ATTRS, f"{obj}.params"):
+    for a in n.tables(_V4.N_ATTRS, f"{obj}.params"):
         key = a.string(_V4.A_NAME, obj=a.obj)
         kind = a.scalar(_V4.A_KIND, "i")
         if kind == 0:
@@ -495,8 +468,8 @@ def _v4_node(n: Table, doc: _Doc, graph: str, params: Mapping[str, Table], data:
         name=name,
         op_type=n.string(_V4.N_TYPE, obj=obj),
         namespace=NAMESPACE_V4,
-        inputs=_strings(doc, n, _V4.N_INPUTS, f"{obj}.inputs"),
-        outputs=_strings(doc, n, _V4.N_OUTPUTS, f"{obj}.outputs"),
+        inputs=tuple(n.strings(_V4.N_INPUTS, f"{obj}.inputs")),
+        outputs=tuple(n.strings(_V4.N_OUTPUTS, f"{obj}.outputs")),
         attrs=attrs,
         domain=package,
     )
@@ -529,7 +502,7 @@ _V3_MAX_DEPTH = 4
 _V3_DATA_SIZE = {8: DType.UINT8, 16: DType.UINT16, 32: DType.FLOAT32}
 
 
-def _v3_value(a: Table, obj: str, doc: _Doc, depth: int = 0) -> AttrValue:
+def _v3_value(a: Table, obj: str, depth: int = 0) -> AttrValue:
     code = a.scalar(_V3.A_TYPE, "B")
     how = _V3_VALUES.get(code)
     field = code + 1
@@ -540,7 +513,7 @@ def _v3_value(a: Table, obj: str, doc: _Doc, depth: int = 0) -> AttrValue:
     if how == "nested":
         if depth >= _V3_MAX_DEPTH:
             raise a.fb.error(f"attributes nested deeper than {_V3_MAX_DEPTH}", obj, a.pos)
-        return tuple(_v3_attrs(_tables(doc, a, field, obj), obj, doc, depth + 1).items())
+        return tuple(_v3_attrs(a.tables(field, obj), obj, depth + 1).items())
     if how.startswith("<"):
         return tuple(a.array(field, how, obj).tolist())
     value = a.scalar(field, how)
@@ -549,16 +522,31 @@ def _v3_value(a: Table, obj: str, doc: _Doc, depth: int = 0) -> AttrValue:
     return float(value) if how == "f" else value
 
 
-def _v3_attrs(tables: Iterable[Table], obj: str, doc: _Doc, depth: int = 0) -> dict[str, AttrValue]:
+def _v3_attrs(tables: Iterable[Table], obj: str, depth: int = 0) -> dict[str, AttrValue]:
     out: dict[str, AttrValue] = {}
     for a in tables:
         key = a.string(_V3.A_NAME, obj=a.obj)
-        out[key] = _v3_value(a, f"{obj}.{key}", doc, depth)
+        out[key] = _v3_value(a, f"{obj}.{key}", depth)
     return out
 
 
-def _v3_encoding(fxp: Mapping[str, AttrValue] | tuple, obj: str, doc: _Doc) -> QuantEncoding:
-    f = dict(fxp)  # type: ignore[arg-type]
+def _nested(value: AttrValue | None) -> dict[str, AttrValue]:
+    """The fields of a nested attribute; {} when ``value`` is something else
+    (a number array is a tuple too, and a hostile file may put any type anywhere)."""
+    if isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in value):
+        return dict(value)
+    return {}
+
+
+def _dims(value: AttrValue | None) -> tuple[int, ...]:
+    """A shape attribute, or () when it is not a tuple of non-negative ints."""
+    if isinstance(value, tuple) and all(isinstance(d, int) and d >= 0 for d in value):
+        return value  # type: ignore[return-value]
+    return ()
+
+
+def _v3_encoding(fxp: AttrValue, obj: str, doc: _Doc) -> QuantEncoding:
+    f = _nested(fxp)
     try:
         delta, offset, precision = f["delta"], f.get("offset", 0.0), f["precision"]
     except KeyError as e:
@@ -570,27 +558,22 @@ def _v3_encoding(fxp: Mapping[str, AttrValue] | tuple, obj: str, doc: _Doc) -> Q
 
 def _per_output(value: AttrValue | None, i: int) -> AttrValue | None:
     """``FxpData``/``OutputDims`` hold one nested attribute per output, named "0", "1", ..."""
-    if not isinstance(value, tuple):
-        return None
-    for key, v in value:
-        if key == str(i):
-            return v
-    return None
+    return _nested(value).get(str(i))
 
 
 def _read_v3(doc: _Doc, model: memoryview) -> list[Graph]:
     root = _flatbuffer(doc, "model", model, b"NETD")
-    buffer_info = _v3_attrs(_tables(doc, root, _V3.M_ATTRS, "model.attributes"), "model", doc).get("BufferInfos", ())
-    infos = {k: dict(v) for k, v in buffer_info if isinstance(v, tuple)} if isinstance(buffer_info, tuple) else {}
+    buffer_info = _v3_attrs(root.tables(_V3.M_ATTRS, "model.attributes"), "model").get("BufferInfos", ())
+    infos = {k: _nested(v) for k, v in _nested(buffer_info).items()}
     weights = _v3_weights(doc) if "model.params" in doc.zf else {}
     tensors: dict[str, Tensor] = {}
     nodes: list[Node] = []
-    for n in _tables(doc, root, _V3.M_NODES, "model.nodes"):
+    for n in root.tables(_V3.M_NODES, "model.nodes"):
         name = n.string(_V3.N_NAME, obj=n.obj)
         op = n.string(_V3.N_TYPE, obj=name)
-        attrs = _v3_attrs(_tables(doc, n, _V3.N_ATTRS, f"{name}.attributes"), name, doc)
+        attrs = _v3_attrs(n.tables(_V3.N_ATTRS, f"{name}.attributes"), name)
         fxp, dims = attrs.pop("FxpData", None), attrs.pop("OutputDims", None)
-        outputs = _strings(doc, n, _V3.N_OUTPUTS, f"{name}.outputs")
+        outputs = tuple(n.strings(_V3.N_OUTPUTS, f"{name}.outputs"))
         for i, out in enumerate(outputs):
             enc_attr = _per_output(fxp, i)
             enc = _v3_encoding(enc_attr, f"{name}.FxpData", doc) if isinstance(enc_attr, tuple) else None
@@ -598,8 +581,8 @@ def _read_v3(doc: _Doc, model: memoryview) -> list[Graph]:
             size = infos.get(out, {}).get("data_size", 32)
             dtype = DType(0x0400 | enc.bitwidth) if enc and enc.bitwidth in (8, 16) else _V3_DATA_SIZE.get(size, DType.FLOAT32)  # type: ignore[arg-type]
             kind = TensorKind.INPUT if op == "Input" else TensorKind.NATIVE
-            tensors[out] = Tensor(out, dtype, tuple(shape) if isinstance(shape, tuple) else (), kind, enc)
-        inputs = [i for i in _strings(doc, n, _V3.N_INPUTS, f"{name}.inputs") if not (op == "Input" and i in outputs)]
+            tensors[out] = Tensor(out, dtype, _dims(shape), kind, enc)
+        inputs = [i for i in n.strings(_V3.N_INPUTS, f"{name}.inputs") if not (op == "Input" and i in outputs)]
         for w in weights.pop(name, ()):
             tensors[w.name] = w
             inputs.append(w.name)
@@ -621,11 +604,11 @@ def _v3_weights(doc: _Doc) -> dict[str, list[Tensor]]:
         raise UnsupportedVersionError(f"model.params has major version {major} in a v3 DLC", path=doc.path, obj="model.params", offset=2)
     root = _flatbuffer(doc, "model.params", raw, b"NETP")
     out: dict[str, list[Tensor]] = {}
-    for np_ in _tables(doc, root, _V3.P_NODES, "model.params.nodes"):
+    for np_ in root.tables(_V3.P_NODES, "model.params.nodes"):
         layer = np_.string(_V3.PN_NAME, obj=np_.obj)
         if layer in out:
             raise np_.fb.error("duplicate layer parameters", layer, np_.pos)
-        out[layer] = [_v3_weight(w, doc, layer) for w in _tables(doc, np_, _V3.PN_WEIGHTS, f"{layer}.weights")]
+        out[layer] = [_v3_weight(w, doc, layer) for w in np_.tables(_V3.PN_WEIGHTS, f"{layer}.weights")]
     return out
 
 
@@ -646,7 +629,7 @@ def _v3_weight(w: Table, doc: _Doc, layer: str) -> Tensor:
             raise d.fb.error("weight without bytes", name, d.pos)
         start, count = span
         raw = memoryview(d.fb.buf)[start : start + count * dtype.itemsize]
-    fxp = _per_output(_v3_attrs(_tables(doc, w, _V3.W_ATTRS, f"{name}.attributes"), name, doc).get("FxpData"), 0)
+    fxp = _per_output(_v3_attrs(w.tables(_V3.W_ATTRS, f"{name}.attributes"), name).get("FxpData"), 0)
     enc = _v3_encoding(fxp, f"{name}.FxpData", doc) if isinstance(fxp, tuple) else None
     if enc is not None and dtype == DType.UINT8:
         dtype = DType.UFIXED8

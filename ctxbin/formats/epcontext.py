@@ -78,11 +78,19 @@ def _text(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "")
 
 
+def _int(a: dict[str, Any], key: str, default: int, path: str, obj: str) -> int:
+    """An INT attribute (a hostile wrapper may give it any attribute type)."""
+    v = a.get(key, default)
+    if not isinstance(v, int):
+        raise FormatError(f"attribute {key} is {type(v).__name__}, not an integer", path=path, obj=obj)
+    return v
+
+
 def _node(node: Any, path: str) -> tuple[EPContextNode, bytes | None]:
     a = _attrs(node)
-    embed = int(a.get("embed_mode", 1))
-    cache = a.get("ep_cache_context")
     obj = f"EPContext node {node.name!r}"
+    embed = _int(a, "embed_mode", 1, path, obj)
+    cache = a.get("ep_cache_context")
     if not isinstance(cache, bytes) or not cache:
         raise FormatError("has no ep_cache_context", path=path, obj=obj)
     if embed not in (0, 1):
@@ -91,12 +99,12 @@ def _node(node: Any, path: str) -> tuple[EPContextNode, bytes | None]:
     info = EPContextNode(
         name=node.name,
         partition_name=partition,
-        main_context=bool(a.get("main_context", 1)),
+        main_context=bool(_int(a, "main_context", 1, path, obj)),
         embed_mode=bool(embed),
         cache_path=None if embed else _text(cache),
         sdk_version=_text(a.get("ep_sdk_version")),
         source=_text(a.get("source")),
-        max_size=int(a.get("max_size", 0)),
+        max_size=_int(a, "max_size", 0, path, obj),
         hardware_architecture=_text(a.get("hardware_architecture")),
         inputs=tuple(node.input),
         outputs=tuple(node.output),
@@ -105,12 +113,9 @@ def _node(node: Any, path: str) -> tuple[EPContextNode, bytes | None]:
 
 
 def _load_model(path: str) -> Any:
-    import onnx
+    from .onnx import load_model
 
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise FormatError(f"not a readable ONNX model: {exc}", path=path, obj="model") from None
+    model = load_model(path)
     if not is_epcontext_model(model):
         raise FormatError("the ONNX model has no com.microsoft:EPContext node", path=path, obj="model")
     return model
@@ -126,6 +131,8 @@ def read_nodes(path: str | os.PathLike[str]) -> list[EPContextNode]:
 def _resolve(wrapper: str, rel: str, obj: str) -> Path:
     """The binary's path: relative to the wrapper's directory and inside it."""
     base = Path(wrapper).resolve().parent
+    if "\0" in rel:
+        raise FormatError(f"ep_cache_context {rel!r} holds a NUL byte", path=wrapper, obj=obj)
     if os.path.isabs(rel):
         raise FormatError(f"ep_cache_context {rel!r} is an absolute path", path=wrapper, obj=obj)
     target = (base / rel).resolve()

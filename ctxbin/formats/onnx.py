@@ -34,7 +34,7 @@ from ..fileio import atomic_write
 from ..ir import AttrValue, Container, Dim, DType, Graph, Node, Tensor, TensorKind
 from ..weights import Blob
 
-__all__ = ["sniff", "read", "write"]
+__all__ = ["sniff", "load_model", "read", "write"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -127,6 +127,23 @@ def sniff(head: bytes) -> bool:
 
 
 # ---------------------------------------------------------------- reading
+
+
+def _require_utf8(msg: Any, path: PathLike, where: str = "ModelProto") -> None:
+    """Reject a proto2 ``string`` field holding invalid UTF-8 anywhere in ``msg``.
+
+    Python protobuf hands such a field back as ``bytes`` instead of failing,
+    which would let bytes pose as names (op types, tensor names, file locations).
+    """
+    for fd, value in msg.ListFields():
+        if fd.type not in (fd.TYPE_MESSAGE, fd.TYPE_STRING):
+            continue
+        for i, v in enumerate(value if fd.is_repeated else (value,)):
+            obj = f"{where}.{fd.name}" + (f"[{i}]" if fd.is_repeated else "")
+            if fd.type == fd.TYPE_MESSAGE:
+                _require_utf8(v, path, obj)
+            elif isinstance(v, bytes):
+                raise FormatError(f"string field is not valid UTF-8: {v[:40]!r}", path=path, obj=obj)
 
 
 class _ExternalFiles:
@@ -361,11 +378,9 @@ def _model_metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {k: v for k, v in meta.items() if v}
 
 
-def read(path: PathLike, *, name: str | None = None) -> Container:
-    """Read an ONNX model as a one-graph container (weights mapped, not copied).
-
-    The graph is named ``name``, else the ONNX graph's name, else the file stem.
-    """
+def load_model(path: PathLike) -> onnx.ModelProto:
+    """The ONNX model at ``path`` (external data not loaded), checked to have a
+    graph and valid UTF-8 strings; :class:`FormatError` when it is not one."""
     p = Path(os.fspath(path))
     try:
         model = onnx.load_model(str(p), load_external_data=False)
@@ -375,6 +390,17 @@ def read(path: PathLike, *, name: str | None = None) -> Container:
         raise FormatError(f"not a valid ONNX model ({e})", path=p, obj="ModelProto", offset=0) from None
     if not model.HasField("graph"):
         raise FormatError("not an ONNX model: no graph", path=p, obj="ModelProto", offset=0)
+    _require_utf8(model, p)
+    return model
+
+
+def read(path: PathLike, *, name: str | None = None) -> Container:
+    """Read an ONNX model as a one-graph container (weights mapped, not copied).
+
+    The graph is named ``name``, else the ONNX graph's name, else the file stem.
+    """
+    p = Path(os.fspath(path))
+    model = load_model(p)
     if model.functions:
         model = onnx.inliner.inline_local_functions(model)
     graph = _graph(model, name or model.graph.name or p.stem, p)
