@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 from .errors import InputError, LinkError
+from .fileio import write_bytes_atomic
 from .formats import ctxbin as ctxbin_format
 from .formats import dlc
 from .formats import load as load_container
@@ -118,12 +119,14 @@ def compile_htp(
 
 def _write_ctxbin(linked: Container, binary: Path, out: Path) -> None:
     info, blob = qnn.map_binary(binary)
-    compiled = {g.name: g.binary for g in qnn.graphs_of(info, blob, str(binary))}
-    graphs = tuple(dataclasses.replace(g, binary=compiled[g.name]) for g in linked.graphs)
-    # what the compiler built for (the SoC model can override the arch asked for)
-    target = qnn.target_of(info)
-    ctxbin_format.write(dataclasses.replace(linked, graphs=graphs, target=target), out)
-    blob.release()
+    try:
+        compiled = {g.name: g.binary for g in qnn.graphs_of(info, blob, str(binary))}
+        graphs = tuple(dataclasses.replace(g, binary=compiled[g.name]) for g in linked.graphs)
+        # what the compiler built for (the SoC model can override the arch asked for)
+        target = qnn.target_of(info)
+        ctxbin_format.write(dataclasses.replace(linked, graphs=graphs, target=target), out)
+    finally:
+        blob.release()
 
 
 def write_epcontext_wrappers(binary: str | os.PathLike[str]) -> list[Path]:
@@ -133,15 +136,14 @@ def write_epcontext_wrappers(binary: str | os.PathLike[str]) -> list[Path]:
     import onnx
     from onnx import helper
 
+    def vi(t: qnn.IOTensor) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(t.name, helper.np_dtype_to_tensor_dtype(t.dtype.numpy), list(t.shape))
+
     path = Path(os.fspath(binary))
     info = qnn.read_info(path)
     max_size = info.spill_fill_buffer_size
     written = []
     for i, g in enumerate(info.graphs):
-        def vi(t: qnn.IOTensor) -> onnx.ValueInfoProto:
-            elem = helper.np_dtype_to_tensor_dtype(t.dtype.numpy)
-            return helper.make_tensor_value_info(t.name, elem, list(t.shape))
-
         node = helper.make_node(
             "EPContext", [t.name for t in g.inputs], [t.name for t in g.outputs], name=g.name,
             domain="com.microsoft", main_context=1 if i == 0 else 0, ep_cache_context=path.name,
@@ -152,6 +154,6 @@ def write_epcontext_wrappers(binary: str | os.PathLike[str]) -> list[Path]:
                                                         helper.make_opsetid("com.microsoft", 1)])
         model.ir_version = 8  # what onnxruntime releases of this era accept
         wrapper = path.with_name(f"{g.name}_ctx.onnx")
-        onnx.save(model, wrapper)
+        write_bytes_atomic(wrapper, model.SerializeToString())
         written.append(wrapper)
     return written

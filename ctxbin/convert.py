@@ -20,6 +20,7 @@ as the user asks:
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -28,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import BackendError, BackendUnavailableError, FormatError
+from .errors import BackendError, BackendUnavailableError, FormatError, InputError
 from .formats import dlc
 from .formats import onnx as onnx_format
 from .ir import Container
@@ -66,24 +67,22 @@ _PROVIDER_OPTIONS = {
 }
 
 
+def _check_route(route: str) -> None:
+    if route not in ROUTES:
+        raise InputError(f"unknown conversion route {route!r}; expected one of {', '.join(ROUTES)}")
+
+
 def route_problem(route: str) -> str:
     """Why ``route`` (``"qnn-ir"`` or ``"ctxbin"``) cannot run here; "" when it can."""
-    if route == "qnn-ir":
-        if (platform.system(), platform.machine()) != ("Linux", "x86_64"):
-            return "the QNN IR backend in onnxruntime-qnn runs on Linux x86_64 only"
-        import importlib.util
-
-        for mod in ("onnxruntime", "onnxruntime_qnn"):
-            if importlib.util.find_spec(mod) is None:
-                return f"{mod} is not installed (pip install 'ctxbin[htp]')"
-        return ""
-    if route == "ctxbin":
-        import importlib.util
-
-        if importlib.util.find_spec("ctxbin.passes.onnx_to_qnn") is None:
-            return "ctxbin's own ONNX→QNN lowering (ctxbin.passes.onnx_to_qnn) is not part of this build"
-        return ""
-    raise ValueError(f"unknown conversion route {route!r}; expected one of {', '.join(ROUTES)}")
+    _check_route(route)
+    if route != "qnn-ir":
+        return ""  # ctxbin's own lowering is pure Python
+    if (platform.system(), platform.machine()) != ("Linux", "x86_64"):
+        return "the QNN IR backend in onnxruntime-qnn runs on Linux x86_64 only"
+    for mod in ("onnxruntime", "onnxruntime_qnn"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not installed (pip install 'ctxbin[htp]')"
+    return ""
 
 
 def convert(
@@ -96,8 +95,7 @@ def convert(
     """Convert the ONNX model at ``onnx_path`` into a DLC v4 at ``out_path``
     holding one graph named ``name`` (default: the ONNX graph's name, else the
     file stem); returns the written container, read back from ``out_path``."""
-    if route not in ROUTES:
-        raise ValueError(f"unknown conversion route {route!r}; expected one of {', '.join(ROUTES)}")
+    _check_route(route)
     source = onnx_format.read(onnx_path, name=name)  # validates the model; gives the graph's name
     graph_name = source.graphs[0].name
     if route == "auto":
@@ -136,6 +134,8 @@ def _convert_qnn_ir(onnx_path: Path, out_path: Path, graph_name: str, source: Co
                 f"the QNN IR backend wrote {len(dumped)} DLC files for {onnx_path}; expected one graph"
             )
         made = dlc.read(dumped[0])
+        if len(made.graphs) != 1:
+            raise FormatError(f"the QNN IR backend's DLC holds {len(made.graphs)} graphs; expected one", path=dumped[0])
         graph = made.graphs[0]
         want = ({t.name for t in source.graphs[0].inputs}, {t.name for t in source.graphs[0].outputs})
         got = ({t.name for t in graph.inputs}, {t.name for t in graph.outputs})

@@ -455,6 +455,7 @@ def map_binary(source: Source) -> tuple[BinaryInfo, Blob]:
 
 
 def target_of(info: BinaryInfo) -> Target:
+    """The backend, SoC model, HTP architecture and SDK version a binary was built for."""
     return Target(backend=info.backend_name, soc_model=info.soc_model, htp_arch=info.dsp_arch,
                   sdk_version=info.sdk_version)
 

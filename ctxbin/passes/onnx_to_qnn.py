@@ -41,6 +41,8 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..ir import DType, Graph, Node, Tensor, TensorKind
+from ..runtime.emulator.ops.resize import COORD_MODES, NEAREST_MODES, source_coords
+from ..runtime.emulator.primitives import nearest_indices, same_pads
 from ..weights import Blob
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
@@ -265,11 +267,8 @@ class _Lowering:
         elif auto == "VALID":
             pads = [[0, 0], [0, 0]]
         elif auto in ("SAME_UPPER", "SAME_LOWER"):
-            pads = []
-            for size, k, s, d in zip(x[2:], kernel, strides, dilations):
-                total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
-                small = total // 2
-                pads.append([small, total - small] if auto == "SAME_UPPER" else [total - small, small])
+            pads = [list(same_pads(size, (k - 1) * d + 1, s, auto == "SAME_UPPER"))
+                    for size, k, s, d in zip(x[2:], kernel, strides, dilations)]
         else:
             raise _Unsupported(f"{n.op_type}(auto_pad={auto!r})")
         return strides, dilations, _u32(pads)
@@ -546,7 +545,8 @@ class _Lowering:
                 self.emit("Cast", f"{idx}_cast", [self.value(idx)], [out])
                 self.derived[key] = out
             i32 = self.derived[key]
-        self.emit("Gather", self.base(n), [self.value(data), i32], [self.declare(n.outputs[0])], axis=axis)
+        self.emit("Gather", self.base(n), [self.value(data), i32], [self.declare(n.outputs[0])],
+                  axis=np.array(axis, np.int32))  # HTP validates Gather axis as INT32
 
     def reshape(self, n: Node) -> None:
         self.emit("Reshape", self.base(n), [self.value(n.inputs[0])], [self.declare(n.outputs[0])])
@@ -643,57 +643,17 @@ def _drop_redundant_reshapes(nodes: list[Node], keep: set[str]) -> list[Node]:
     return out
 
 
-def _onnx_coords(o: np.ndarray, size_in: int, size_out: int, scale: float, ctm: str) -> np.ndarray | None:
-    if ctm == "half_pixel":
-        return (o + 0.5) / scale - 0.5
-    if ctm == "pytorch_half_pixel":
-        return (o + 0.5) / scale - 0.5 if size_out > 1 else np.zeros_like(o)
-    if ctm == "asymmetric":
-        return o / scale
-    if ctm == "tf_half_pixel_for_nn":
-        return (o + 0.5) / scale
-    if ctm == "align_corners":
-        return o * (size_in - 1) / (size_out - 1) if size_out > 1 else np.zeros_like(o)
-    return None
-
-
-_ROUNDING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "round_prefer_floor": lambda v: np.ceil(v - 0.5),
-    "round_prefer_ceil": lambda v: np.floor(v + 0.5),
-    "floor": np.floor,
-    "ceil": np.ceil,
-}
-
-
-def _qnn_nearest(o: np.ndarray, size_in: int, size_out: int, align_corners: bool, half_pixel: bool) -> np.ndarray:
-    """Source indices of QNN's ResizeNearestNeighbor (TensorFlow's definition)."""
-    if align_corners:
-        scale = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
-        idx = np.floor(o * scale + 0.5)  # round half away from zero; coordinates are >= 0
-    elif half_pixel:
-        idx = np.floor((o + 0.5) * (size_in / size_out))
-    else:
-        idx = np.floor(o * (size_in / size_out))
-    return np.clip(idx, 0, size_in - 1)
-
-
 def _nearest_choice(src: Sequence[int], dst: Sequence[int], scales: list[float] | None, ctm: str,
                     rounding: str) -> tuple[bool, bool] | None:
     """(align_corners, half_pixel_centers) whose source pixels equal ONNX's on both axes, if any."""
-    rnd = _ROUNDING.get(rounding)
-    if rnd is None:
+    rnd = NEAREST_MODES.get(rounding)
+    if rnd is None or ctm not in COORD_MODES or ctm == "tf_crop_and_resize":
         return None
-    wanted = []
-    for i, (a, b) in enumerate(zip(src, dst)):
-        o = np.arange(b, dtype=np.float64)
-        coords = _onnx_coords(o, a, b, scales[i] if scales else b / a, ctm)
-        if coords is None:
-            return None
-        wanted.append(np.clip(rnd(coords), 0, a - 1))
+    wanted = [np.clip(rnd(source_coords(ctm, a, b, scales[i] if scales else b / a)), 0, a - 1)
+              for i, (a, b) in enumerate(zip(src, dst))]
     preferred = {"align_corners": (True, False), "asymmetric": (False, False)}.get(ctm, (False, True))
     for choice in (preferred, (False, True), (False, False), (True, False)):
-        if all(np.array_equal(_qnn_nearest(np.arange(b, dtype=np.float64), a, b, *choice), w)
-               for a, b, w in zip(src, dst, wanted)):
+        if all(np.array_equal(nearest_indices(b, a, *choice), w) for a, b, w in zip(src, dst, wanted)):
             return choice
     return None
 

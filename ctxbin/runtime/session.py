@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import BackendError, BackendUnavailableError, CtxbinError
+from ..errors import BackendError, BackendUnavailableError, InputError
 from ..ir import Graph
 
 __all__ = ["RunResult", "run_graph", "BACKENDS"]
@@ -24,38 +24,33 @@ class RunResult(dict):
         self.note = note
 
 
-def _htp_unusable(graph: Graph, library: Any = None) -> str:
-    """Why HTP cannot run ``graph`` here ("" when it can)."""
-    if graph.binary is None:
-        return f"graph {graph.name!r} has no compiled HTP binary"
-    if graph.binary.backend != "htp":
-        return f"graph {graph.name!r} is compiled for {graph.binary.backend!r}, not htp"
-    from . import htp
-
-    return htp.unavailable_reason(library)
-
-
 def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], backend: str = "auto", **options: Any) -> RunResult:
+    """Run ``graph`` on ``backend`` (one of :data:`BACKENDS`). ``"auto"`` tries HTP
+    and runs the emulator when HTP cannot be used here or (for a graph the
+    emulator can run) fails, saying why in ``.note``. ``options`` go to
+    :func:`ctxbin.runtime.htp.run`."""
     if backend not in BACKENDS:
-        raise CtxbinError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     note = ""
-    if backend in ("auto", "htp"):
-        why = _htp_unusable(graph, options.get("library"))
-        if not why:
-            from . import htp
+    if backend != "emulator":
+        from . import htp
 
+        try:
+            return RunResult(htp.run(graph, inputs, **options), "htp")
+        except BackendUnavailableError as e:
+            if backend == "htp":
+                raise
+            note = f"HTP not used: {e}"
+        except BackendError as e:
+            # a failing HTP library (e.g. the x86 simulation refusing shared
+            # weights) is not the last word when the graph can be emulated
             if backend == "htp" or not graph.nodes:
-                return RunResult(htp.run(graph, inputs, **options), "htp")
-            try:
-                return RunResult(htp.run(graph, inputs, **options), "htp")
-            except BackendError as e:
-                # auto with an emulatable graph: a failing HTP library (e.g. the
-                # x86 simulation refusing shared weights) is not the last word
-                note = f"HTP failed, ran on the emulator: {e}"
-        elif backend == "htp":
-            raise BackendUnavailableError(f"cannot run on HTP: {why}")
-        else:
-            note = f"HTP not used: {why}"
+                raise
+            note = f"HTP failed, ran on the emulator: {e}"
+    if options:
+        if backend == "emulator":
+            raise InputError(f"options {sorted(options)} apply to the htp backend only")
+        note += f"; the HTP options {sorted(options)} did not apply"
     from .emulator import Emulator
 
     return RunResult(Emulator(graph).run(inputs), "emulator", note)

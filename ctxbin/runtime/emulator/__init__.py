@@ -30,16 +30,13 @@ def supported(graph: Graph) -> list[str]:
     return sorted({f"{n.namespace}:{n.op_type}" for n in graph.nodes if _kernel_for(graph, n) is None})
 
 
-def _constant(t: Tensor) -> np.ndarray:
-    a = t.numpy()
-    # quantized weights run in float: dequantize once, at load
-    if t.encoding is not None and t.dtype.is_quantized:
-        return t.encoding.dequantize(a)
-    return a
-
-
 def _quantized(t: Tensor) -> bool:
     return t.encoding is not None and t.dtype.is_quantized
+
+
+def _constant(t: Tensor) -> np.ndarray:
+    # quantized weights run in float: dequantize once, at load
+    return t.encoding.dequantize(t.numpy()) if _quantized(t) else t.numpy()  # type: ignore[union-attr]
 
 
 def _fake_quantize(t: Tensor, x: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from ...errors import InputError
 from ...ir import Node, Tensor
 
 __all__ = [
-    "Pads", "pads_of", "pair", "declared_shape", "window_out",
+    "Pads", "pads_of", "pair", "declared_shape", "compute_dtype", "window_out", "same_pads", "nearest_indices",
     "conv2d", "transpose_conv2d", "pool2d", "resize2d",
 ]
 
@@ -70,6 +70,14 @@ def window_out(size: int, extent: int, stride: int, before: int, after: int, cei
     return out - 1 if (out - 1) * stride >= size + before else out
 
 
+def same_pads(size: int, extent: int, stride: int, upper: bool = True) -> tuple[int, int]:
+    """(before, after) padding of a "same" window (output size ``ceil(size / stride)``);
+    an odd unit goes after (ONNX SAME_UPPER, TensorFlow) or, not ``upper``, before."""
+    total = max(0, (-(-size // stride) - 1) * stride + extent - size)
+    small = total // 2
+    return (small, total - small) if upper else (total - small, small)
+
+
 def _geometry(
     x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
     dilation: tuple[int, int], out_hw: tuple[int, int] | None,
@@ -104,8 +112,9 @@ def _tap(xp: np.ndarray, i: int, j: int, out: tuple[int, int], stride: tuple[int
     return xp[:, r0 : r0 + (out[0] - 1) * stride[0] + 1 : stride[0], c0 : c0 + (out[1] - 1) * stride[1] + 1 : stride[1], :]
 
 
-def _compute_dtype(*arrays: np.ndarray) -> np.dtype:
-    # float16 (as QNN fp16 graphs carry) accumulates in float32; float64 stays
+def compute_dtype(*arrays: np.ndarray) -> np.dtype:
+    """The float type kernels compute in: float64 if any input is, else float32
+    (float16, as QNN fp16 graphs carry, and integers accumulate in float32)."""
     return np.dtype(np.float64) if any(a.dtype == np.float64 for a in arrays) else np.dtype(np.float32)
 
 
@@ -123,7 +132,7 @@ def conv2d(
         raise InputError(f"input channels {c}, filter {w.shape} and group {groups} do not fit")
     st, dl = pair(stride, "stride"), pair(dilation, "dilation")
     _, out, extra = _geometry(x, (kh, kw), st, pads, dl, out_hw)
-    dt = _compute_dtype(x, w)
+    dt = compute_dtype(x, w)
     xp = _padded(np.asarray(x, dt), pads, extra, 0.0)
     wc = np.asarray(w, dt)
     n = x.shape[0]
@@ -166,7 +175,7 @@ def transpose_conv2d(
     size = tuple(f - p[0] - p[1] for f, p in zip(full, pads))
     if min(size) < 1:
         raise InputError(f"transposed convolution output {size} is empty (padding {pads})")
-    dt = _compute_dtype(x, w)
+    dt = compute_dtype(x, w)
     xc, wc = np.asarray(x, dt), np.asarray(w, dt)
     cg = c // groups
     y = np.zeros((n, full[0], full[1], groups * mg), dt)
@@ -208,7 +217,7 @@ def pool2d(
         return y
     if kind != "avg":
         raise InputError(f"unknown pooling kind {kind!r}")
-    dt = _compute_dtype(x)
+    dt = compute_dtype(x)
     xp = _padded(np.asarray(x, dt), pads, extra, 0.0)
     # which padded positions count toward each window's divisor
     valid = np.zeros(xp.shape[1:3], dt)
@@ -237,6 +246,18 @@ def _source(out: int, size: int, align_corners: bool, half_pixel: bool) -> np.nd
     return d * (size / out)
 
 
+def nearest_indices(out: int, size: int, align_corners: bool, half_pixel: bool) -> np.ndarray:
+    """Source index of each of ``out`` positions resized from ``size`` by a
+    nearest-neighbour resize with TensorFlow's conventions (QNN, SNPE)."""
+    d = np.arange(out, dtype=np.float64)
+    if align_corners:
+        # halves round up (TensorFlow's roundf), not to even
+        src = np.floor(d * ((size - 1) / (out - 1)) + 0.5) if out > 1 else np.zeros(out)
+    else:
+        src = np.floor((d + 0.5) * (size / out) if half_pixel else d * (size / out))
+    return np.clip(src, 0, size - 1).astype(np.intp)
+
+
 def resize2d(
     x: np.ndarray, out_hw: tuple[int, int], mode: Literal["bilinear", "nearest"], *,
     align_corners: bool = False, half_pixel: bool = False,
@@ -250,19 +271,11 @@ def resize2d(
         raise InputError("align_corners and half_pixel_centers cannot both be set")
     h, w = x.shape[1:3]
     if mode == "nearest":
-        idx = []
-        for o, s in zip(out_hw, (h, w)):
-            d = np.arange(o, dtype=np.float64)
-            if align_corners:
-                # halves round up (TensorFlow's roundf), not to even
-                src = np.floor(d * ((s - 1) / (o - 1)) + 0.5) if o > 1 else np.zeros(o)
-            else:
-                src = np.floor((d + 0.5) * (s / o) if half_pixel else d * (s / o))
-            idx.append(np.clip(src, 0, s - 1).astype(np.intp))
-        return x[:, idx[0]][:, :, idx[1]]
+        rows, cols = (nearest_indices(o, s, align_corners, half_pixel) for o, s in zip(out_hw, (h, w)))
+        return x[:, rows][:, :, cols]
     if mode != "bilinear":
         raise InputError(f"unknown resize mode {mode!r}")
-    dt = _compute_dtype(x)
+    dt = compute_dtype(x)
     xc = np.asarray(x, dt)
     axes = []
     for o, s in zip(out_hw, (h, w)):

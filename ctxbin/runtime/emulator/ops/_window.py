@@ -5,7 +5,6 @@ each kernel tap reads."""
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from ....errors import InputError
 from ....ir import AttrValue, Node
+from ..primitives import same_pads, window_out
 from ._common import int_tuple
 
 __all__ = ["Window", "window", "int_attr", "pad_spatial", "taps"]
@@ -65,12 +65,9 @@ def window(node: Node, spatial: Sequence[int], kernel: Sequence[int], *, ceil_mo
         raise InputError(f"node {node.name!r} ({node.op_type}): invalid window attributes")
     extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations))
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        same = [same_pads(i, e, s, auto_pad == "SAME_UPPER") for i, e, s in zip(spatial, extent, strides)]
         out = tuple(-(-i // s) for i, s in zip(spatial, strides))
-        total = [max(0, (o - 1) * s + e - i) for o, s, e, i in zip(out, strides, extent, spatial)]
-        small = [t // 2 for t in total]
-        big = [t - t // 2 for t in total]
-        begin, end = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-        return Window(kernel, strides, dilations, tuple(begin), tuple(end), (0,) * n, out)
+        return Window(kernel, strides, dilations, tuple(b for b, _ in same), tuple(e for _, e in same), (0,) * n, out)
     if auto_pad == "VALID":
         pads = (0,) * (2 * n)
     elif auto_pad != "NOTSET":
@@ -78,13 +75,9 @@ def window(node: Node, spatial: Sequence[int], kernel: Sequence[int], *, ceil_mo
     begin, end = pads[:n], pads[n:]
     out_l, extra = [], []
     for i, b, e, x, s in zip(spatial, begin, end, extent, strides):
-        span = i + b + e - x
-        if span < 0:
+        if i + b + e < x:
             raise InputError(f"node {node.name!r} ({node.op_type}): window {x} larger than padded input {i + b + e}")
-        o = (math.ceil if ceil_mode else math.floor)(span / s) + 1
-        # ceil mode: a last window that would start inside the end padding is dropped
-        if ceil_mode and (o - 1) * s >= i + b:
-            o -= 1
+        o = window_out(i, x, s, b, e, ceil=ceil_mode)
         out_l.append(o)
         extra.append(max(0, (o - 1) * s + x - (i + b + e)))
     return Window(kernel, strides, dilations, tuple(begin), tuple(end), tuple(extra), tuple(out_l))

@@ -10,6 +10,7 @@ import numpy as np
 
 from ....errors import InputError
 from ....ir import Node
+from ..primitives import compute_dtype
 from ..registry import kernel
 
 __all__: list[str] = []
@@ -25,7 +26,7 @@ def _batch_norm(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.n
             f"parameters {[p.shape for p in (scale, bias, mean, var)]} do not fit"
         )
     eps = float(node.attrs.get("epsilon", 1e-5))
-    dt = np.float64 if x.dtype == np.float64 else np.float32
+    dt = compute_dtype(x)
     bshape = (x.shape[1],) + (1,) * (x.ndim - 2)
     extra: list[np.ndarray] = []
     if node.attrs.get("training_mode", 0):
@@ -39,7 +40,7 @@ def _batch_norm(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.n
         ]
         mean, var = batch_mean, batch_var
     # fold into one multiply-add per element
-    k = np.asarray(scale, dt) / np.sqrt(np.asarray(var, dt) + dt(eps))
+    k = np.asarray(scale, dt) / np.sqrt(np.asarray(var, dt) + dt.type(eps))
     shift = np.asarray(bias, dt) - np.asarray(mean, dt) * k
     y = np.multiply(x, k.reshape(bshape), dtype=dt)
     y += shift.reshape(bshape)

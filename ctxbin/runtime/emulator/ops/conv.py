@@ -18,6 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ....errors import InputError
 from ....ir import Node
+from ..primitives import compute_dtype
 from ..registry import kernel
 from ._window import Window, pad_spatial, taps, window
 
@@ -25,11 +26,6 @@ __all__: list[str] = []
 
 #: target size of one band of im2col columns, in bytes
 _BAND_BYTES = 2 << 20
-
-
-def _compute_dtype(dtype: np.dtype) -> np.dtype:
-    # float16 (and integer) inputs are computed in float32; float64 stays float64
-    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
 def _depthwise(xp: np.ndarray, w: np.ndarray, win: Window, groups: int) -> np.ndarray:
@@ -86,7 +82,7 @@ def _convolve(node: Node, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, gr
     if tuple(kernel_shape) != tuple(w.shape[2:]):
         raise InputError(f"node {node.name!r} (Conv): kernel_shape {kernel_shape} != weight {w.shape[2:]}")
     win = window(node, x.shape[2:], kernel_shape)
-    dt = _compute_dtype(x.dtype)
+    dt = compute_dtype(x)
     xp = pad_spatial(np.asarray(x, dt), win)
     wc = np.asarray(w, dt)
     if w.shape[1] == 1 and groups > 1:

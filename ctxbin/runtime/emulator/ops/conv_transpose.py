@@ -15,6 +15,7 @@ import numpy as np
 
 from ....errors import InputError
 from ....ir import Node
+from ..primitives import compute_dtype
 from ..registry import kernel
 from ._common import int_tuple
 from ._window import int_attr
@@ -65,7 +66,7 @@ def _conv_transpose(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[
     if min(out_sp, default=1) < 0:
         raise InputError(f"node {node.name!r} (ConvTranspose): pads {begin + end} exceed output {full}")
 
-    dt = np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
+    dt = compute_dtype(x)
     cg, mg = c // groups, w.shape[1]
     m = mg * groups
     ktaps = math.prod(kern)

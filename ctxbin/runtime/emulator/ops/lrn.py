@@ -10,6 +10,7 @@ import numpy as np
 
 from ....errors import InputError
 from ....ir import Node
+from ..primitives import compute_dtype
 from ..registry import kernel
 
 __all__: list[str] = []
@@ -25,7 +26,7 @@ def _lrn(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarray]
     alpha = float(node.attrs.get("alpha", 1e-4))
     beta = float(node.attrs.get("beta", 0.75))
     bias = float(node.attrs.get("bias", 1.0))
-    dt = np.float64 if x.dtype == np.float64 else np.float32
+    dt = compute_dtype(x)
     c = x.shape[1]
     before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
     sq = np.square(x, dtype=dt)
@@ -34,5 +35,5 @@ def _lrn(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarray]
     hi = np.minimum(np.arange(c) + after + 1, c)
     lo = np.maximum(np.arange(c) - before, 0)
     window = csum[:, hi] - csum[:, lo]
-    y = x / (dt(bias) + dt(alpha / size) * window) ** dt(beta)
+    y = x / (dt.type(bias) + dt.type(alpha / size) * window) ** dt.type(beta)
     return [y.astype(x.dtype, copy=False)]

@@ -12,6 +12,7 @@ import numpy as np
 
 from ....errors import InputError
 from ....ir import Node
+from ..primitives import compute_dtype
 from ..registry import kernel
 from ._common import int_tuple
 from ._window import Window, pad_spatial, taps, window
@@ -80,7 +81,7 @@ def _average_pool(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np
     x = inputs[0]
     assert x is not None
     win = _window_of(node, x)
-    dt = np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
+    dt = compute_dtype(x)
     xp = pad_spatial(np.asarray(x, dt), win)
     # positions that count toward each window's divisor: the input, plus the
     # op's own padding when count_include_pad (never the ceil-mode overhang)
@@ -108,5 +109,5 @@ def _global_pool(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.
     axes = tuple(range(2, x.ndim))
     if node.op_type == "GlobalMaxPool":
         return [x.max(axis=axes, keepdims=True)]
-    dt = np.float64 if x.dtype == np.float64 else np.float32
+    dt = compute_dtype(x)
     return [x.mean(axis=axes, keepdims=True, dtype=dt).astype(x.dtype, copy=False)]

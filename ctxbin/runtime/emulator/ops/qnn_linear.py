@@ -13,13 +13,10 @@ import numpy as np
 
 from ....errors import InputError
 from ....ir import Node
+from ..primitives import compute_dtype
 from ..registry import kernel
 
 __all__: list[str] = []
-
-
-def _work(*arrays: np.ndarray) -> np.dtype:
-    return np.dtype(np.float64) if any(a.dtype == np.float64 for a in arrays) else np.dtype(np.float32)
 
 
 @kernel("qnn", "FullyConnected")
@@ -29,7 +26,7 @@ def _fully_connected(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list
     bias = inputs[2] if len(inputs) > 2 else None
     if w.ndim != 2 or x.size % w.shape[1]:
         raise InputError(f"node {node.name!r} (FullyConnected): input {x.shape} does not fit weights {w.shape}")
-    dt = _work(x, w)
+    dt = compute_dtype(x, w)
     y = x.reshape(-1, w.shape[1]).astype(dt, copy=False) @ w.astype(dt, copy=False).T
     if bias is not None:
         y += bias.astype(dt, copy=False).reshape(-1)
@@ -46,7 +43,7 @@ def _matmul(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarr
         a = np.swapaxes(a, -1, -2)
     if bool(node.attrs.get("transpose_in1", False)):
         b = np.swapaxes(b, -1, -2)
-    dt = _work(a, b)
+    dt = compute_dtype(a, b)
     try:
         y = np.matmul(a.astype(dt, copy=False), b.astype(dt, copy=False))
     except ValueError as e:

@@ -20,13 +20,15 @@ from ....ir import Node
 from ..registry import kernel
 from ._common import norm_axes
 
-__all__: list[str] = []
+__all__ = ["COORD_MODES", "NEAREST_MODES", "source_coords"]
 
-_COORD_MODES = (
+#: ``coordinate_transformation_mode`` values :func:`source_coords` knows.
+COORD_MODES = (
     "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
     "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize",
 )
-_NEAREST = {
+#: ``nearest_mode`` values: how a source coordinate rounds to an index.
+NEAREST_MODES = {
     "round_prefer_floor": lambda x: np.ceil(x - 0.5),
     "round_prefer_ceil": lambda x: np.floor(x + 0.5),
     "floor": np.floor,
@@ -34,9 +36,11 @@ _NEAREST = {
 }
 
 
-def _source_coords(mode: str, length_in: int, length_out: int, scale: float,
-                   roi: tuple[float, float] | None) -> np.ndarray:
-    """Input coordinate of each output position along one axis."""
+def source_coords(mode: str, length_in: int, length_out: int, scale: float,
+                  roi: tuple[float, float] | None = None) -> np.ndarray:
+    """Input coordinate of each output position along one axis, as ONNX Resize
+    defines it for ``mode`` (one of :data:`COORD_MODES`; ``roi`` (start, end)
+    is needed by tf_crop_and_resize only)."""
     y = np.arange(length_out, dtype=np.float64)
     scaled = scale * length_in  # the real-valued output length the mode formulas use
     if mode == "half_pixel":
@@ -52,7 +56,8 @@ def _source_coords(mode: str, length_in: int, length_out: int, scale: float,
         return y / scale
     if mode == "tf_half_pixel_for_nn":
         return (y + 0.5) / scale
-    assert roi is not None  # tf_crop_and_resize
+    if mode != "tf_crop_and_resize" or roi is None:
+        raise InputError(f"coordinate_transformation_mode {mode!r} is unknown, or tf_crop_and_resize without roi")
     start, end = roi
     if scaled == 1:
         return np.full(length_out, (end - start) * (length_in - 1) / 2 + start * (length_in - 1))
@@ -94,10 +99,10 @@ def _taps(node: Node, coords: np.ndarray, length_in: int, scale: float) -> tuple
 def _resize_axis(node: Node, x: np.ndarray, axis: int, length_out: int, scale: float,
                  roi: tuple[float, float] | None, coord_mode: str, nearest_mode: str) -> np.ndarray:
     length_in = x.shape[axis]
-    coords = _source_coords(coord_mode, length_in, length_out, scale, roi)
+    coords = source_coords(coord_mode, length_in, length_out, scale, roi)
     bshape = (1,) * axis + (length_out,) + (1,) * (x.ndim - axis - 1)
     if node.attrs.get("mode", "nearest") == "nearest":
-        index = np.clip(_NEAREST[nearest_mode](coords), 0, length_in - 1).astype(np.intp)
+        index = np.clip(NEAREST_MODES[nearest_mode](coords), 0, length_in - 1).astype(np.intp)
         y = np.take(x, index, axis=axis)
     else:
         index, weights = _taps(node, coords, length_in, scale)
@@ -137,7 +142,7 @@ def _resize(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarr
         coord_mode = str(node.attrs.get("coordinate_transformation_mode", "half_pixel"))
         nearest_mode = str(node.attrs.get("nearest_mode", "round_prefer_floor"))
     mode = str(node.attrs.get("mode", "nearest"))
-    if mode not in ("nearest", "linear", "cubic") or coord_mode not in _COORD_MODES or nearest_mode not in _NEAREST:
+    if mode not in ("nearest", "linear", "cubic") or coord_mode not in COORD_MODES or nearest_mode not in NEAREST_MODES:
         raise InputError(
             f"node {node.name!r} ({node.op_type}): unsupported mode {mode!r} / "
             f"coordinate_transformation_mode {coord_mode!r} / nearest_mode {nearest_mode!r}"
