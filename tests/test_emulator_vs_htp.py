@@ -121,19 +121,14 @@ CASES = {
     "qdq_channel": Case(lambda: oracle.qdq_conv_net(per_channel=True), True),
 }
 
-#: (case, route) -> marks for the emulator-side and the HTP-side comparisons
-COMBOS: dict[tuple[str, str], tuple[tuple, tuple]] = {
-    ("conv_net", "qnn-ir"): ((), ()),
-    ("conv_net", "ctxbin"): ((), ()),
-    ("fcn_tiny", "qnn-ir"): ((), ()),
-    ("fcn_tiny", "ctxbin"): ((), ()),
-    ("transformer_tiny", "qnn-ir"): ((), ()),
-    ("transformer_tiny", "ctxbin"): ((), ()),
-    ("qdq_tensor", "qnn-ir"): ((), ()),
-    ("qdq_tensor", "qnn-ir-qio"): ((), ()),
-    ("qdq_channel", "qnn-ir"): ((), ()),
-    ("qdq_channel", "qnn-ir-qio"): ((), ()),
-}
+#: every (case, route) compared
+COMBOS: list[tuple[str, str]] = [
+    ("conv_net", "qnn-ir"), ("conv_net", "ctxbin"),
+    ("fcn_tiny", "qnn-ir"), ("fcn_tiny", "ctxbin"),
+    ("transformer_tiny", "qnn-ir"), ("transformer_tiny", "ctxbin"),
+    ("qdq_tensor", "qnn-ir"), ("qdq_tensor", "qnn-ir-qio"),
+    ("qdq_channel", "qnn-ir"), ("qdq_channel", "qnn-ir-qio"),
+]
 
 #: float outputs, pair -> (max, mean) error on the largest reference magnitude;
 #: the mean limit catches a systematic bias that the fp16 max limit would hide
@@ -325,16 +320,15 @@ def _agree(run: Run, a: str, b: str, label: str) -> None:
         )
 
 
-def _params(side: int) -> list:
-    return [pytest.param(n, r, marks=marks[side], id=f"{n}-{r}") for (n, r), marks in COMBOS.items()]
+_IDS = [f"{n}-{r}" for n, r in COMBOS]
 
 
-@pytest.mark.parametrize("name,route", _params(0))
+@pytest.mark.parametrize("name,route", COMBOS, ids=_IDS)
 def test_emulator_matches_onnxruntime(runs: Callable[[str, str], Run], name: str, route: str) -> None:
     _agree(runs(name, route), "emulator", "onnxruntime", f"{name}/{route}")
 
 
-@pytest.mark.parametrize("name,route", _params(1))
+@pytest.mark.parametrize("name,route", COMBOS, ids=_IDS)
 def test_htp_matches_onnxruntime(runs: Callable[[str, str], Run], name: str, route: str) -> None:
     run = runs(name, route)
     _agree(run, "htp", "onnxruntime", f"{name}/{route}")
@@ -342,15 +336,12 @@ def test_htp_matches_onnxruntime(runs: Callable[[str, str], Run], name: str, rou
     assert run.seconds["htp"] < 60, f"{name}/{route}: one HTP run took {run.seconds['htp']:.1f} s"
 
 
-# a pair needs both sides: the strict xfail of either side applies
-@pytest.mark.parametrize(
-    "name,route", [pytest.param(n, r, marks=em + hx, id=f"{n}-{r}") for (n, r), (em, hx) in COMBOS.items()],
-)
+@pytest.mark.parametrize("name,route", COMBOS, ids=_IDS)
 def test_emulator_matches_htp(runs: Callable[[str, str], Run], name: str, route: str) -> None:
     _agree(runs(name, route), "emulator", "htp", f"{name}/{route}")
 
 
-@pytest.mark.parametrize("name,route", list(COMBOS))
+@pytest.mark.parametrize("name,route", COMBOS, ids=_IDS)
 def test_graphs_hold_what_the_cases_claim(runs: Callable[[str, str], Run], name: str, route: str) -> None:
     """The DLC graphs really are QNN graphs of the intended ops and encodings."""
     run = runs(name, route)
