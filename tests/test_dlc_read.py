@@ -22,8 +22,9 @@ from ctxbin.ir import DType, QuantKind, TensorKind
 from ctxbin.ziparchive import ZipArchive
 
 from . import dlc_oracle as oracle
+from .shared_data import DLC_DIR
 
-DATA = Path("/work/shared/data/dlc")
+DATA = DLC_DIR
 DEEPLAB = DATA / "mlcommons_v1_0_deeplabv3_hta.dlc"
 OPENPILOT = DATA / "openpilot_dmonitoring_model_q_v3.dlc"
 V2 = DATA / "openpilot_monitoring_model_v2.dlc"

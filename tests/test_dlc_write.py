@@ -29,8 +29,9 @@ from ctxbin.weights import Blob
 from ctxbin.ziparchive import ZipArchive
 
 from . import dlc_oracle as oracle
+from .shared_data import DLC_DIR
 
-V3 = Path("/work/shared/data/dlc/mlcommons_v1_0_deeplabv3_hta.dlc")
+V3 = DLC_DIR / "mlcommons_v1_0_deeplabv3_hta.dlc"
 
 
 def misc_net() -> onnx.ModelProto:

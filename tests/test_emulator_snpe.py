@@ -22,7 +22,6 @@ resize used by ``Scaling`` against onnxruntime below.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,8 +32,9 @@ from ctxbin.ir import Node, TensorKind
 from ctxbin.runtime.emulator import Emulator, supported
 from ctxbin.runtime.emulator import primitives as prim
 from ctxbin.runtime.emulator.registry import lookup
+from tests.shared_data import DLC_DIR
 
-DEEPLAB = Path("/work/shared/data/dlc/mlcommons_v1_0_deeplabv3_hta.dlc")
+DEEPLAB = DLC_DIR / "mlcommons_v1_0_deeplabv3_hta.dlc"
 
 
 def _image() -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Every format ctxbin reads is fuzzed from a real seed file: a two-graph
 ``.ctxbin``, a tiny ONNX model with external data, a DLC v4 written by ctxbin,
-the real DLC v3 files in /work/shared/data/dlc, a QNN context binary and
+the real DLC v3 files in shared/data/dlc, a QNN context binary and
 EPContext wrappers compiled by onnxruntime-qnn. Mutations are bit flips, byte
 and word overwrites with boundary values, truncations, insertions and
 deletions, concentrated on the bytes a reader parses (headers, metadata,
@@ -37,8 +37,9 @@ import ctxbin
 from ctxbin.check import check
 from ctxbin.errors import CtxbinError, FormatError
 from ctxbin.ziparchive import ZipArchive
+from tests.shared_data import DLC_DIR
 
-DLC_DATA = Path("/work/shared/data/dlc")
+DLC_DATA = DLC_DIR
 V3_DLCS = ("openpilot_dmonitoring_model_q_v3.dlc", "mlcommons_v1_0_deeplabv3_hta.dlc")
 #: per example, in CPU seconds (wall time on a shared CI box is noise): far below any "hang"
 MAX_SECONDS = 3.0

@@ -11,8 +11,9 @@ import ctxbin
 from ctxbin import formats
 from ctxbin.ir import Container, DType, Graph, Tensor, TensorKind
 from ctxbin.weights import Blob
+from tests.shared_data import DLC_DIR
 
-DLC_V3 = Path("/work/shared/data/dlc/mlcommons_v1_0_deeplabv3_hta.dlc")
+DLC_V3 = DLC_DIR / "mlcommons_v1_0_deeplabv3_hta.dlc"
 
 
 def test_each_format_is_recognised(tiny_models, tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from ctxbin.errors import ChecksumError, FormatError
 from ctxbin.ziparchive import DEFLATED, STORED, ZipArchive, ZipLimits
+from tests.shared_data import DLC_DIR
 
-DATA = Path("/work/shared/data/dlc")
+DATA = DLC_DIR
 
 
 def _zip(entries: dict[str, bytes], method: int = zipfile.ZIP_STORED, **kw) -> bytes:
