@@ -6,6 +6,10 @@
 2. Many small tensors in one buffer: ctxbin.hashing.hash_many (one call, C
    thread pool) vs a Python loop of xxhash.xxh3_64_intdigest over numpy views.
 3. The dedup plan for the same small tensors: C core vs the Python fallback.
+4. CRC-32 of the large tensor: ctxbin.hashing.crc32 (and each compiled
+   implementation) vs zlib.crc32 (the CRC of ZIP entries, e.g. DLC weights),
+   and XXH3 + CRC-32 in one pass (hashing.hash_and_crc, one thread) vs the
+   two in turn.
 
 Rounds interleave the contenders so that load from other processes hits them
 alike; the best and the median of the rounds are printed, with ratios. No
@@ -21,6 +25,7 @@ import os
 import platform
 import statistics
 import time
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -97,6 +102,31 @@ def bench_large(size_mb: int, rounds: int) -> None:
     print(f"ctxbin / memory read rate:         {min(times['numpy add.reduce (memory read)'])[0] / ours[0]:.2f}x")
 
 
+def bench_crc(size_mb: int, rounds: int) -> None:
+    data = np.random.default_rng(1).integers(0, 256, size_mb << 20, dtype=np.uint8)
+    contenders: dict[str, Callable[[], object]] = {
+        "zlib.crc32": lambda: zlib.crc32(data),
+        f"ctxbin crc32 ({hashing.crc32_impl()})": lambda: hashing.crc32(data),
+        "xxh3_64 then crc32 (ctxbin)": lambda: (hashing.xxh3_64(data), hashing.crc32(data)),
+        "hash_and_crc (one pass, 1 thread)": lambda: hashing.hash_and_crc([data], threads=1),
+    }
+    core = hashing.native_core()
+    if core is not None:
+        ffi, lib = core.ffi, core.lib
+        ptr, out = ffi.from_buffer(data), ffi.new("uint32_t *")
+        mask = lib.ctxbin_crc32_impls_available()
+        for impl in range(1, 4):
+            if mask & (1 << impl):
+                name = ffi.string(lib.ctxbin_crc32_impl_name(impl)).decode()
+                contenders[f"ctxbin C CRC: {name}"] = (
+                    lambda impl=impl: lib.ctxbin_crc32_impl(0, ptr, data.nbytes, impl, out))
+    assert hashing.crc32(data) == zlib.crc32(data)
+    times = run_rounds(contenders, rounds)
+    report(f"CRC-32 of one {size_mb} MiB tensor", times, data.nbytes, "zlib.crc32")
+    ours = min(times[f"ctxbin crc32 ({hashing.crc32_impl()})"])
+    print(f"ctxbin / zlib.crc32 throughput: {min(times['zlib.crc32'])[0] / ours[0]:.2f}x")
+
+
 def bench_small(count: int, max_len: int, rounds: int, threads: int) -> None:
     rng = np.random.default_rng(1)
     lengths = rng.integers(0, max_len + 1, count).astype(np.uint64)
@@ -152,9 +182,10 @@ def main() -> None:
     print(f"# ctxbin hashing benchmark\ncpu: {cpu_name()}, {os.cpu_count()} logical cores; "
           f"python {platform.python_version()}, numpy {np.__version__}, xxhash {xxhash.VERSION}; "
           f"ctxbin C core: {'yes' if hashing.native_available() else 'NO (fallback)'}, "
-          f"SIMD: {hashing.simd_impl()}")
+          f"SIMD: {hashing.simd_impl()}, CRC-32: {hashing.crc32_impl()}, zlib {zlib.ZLIB_RUNTIME_VERSION}")
     bench_large(args.size_mb, args.rounds)
     bench_small(args.count, args.max_len, args.rounds, threads)
+    bench_crc(args.size_mb, args.rounds)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """XXH3-64 content hashes of tensor bytes: one buffer, many ranges of one
-buffer (tensors inside one mapped file), or many separate buffers.
+buffer (tensors inside one mapped file), or many separate buffers; and the
+CRC-32 of ZIP entries (zlib's), alone or in the same pass as XXH3.
 
 The work is done by the C core (``ctxbin._native_core``) when it is built; the
 batch calls then run on a few threads without the GIL. Without it (a source
 checkout that was never built, or ``CTXBIN_NO_NATIVE=1`` in the environment)
-the ``xxhash`` package computes the same values, one call per tensor.
+the ``xxhash`` package and :mod:`zlib` compute the same values, one call per
+tensor.
 
 Buffers are anything exporting the buffer protocol (``bytes``, ``memoryview``,
 ``mmap``, numpy arrays); they must be C-contiguous, and are hashed as their raw
@@ -13,8 +15,10 @@ bytes.
 
 from __future__ import annotations
 
+import mmap
 import operator
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,9 +33,14 @@ try:
 except ImportError:  # not built: the xxhash fallback below takes over
     _native_core = None
 
-__all__ = ["native_available", "simd_impl", "xxh3_64", "hash_many", "hash_buffers"]
+__all__ = [
+    "native_available", "simd_impl", "crc32_impl", "xxh3_64", "hash_many", "hash_buffers",
+    "crc32", "crc32_combine", "hash_and_crc",
+]
 
 _U64_MAX = (1 << 64) - 1
+_U32_MAX = (1 << 32) - 1
+_CRC_POLY = 0xEDB88320  # reflected CRC-32 polynomial of ZIP and zlib
 _MAX_THREADS = 64
 
 
@@ -56,6 +65,15 @@ def simd_impl() -> str:
     if core is None:
         return "python"
     return core.ffi.string(core.lib.ctxbin_impl_name(core.lib.CTXBIN_IMPL_AUTO)).decode()
+
+
+def crc32_impl() -> str:
+    """The CRC-32 implementation in use: ``pclmul``, ``armv8``, ``table``
+    (portable C), or ``zlib`` when the C core is not in use."""
+    core = native_core()
+    if core is None:
+        return "zlib"
+    return core.ffi.string(core.lib.ctxbin_crc32_impl_name(core.lib.CTXBIN_CRC_AUTO)).decode()
 
 
 def check_status(status: int) -> None:
@@ -241,3 +259,99 @@ def hash_buffers(buffers: Sequence[Any], seed: int = 0, threads: int | None = No
         return np.fromiter((xxhash.xxh3_64_intdigest(v, seed) for v in views), np.uint64, len(views))
     with pinned(buffers) as (pointers, lengths):
         return hash_pinned(pointers, lengths, seed, nthreads)
+
+
+def _u32(value: int, what: str) -> int:
+    try:
+        v = operator.index(value)
+    except TypeError:
+        v = -1
+    if isinstance(value, bool) or not 0 <= v <= _U32_MAX:
+        raise ValueError(f"{what} must be an integer in [0, 2**32), got {value!r}")
+    return v
+
+
+def crc32(data: Any, value: int = 0) -> int:
+    """CRC-32 of ``data``'s bytes continuing from ``value`` (equal to
+    ``zlib.crc32(data, value)``)."""
+    value = _u32(value, "value")
+    view = byte_view(data)
+    core = native_core()
+    if core is None:
+        return zlib.crc32(view, value)
+    with core.ffi.from_buffer(view) as ptr:
+        return int(core.lib.ctxbin_crc32(value, ptr, view.nbytes))
+
+
+def _mulmod(a: int, b: int) -> int:
+    """``a * b`` modulo the CRC polynomial, both bit-reflected (bit 31 is x^0)."""
+    r = 0
+    m = 1 << 31
+    while m:
+        if a & m:
+            r ^= b
+        b = (b >> 1) ^ (_CRC_POLY if b & 1 else 0)
+        m >>= 1
+    return r
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32 of ``A + B`` from ``crc1 = crc32(A)``, ``crc2 = crc32(B)`` and
+    ``len2 = len(B)``, without the bytes (``crc1`` times x^(8 len2) mod the
+    polynomial, plus ``crc2``)."""
+    crc1, crc2 = _u32(crc1, "crc1"), _u32(crc2, "crc2")
+    try:
+        n = operator.index(len2)
+    except TypeError:
+        n = -1
+    if isinstance(len2, bool) or not 0 <= n <= _U64_MAX:
+        raise ValueError(f"len2 must be an integer in [0, 2**64), got {len2!r}")
+    core = native_core()
+    if core is not None:
+        return int(core.lib.ctxbin_crc32_combine(crc1, crc2, n))
+    power, shift = 1 << 23, 1 << 31  # x^8 and x^0, reflected
+    while n:
+        if n & 1:
+            shift = _mulmod(shift, power)
+        power = _mulmod(power, power)
+        n >>= 1
+    return _mulmod(crc1, shift) ^ crc2
+
+
+def hash_and_crc(
+    buffers: Sequence[Any], release: Sequence[bool] | None = None, threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(hashes, crcs)``: XXH3-64 (seed 0, ``uint64``) and CRC-32 (``uint32``)
+    of every buffer, each buffer read once.
+
+    ``release[i]`` true lets the pages of buffer ``i`` be dropped from this
+    process's resident memory behind the read position when it is a view of
+    an ``mmap`` (they come back from the file), so a pass over a whole mapped
+    file stays at a few MiB of resident memory.
+    """
+    nthreads = _threads(threads)
+    n = len(buffers)
+    if release is not None and len(release) != n:
+        raise ValueError(f"{len(release)} release flags for {n} buffers")
+    core = native_core()
+    if core is None:
+        views = [byte_view(b, f"buffer {i}") for i, b in enumerate(buffers)]
+        hashes = np.fromiter((xxhash.xxh3_64_intdigest(v) for v in views), np.uint64, n)
+        crcs = np.fromiter((zlib.crc32(v) for v in views), np.uint32, n)
+        return hashes, crcs
+    hashes = np.empty(n, np.uint64)
+    crcs = np.empty(n, np.uint32)
+    if n == 0:
+        return hashes, crcs
+    # only views into an mmap are ever released: dropping pages of ordinary
+    # memory would lose its contents
+    flags = None if release is None else np.fromiter(
+        (bool(r) and isinstance(memoryview(b).obj, mmap.mmap) for r, b in zip(release, buffers)), np.uint8, n)
+    ffi = core.ffi
+    with pinned(buffers) as (pointers, lengths):
+        check_status(core.lib.ctxbin_hash_crc_ptrs(
+            pointers, ffi.from_buffer("uint64_t[]", lengths), n,
+            ffi.NULL if flags is None else ffi.from_buffer("uint8_t[]", flags),
+            ffi.from_buffer("uint64_t[]", hashes), ffi.from_buffer("uint32_t[]", crcs), nthreads,
+        ))
+    return hashes, crcs

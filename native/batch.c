@@ -1,11 +1,25 @@
-/* Batch hashing: many tensors, one call, spread over a few threads. */
+/* Batch hashing: many tensors, one call, spread over a few threads; XXH3-64
+ * alone, or XXH3-64 and CRC-32 in one pass (each piece read once, its CRC
+ * taken while it is still in cache). */
 #include "ctxbin_core.h"
 #include "core_internal.h"
 
 #include <stddef.h>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#define CB_RELEASE 1
+#else
+#define CB_RELEASE 0
+#endif
+
 /* Below this many bytes per thread, starting a thread costs more than it saves. */
 #define CB_BYTES_PER_THREAD (1u << 20)
+/* XXH3 blocks (1 KiB) per step of the one-pass XXH3 + CRC: still in L2 for the CRC. */
+#define CB_PASS_BLOCKS 256
+/* With release, drop pages behind the read position every this many bytes. */
+#define CB_DROP_STEP (4u << 20)
 
 typedef struct {
     const uint8_t *base;     /* ranges are base + offsets[i] when set ... */
@@ -14,16 +28,62 @@ typedef struct {
     const uint64_t *lengths;
     uint64_t seed;
     uint64_t *out;
+    uint32_t *crcs;          /* set: CRC-32 too, seed 0 */
+    const uint8_t *release;  /* with crcs: may drop pages of buffer i */
     int impl;
 } hash_job;
+
+size_t ctxbin_drop_pages(const uint8_t *p, size_t from, size_t to) {
+#if CB_RELEASE
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || (page & (page - 1)) != 0) return from;
+    uintptr_t mask = (uintptr_t)page - 1;
+    uintptr_t lo = ((uintptr_t)p + from + mask) & ~mask, hi = ((uintptr_t)p + to) & ~mask;
+    if (hi <= lo) return from;
+    (void)madvise((void *)lo, hi - lo, MADV_DONTNEED); /* advice only: a mapping that refuses keeps its pages */
+    return (size_t)(hi - (uintptr_t)p);
+#else
+    (void)p; (void)to;
+    return from;
+#endif
+}
+
+static void hash_crc_one(const hash_job *job, size_t i, const uint8_t *p, size_t len) {
+    int release = job->release != NULL && job->release[i] != 0;
+    ctxbin_crc32_state crc = ctxbin_crc32_begin(0);
+    if (len <= CTXBIN_XXH3_MID_MAX) {
+        job->out[i] = ctxbin_xxh3_64_with(p, len, 0, job->impl);
+        ctxbin_crc32_update(&crc, p, len);
+    } else {
+        ctxbin_xxh3_long st;
+        ctxbin_xxh3_long_init(&st, 0, job->impl);
+        size_t nblocks = (len - 1) / CTXBIN_XXH3_BLOCK_LEN, done = 0, dropped = 0;
+        for (size_t b = 0; b < nblocks; b += CB_PASS_BLOCKS) {
+            size_t nb = nblocks - b < CB_PASS_BLOCKS ? nblocks - b : CB_PASS_BLOCKS;
+            ctxbin_xxh3_long_blocks(&st, p + done, nb);
+            ctxbin_crc32_update(&crc, p + done, nb * CTXBIN_XXH3_BLOCK_LEN);
+            done += nb * CTXBIN_XXH3_BLOCK_LEN;
+            if (release && done - dropped >= CB_DROP_STEP) {
+                dropped = ctxbin_drop_pages(p, dropped, done);
+            }
+        }
+        ctxbin_crc32_update(&crc, p + done, len - done);
+        job->out[i] = ctxbin_xxh3_long_finish(&st, p, len);
+    }
+    if (release) ctxbin_drop_pages(p, 0, len);
+    job->crcs[i] = ctxbin_crc32_end(&crc);
+}
 
 static void hash_range(void *ctx, size_t lo, size_t hi) {
     const hash_job *job = (const hash_job *)ctx;
     static const uint8_t empty[1] = {0};
     for (size_t i = lo; i < hi; i++) {
         const uint8_t *p = job->base ? job->base + job->offsets[i] : (const uint8_t *)job->ptrs[i];
-        size_t len = (size_t)job->lengths[i];
-        job->out[i] = ctxbin_xxh3_64_with(p ? p : empty, p ? len : 0, job->seed, job->impl);
+        size_t len = p ? (size_t)job->lengths[i] : 0;
+        if (job->crcs != NULL)
+            hash_crc_one(job, i, p ? p : empty, len);
+        else
+            job->out[i] = ctxbin_xxh3_64_with(p ? p : empty, len, job->seed, job->impl);
     }
 }
 
@@ -61,7 +121,7 @@ int ctxbin_hash_many(const void *base, uint64_t base_len,
         if (offsets[i] > base_len || lengths[i] > base_len - offsets[i]) return CTXBIN_ERANGE;
         if (lengths[i] > (uint64_t)SIZE_MAX) return CTXBIN_ERANGE;
     }
-    hash_job job = {(const uint8_t *)base, offsets, NULL, lengths, seed, out, 0};
+    hash_job job = {(const uint8_t *)base, offsets, NULL, lengths, seed, out, NULL, NULL, 0};
     return run_job(&job, n, nthreads);
 }
 
@@ -73,6 +133,18 @@ int ctxbin_hash_ptrs(const void *const *ptrs, const uint64_t *lengths,
         if (ptrs[i] == NULL && lengths[i] != 0) return CTXBIN_EINVAL;
         if (lengths[i] > (uint64_t)SIZE_MAX) return CTXBIN_ERANGE;
     }
-    hash_job job = {NULL, NULL, ptrs, lengths, seed, out, 0};
+    hash_job job = {NULL, NULL, ptrs, lengths, seed, out, NULL, NULL, 0};
+    return run_job(&job, n, nthreads);
+}
+
+int ctxbin_hash_crc_ptrs(const void *const *ptrs, const uint64_t *lengths, size_t n,
+                         const uint8_t *release, uint64_t *hashes, uint32_t *crcs, int nthreads) {
+    if (n == 0) return CTXBIN_OK;
+    if (ptrs == NULL || lengths == NULL || hashes == NULL || crcs == NULL) return CTXBIN_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (ptrs[i] == NULL && lengths[i] != 0) return CTXBIN_EINVAL;
+        if (lengths[i] > (uint64_t)SIZE_MAX) return CTXBIN_ERANGE;
+    }
+    hash_job job = {NULL, NULL, ptrs, lengths, 0, hashes, crcs, release, 0};
     return run_job(&job, n, nthreads);
 }

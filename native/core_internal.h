@@ -36,4 +36,21 @@ uint64_t ctxbin_xxh3_long_finish(ctxbin_xxh3_long *st, const uint8_t *p, size_t 
 typedef void (*ctxbin_range_fn)(void *ctx, size_t lo, size_t hi);
 void ctxbin_parallel_for(ctxbin_range_fn fn, void *ctx, size_t n, size_t chunk, int nthreads);
 
+/* CRC-32 over pieces: begin(start), update with each piece in order, end
+ * gives what ctxbin_crc32(start, whole) gives. */
+typedef struct {
+    uint32_t reg; /* the register, not inverted */
+    int impl;
+} ctxbin_crc32_state;
+ctxbin_crc32_state ctxbin_crc32_begin(uint32_t crc);
+void ctxbin_crc32_update(ctxbin_crc32_state *st, const void *data, size_t len);
+uint32_t ctxbin_crc32_end(const ctxbin_crc32_state *st);
+
+/* Drop the whole pages of [p + from, p + to) from this process's resident
+ * memory (a shared file mapping: they come back from the file). Advice only.
+ * Returns the offset from p up to which pages are now dropped (page aligned),
+ * or `from` when no whole page lies in the range: pass it back as the next
+ * `from`, so a page straddling `to` is dropped by the next call. */
+size_t ctxbin_drop_pages(const uint8_t *p, size_t from, size_t to);
+
 #endif /* CTXBIN_CORE_INTERNAL_H */

@@ -1,5 +1,5 @@
-/* ctxbin C core: XXH3-64 hashing, batch hashing over a thread pool, and the
- * dedup plan (which tensors may share storage).
+/* ctxbin C core: XXH3-64 hashing, CRC-32, batch hashing over a thread pool,
+ * and the dedup plan (which tensors may share storage).
  *
  * Plain C: no Python objects, no global mutable state. Functions that can fail
  * return a status code (CTXBIN_OK on success); ctxbin_strerror() names it.
@@ -85,6 +85,38 @@ int ctxbin_hash_groups(size_t n, const void *const *ptrs, const uint64_t *length
 int ctxbin_dedup_plan(size_t n, const int64_t *keys, const uint64_t *hashes,
                       const void *const *ptrs, const uint64_t *lengths,
                       int64_t *canon);
+
+/* CRC-32 implementations (all give the same values). */
+enum {
+    CTXBIN_CRC_AUTO = 0,
+    CTXBIN_CRC_TABLE = 1,  /* portable: slicing by 8 */
+    CTXBIN_CRC_PCLMUL = 2, /* x86_64 carry-less multiply folding */
+    CTXBIN_CRC_ARMV8 = 3   /* aarch64 CRC32 instructions */
+};
+
+/* Bit i is set when CRC implementation i (CTXBIN_CRC_*) can run on this CPU. */
+unsigned ctxbin_crc32_impls_available(void);
+
+/* Name of a CRC implementation (CTXBIN_CRC_AUTO: the one picked here). */
+const char *ctxbin_crc32_impl_name(int impl);
+
+/* CRC-32 of ZIP/zlib (reflected 0xEDB88320) of len bytes continuing from crc:
+ * equal to zlib's crc32(crc, data, len). */
+uint32_t ctxbin_crc32(uint32_t crc, const void *data, size_t len);
+
+/* Same, forcing one implementation (for tests and benchmarks). */
+int ctxbin_crc32_impl(uint32_t crc, const void *data, size_t len, int impl, uint32_t *out);
+
+/* CRC-32 of A followed by B from crc1 = CRC-32(A), crc2 = CRC-32(B) and
+ * len2 = the length of B in bytes (as zlib's crc32_combine64). */
+uint32_t ctxbin_crc32_combine(uint32_t crc1, uint32_t crc2, uint64_t len2);
+
+/* hashes[i] = XXH3-64(ptrs[i], lengths[i]) with seed 0 and crcs[i] =
+ * CRC-32 of the same bytes, in one pass over each buffer. release (may be
+ * NULL) as in ctxbin_hash_groups: release[i] != 0 lets the pages of buffer i
+ * be dropped behind the read position. Up to nthreads threads. */
+int ctxbin_hash_crc_ptrs(const void *const *ptrs, const uint64_t *lengths, size_t n,
+                         const uint8_t *release, uint64_t *hashes, uint32_t *crcs, int nthreads);
 /* CFFI-END */
 
 #ifdef __cplusplus

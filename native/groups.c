@@ -17,14 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#include <unistd.h>
-#define CB_RELEASE 1
-#else
-#define CB_RELEASE 0
-#endif
-
 /* Blocks (1 KiB each) compared then hashed per step: the first member's chunk
  * is still in L2 when it is hashed. */
 #define CHUNK_BLOCKS 256
@@ -45,7 +37,6 @@ typedef struct {
     uint64_t *hashes;
     int64_t *canon;
     int impl;
-    uintptr_t page;
     size_t first_group; /* of the current parallel_for */
 } group_job;
 
@@ -59,19 +50,8 @@ typedef struct {
 
 static const uint8_t k_empty[1] = {0};
 
-static void release_to(const group_job *job, member *m, size_t upto) {
-#if CB_RELEASE
-    if (!m->release) return;
-    uintptr_t lo = ((uintptr_t)m->p + m->released + job->page - 1) & ~(job->page - 1);
-    uintptr_t hi = ((uintptr_t)m->p + upto) & ~(job->page - 1);
-    if (hi > lo) {
-        /* advice only: a mapping that refuses keeps its pages */
-        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
-        m->released = (size_t)(hi - (uintptr_t)m->p);
-    }
-#else
-    (void)job; (void)m; (void)upto;
-#endif
+static void release_to(member *m, size_t upto) {
+    if (m->release) m->released = ctxbin_drop_pages(m->p, m->released, upto);
 }
 
 /* Compare [off, off + n) of every member still equal to the first one; one
@@ -98,7 +78,7 @@ static void hash_group_long(const group_job *job, member *m, size_t k, size_t le
             if (j == 0 || !m[j].same) ctxbin_xxh3_long_blocks(&m[j].st, m[j].p + off, nb);
         since_release += n;
         if (since_release >= RELEASE_STEP) {
-            for (size_t j = 0; j < k; j++) release_to(job, &m[j], off + n);
+            for (size_t j = 0; j < k; j++) release_to(&m[j], off + n);
             since_release = 0;
         }
     }
@@ -130,7 +110,7 @@ static void run_group(const group_job *job, size_t g) {
         for (size_t j = 1; j < k; j++)
             h[j] = m[j].same ? h[0] : ctxbin_xxh3_64_with(m[j].p, len, job->seed, job->impl);
     }
-    for (size_t j = 0; j < k; j++) release_to(job, &m[j], len);
+    for (size_t j = 0; j < k; j++) release_to(&m[j], len);
     /* Members unlike the first may still equal each other: equal hashes are
      * candidates, confirmed by a full compare (rare, so read again). */
     size_t rep[CTXBIN_GROUP_MAX];
@@ -141,8 +121,8 @@ static void run_group(const group_job *job, size_t g) {
                 (m[i].p == m[j].p || memcmp(m[i].p, m[j].p, len) == 0)) {
                 rep[j] = i;
                 m[i].released = m[j].released = 0;
-                release_to(job, &m[i], len);
-                release_to(job, &m[j], len);
+                release_to(&m[i], len);
+                release_to(&m[j], len);
                 break;
             }
         }
@@ -187,11 +167,7 @@ int ctxbin_hash_groups(size_t n, const void *const *ptrs, const uint64_t *length
     }
     free(seen);
     if (status != CTXBIN_OK) return status;
-    group_job job = {ptrs, lengths, members, groups, release, seed, hashes, canon, ctxbin_best_impl(), 4096, 0};
-#if CB_RELEASE
-    long page = sysconf(_SC_PAGESIZE);
-    if (page > 0 && (page & (page - 1)) == 0) job.page = (uintptr_t)page;
-#endif
+    group_job job = {ptrs, lengths, members, groups, release, seed, hashes, canon, ctxbin_best_impl(), 0};
     uint64_t useful = total / BYTES_PER_THREAD + 1;
     if (nthreads < 1) nthreads = 1;
     if ((uint64_t)nthreads > useful) nthreads = (int)useful;

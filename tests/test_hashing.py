@@ -362,7 +362,7 @@ def run_driver(tmp_path, cc: list[str], runner: list[str], extra: list[str]) -> 
     src = tmp_path / "driver.c"
     src.write_text(DRIVER)
     exe = tmp_path / "driver"
-    sources = [str(native / f) for f in ("xxh3.c", "batch.c", "threadpool.c", "dedup.c", "groups.c")]
+    sources = [str(native / f) for f in ("xxh3.c", "batch.c", "threadpool.c", "dedup.c", "groups.c", "crc32.c")]
     subprocess.run(
         [*cc, "-O2", "-I", str(native), *extra, str(src), *sources, "-o", str(exe), "-lpthread"],
         check=True, capture_output=True, timeout=120,

@@ -30,17 +30,18 @@ import json
 import mmap
 import os
 import struct
-import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
 from ..flatbuf import FlatBuffer, Table
+from ..hashing import crc32, crc32_combine, hash_and_crc
 from ..ir import AttrValue, Container, DType, Graph, Node, QuantEncoding, QuantKind, Target, Tensor, TensorKind
-from ..weights import Blob
+from ..weights import Blob, coalesce
 from ..ziparchive import ZipArchive
 
 __all__ = ["sniff", "read", "write", "check", "NAMESPACE_V4", "NAMESPACE_V3", "HISTORY_KEY"]
@@ -655,7 +656,6 @@ _META_HEADER_VERSION = {"major": 0, "minor": 1, "patch": 0}
 _EPOCH = "1970-01-01 00:00:00 UTC"  # written when the source has no timestamp: same input, same bytes
 _PACKAGE = "qti.aisw"
 _ALIGN = 64  # every entry's data, and every weight in model.params.bin, starts on this boundary
-_CHUNK = 16 << 20  # weights are copied in slices of at most this many bytes
 
 
 def check(path: str | os.PathLike) -> list[str]:
@@ -698,18 +698,21 @@ def write(
         raise FormatError(f"graph names must be unique in a DLC, got {names}", path=out)
     plans = [_plan_graph(g, out) for g in chosen]
     statics = [s for p in plans for s in p.statics]
-    offsets, runs, size = _layout(statics, share)
-    model = _model_entry(plans)
-    params = _params_entry(plans, offsets)
-    meta, history = _metadata_entries(container.metadata, names)
-    with atomic_write(out) as f:
-        z = _ZipWriter(f)
-        z.add(_PARAMS_BIN, size, _weight_chunks(runs))
-        z.add(_HISTORY_ENTRY, len(history), (history,))
-        z.add(_META_ENTRY, len(meta), (meta,))
-        z.add("model", len(model), (model,))
-        z.add("model.params", len(params), (params,))
-        z.close()
+    # The model flatbuffer (Python, holds the GIL) is built on a second thread
+    # while this one hashes and copies the weights (C core and kernel, GIL
+    # released); it does not depend on where the weights go.
+    with ThreadPoolExecutor(1) as pool:
+        model_future = pool.submit(_model_entry, plans)
+        weights = _layout(statics, share)
+        params = _params_entry(plans, weights.offsets)
+        meta, history = _metadata_entries(container.metadata, names)
+        with atomic_write(out) as f:
+            z = _ZipWriter(f)
+            z.add(_PARAMS_BIN, weights.size, weights.crc, weights.write)
+            model = model_future.result()
+            for name, data in ((_HISTORY_ENTRY, history), (_META_ENTRY, meta), ("model", model), ("model.params", params)):
+                z.add(name, len(data), crc32(data), data)
+            z.close()
 
 
 @dataclass(frozen=True)
@@ -842,43 +845,66 @@ def _scalar_value(value: Any, path: str, obj: str) -> tuple[DType, bool | int | 
     )
 
 
-def _layout(statics: list[Tensor], share: str) -> tuple[list[int], list[tuple[int, Blob]], int]:
-    """Offset of every static tensor in model.params.bin (shared ones once),
-    the (offset, blob) runs to copy, and the entry's size."""
+@dataclass(frozen=True)
+class _Weights:
+    """``model.params.bin`` as planned: each static tensor's offset (shared
+    ones once), the (offset, blob) runs to copy, the entry's size and CRC-32."""
+
+    offsets: list[int]
+    runs: list[tuple[int, Blob]]
+    size: int
+    crc: int
+
+    def write(self, f: BinaryIO) -> None:
+        """Append the entry to ``f``: blobs mapped from a file are copied file
+        to file in the kernel, runs of them laid out alike in one call."""
+        sources: dict[str, int] = {}
+        pos = 0
+        try:
+            for blob, off in coalesce([b for _, b in self.runs], [o for o, _ in self.runs]):
+                if off > pos:
+                    f.write(bytes(off - pos))
+                blob.copy_to(f, sources)
+                pos = off + blob.nbytes
+        finally:
+            for fd in sources.values():
+                os.close(fd)
+
+
+def _layout(statics: list[Tensor], share: str) -> _Weights:
+    """Where every static tensor goes in ``model.params.bin``, with one pass
+    over the weight bytes: XXH3 (for sharing) and CRC-32 (for the entry)
+    together, pages of mapped files dropped behind the read position."""
     from ..dedup import plan
 
-    blobs = [t.data for t in statics]
-    hashes = []
-    for blob in blobs:  # one blob resident at a time, not the whole file
-        hashes.append(blob.hash)  # type: ignore[union-attr]
-        blob.release()  # type: ignore[union-attr]
-    canon = plan([t.name for t in statics], [b.raw() for b in blobs], hashes, mode=share)  # type: ignore[union-attr]
+    blobs: dict[int, Blob] = {}  # the same blob may serve several tensors: read it once
+    for t in statics:
+        assert t.data is not None
+        blobs.setdefault(id(t.data), t.data)
+    unique = list(blobs.values())
+    views = [b.raw() for b in unique]
+    hashes, crcs = hash_and_crc(views, release=[True] * len(views))
+    for blob, h in zip(unique, hashes.tolist()):
+        blob.set_hash(h)  # checks a recorded hash, as reading the bytes would
+    at = {key: i for i, key in enumerate(blobs)}
+    index = [at[id(t.data)] for t in statics]
+    canon = plan([t.name for t in statics], [views[i] for i in index], hashes[index], mode=share)
     offsets = [0] * len(statics)
     runs: list[tuple[int, Blob]] = []
-    end = 0
+    end = crc = 0
     for i, c in enumerate(canon.tolist()):
         if c != i:
             offsets[i] = offsets[c]
             continue
-        blob = statics[i].data
-        assert blob is not None
-        end += -end % _ALIGN
+        blob = unique[index[i]]
+        pad = -end % _ALIGN
+        crc = crc32(bytes(pad), crc)
+        end += pad
         offsets[i] = end
         runs.append((end, blob))
+        crc = crc32_combine(crc, int(crcs[index[i]]), blob.nbytes)
         end += blob.nbytes
-    return offsets, runs, end
-
-
-def _weight_chunks(runs: list[tuple[int, Blob]]) -> Iterator[bytes | memoryview]:
-    pos = 0
-    for off, blob in runs:
-        if off > pos:
-            yield bytes(off - pos)
-        view = blob.raw()
-        for i in range(0, view.nbytes, _CHUNK):
-            yield view[i : i + _CHUNK]
-        blob.release()  # the pages came from a mapping: keep resident memory at one blob
-        pos = off + blob.nbytes
+    return _Weights(offsets, runs, end, crc)
 
 
 def _prefixed(builder: Any) -> bytes:
@@ -1092,15 +1118,18 @@ _ZIP_ALIGN_ID = 0xD935  # extra field that pads data to an alignment (as Android
 class _ZipWriter:
     """Stored entries (no compression) with correct CRC-32s and fixed
     timestamps, each entry's data aligned to :data:`_ALIGN` by a padding extra
-    field, ZIP64 records exactly where a size or offset needs them. Data is
-    streamed; each CRC is patched into its local header afterwards."""
+    field, ZIP64 records exactly where a size or offset needs them. Each
+    entry's CRC is known before its data is written (weights: combined from
+    per-blob CRCs), so the file is written front to back."""
 
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
         self.pos = f.tell()
         self.entries: list[tuple[bytes, int, int, int]] = []  # name, crc, size, header offset
 
-    def add(self, name: str, size: int, chunks: Iterable[bytes | memoryview]) -> None:
+    def add(self, name: str, size: int, crc: int, data: bytes | Callable[[BinaryIO], None]) -> None:
+        """One entry of ``size`` bytes whose CRC-32 is ``crc``: ``data``, or
+        what ``data(f)`` appends to the file."""
         raw = name.encode("utf-8")
         start = self.pos
         big = size >= _ZIP32_MAX
@@ -1108,18 +1137,16 @@ class _ZipWriter:
         pad = -(start + _ZIP_LOCAL.size + len(raw) + len(z64) + 6) % _ALIGN
         extra = z64 + struct.pack("<HHH", _ZIP_ALIGN_ID, 2 + pad, _ALIGN) + bytes(pad)
         size32 = _ZIP64_MARK if big else size
-        self.f.write(_ZIP_LOCAL.pack(b"PK\x03\x04", 45 if big else 20, 0, 0, 0, _ZIP_DATE, 0, size32, size32, len(raw), len(extra)))
+        self.f.write(_ZIP_LOCAL.pack(b"PK\x03\x04", 45 if big else 20, 0, 0, 0, _ZIP_DATE, crc, size32, size32, len(raw), len(extra)))
         self.f.write(raw + extra)
-        crc, written = 0, 0
-        for chunk in chunks:
-            crc = zlib.crc32(chunk, crc)
-            written += self.f.write(chunk)
-        if written != size:  # a blob changed size under us: never leave a lying header
-            raise FormatError(f"wrote {written} bytes where {size} were planned", obj=name)
+        begin = start + _ZIP_LOCAL.size + len(raw) + len(extra)
+        if callable(data):
+            data(self.f)
+        else:
+            self.f.write(data)
         end = self.f.tell()
-        self.f.seek(start + 14)
-        self.f.write(struct.pack("<I", crc))
-        self.f.seek(end)
+        if end - begin != size:  # a blob changed size under us: never leave a lying header
+            raise FormatError(f"wrote {end - begin} bytes where {size} were planned", obj=name)
         self.pos = end
         self.entries.append((raw, crc, size, start))
 
