@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar, Union, overload
 
 import numpy as np
 
@@ -26,6 +26,7 @@ __all__ = [
     "TensorKind",
     "Tensor",
     "Node",
+    "LazyTuple",
     "Graph",
     "Target",
     "Container",
@@ -38,6 +39,8 @@ Dim = Union[int, str, None]
 
 #: Node attribute values: scalars, strings, bytes, lists of those, or arrays.
 AttrValue = Union[int, float, str, bytes, tuple, np.ndarray]
+
+T = TypeVar("T")
 
 
 class DType(enum.IntEnum):
@@ -280,6 +283,56 @@ class Node:
     __hash__ = None  # type: ignore[assignment]
 
 
+class LazyTuple(Sequence[T]):
+    """A read-only sequence of known length whose items are made all at once on
+    first use, then kept. Readers hand out a graph's nodes this way, so opening
+    a file costs no per-node objects; it equals the tuple of its items (and any
+    other ``LazyTuple`` with equal items) and, like a mutable-looking view, is
+    not hashable. ``make`` must return exactly ``length`` items."""
+
+    __slots__ = ("_len", "_make", "_items")
+
+    def __init__(self, length: int, make: Callable[[], Sequence[T]]) -> None:
+        self._len = length
+        self._make: Callable[[], Sequence[T]] | None = make
+        self._items: tuple[T, ...] | None = None
+
+    def _all(self) -> tuple[T, ...]:
+        items = self._items
+        if items is None:
+            items = self._items = tuple(self._make())  # type: ignore[misc]
+            self._make = None  # the decoder and what it holds are no longer needed
+        return items
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[T, ...]: ...
+    def __getitem__(self, i: int | slice) -> T | tuple[T, ...]:
+        return self._all()[i]
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._all())
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._all()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyTuple):
+            return len(other) == self._len and self._all() == other._all()
+        if isinstance(other, tuple):
+            return len(other) == self._len and self._all() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
 @dataclass(frozen=True)
 class BackendBinary:
     """A compiled graph inside a backend's own binary (e.g. a QNN context binary).
@@ -296,12 +349,13 @@ class BackendBinary:
 @dataclass(frozen=True, eq=False)
 class Graph:
     """A named computation: inputs, outputs, nodes in topological order and the
-    table of every tensor it names (weights carry data)."""
+    table of every tensor it names (weights carry data). ``nodes`` is a tuple,
+    or a :class:`LazyTuple` (equal to that tuple) in graphs read from a file."""
 
     name: str
     inputs: tuple[Tensor, ...]
     outputs: tuple[Tensor, ...]
-    nodes: tuple[Node, ...] = ()
+    nodes: Sequence[Node] = ()
     tensors: Mapping[str, Tensor] = field(default_factory=dict)
     opsets: Mapping[str, int] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -311,6 +365,19 @@ class Graph:
     def weights(self) -> tuple[Tensor, ...]:
         """Static tensors (those with data), in table order."""
         return tuple(t for t in self.tensors.values() if t.data is not None)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every weight as a read-only zero-copy numpy view, by name.
+
+        The recorded checksums of all their blobs are verified first, in one
+        batch on the native thread pool (a failing blob raises
+        :class:`~ctxbin.errors.ChecksumError` naming file, tensor and offset).
+        """
+        from .weights import hash_blobs
+
+        weights = self.weights
+        hash_blobs(list({id(t.data): t.data for t in weights}.values()), release=False)  # type: ignore[misc]
+        return {t.name: t.numpy() for t in weights}
 
     def op_histogram(self) -> dict[str, int]:
         hist: dict[str, int] = {}

@@ -190,13 +190,16 @@ def hash_blobs(
     blobs: Sequence[Blob],
     progress: Callable[[int, int], None] | None = None,
     batch_bytes: int = 32 << 20,
+    *,
+    release: bool = True,
 ) -> None:
     """Hash every blob not hashed yet, in batches on the native thread pool.
 
     A blob read from a file is checked against its recorded hash at the same
-    time, and its pages are released after hashing, so hashing a whole file
-    costs about one batch of resident memory. ``progress(done, total)`` is
-    called after each batch, in bytes.
+    time (:class:`ChecksumError` for the first that fails). With ``release``
+    its pages are released after hashing, so hashing a whole file costs about
+    one batch of resident memory; callers about to read the bytes keep them.
+    ``progress(done, total)`` is called after each batch, in bytes.
     """
     from .hashing import hash_buffers
 
@@ -212,7 +215,8 @@ def hash_blobs(
         batch = todo[start:end]
         for b, h in zip(batch, hash_buffers([b.raw() for b in batch])):
             b.set_hash(int(h))
-            b.release()
+            if release:
+                b.release()
         done += size
         start = end
         if progress is not None:

@@ -3,6 +3,7 @@ hostile input (one test per rule of docs/FORMAT.md) and a mutation fuzz test."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from pathlib import Path
 from typing import Callable
@@ -17,7 +18,7 @@ from ctxbin.errors import ChecksumError, CtxbinError, FormatError, UnsupportedVe
 from ctxbin.flatbuf import FlatBuffer, Table
 from ctxbin.formats import ctxbin as cb
 from ctxbin.ir import (
-    BackendBinary, Container, DType, Graph, Node, QuantEncoding, QuantKind, Target, Tensor, TensorKind,
+    BackendBinary, Container, DType, Graph, LazyTuple, Node, QuantEncoding, QuantKind, Target, Tensor, TensorKind,
 )
 from ctxbin.weights import Blob
 
@@ -236,6 +237,62 @@ def test_checksum_is_lazy_then_eager(written: tuple[Container, Path]) -> None:
         cb.read(path, verify=True)
     problems = cb.check(path)
     assert len(problems) == 1 and "hash" in problems[0]
+
+
+def test_nodes_are_built_on_first_use(written: tuple[Container, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    _, path = written
+    made: list[str] = []
+
+    def counting_node(*args: object) -> Node:
+        made.append(str(args[0]))
+        return Node(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cb, "Node", counting_node)
+    d = cb.read(path)
+    g = d.graph("plain")
+    assert len(g.nodes) == 2 and bool(g.nodes) and made == []  # len() and truth need no decoding
+    assert g.nodes[0].name == "mm" and made == ["mm", "conv"]  # the first access decodes all, once
+    assert g.nodes[-1] is g.nodes[1] and list(g.nodes) == [g.nodes[0], g.nodes[1]] and len(made) == 2
+    assert made == ["mm", "conv"] and d.graph("token_ar1").nodes[1].attrs == {"stride": (1, 1)}
+
+
+def test_lazy_nodes_equal_tuples_both_ways(written: tuple[Container, Path]) -> None:
+    c, path = written
+    mine, theirs = c.graph("plain").nodes, cb.read(path).graph("plain").nodes
+    other = cb.read(path).graph("plain").nodes
+    assert isinstance(mine, tuple) and isinstance(theirs, LazyTuple)
+    assert theirs == mine and mine == theirs and theirs == other
+    assert theirs != mine[:1] and mine[:1] != theirs and theirs != mine[::-1] and theirs != list(mine)
+    assert theirs[:1] == mine[:1] and isinstance(theirs[:1], tuple) and mine[0] in theirs
+    with pytest.raises(TypeError):
+        hash(theirs)
+    g = cb.read(path).graph("plain")
+    assert dataclasses.replace(g) == g == c.graph("plain")
+    assert dataclasses.replace(g, nodes=()) != g
+    assert [n.name for n in reversed(g.nodes)] == ["conv", "mm"] and g.op_histogram() == {"Conv2d": 1, "MatMul": 1}
+
+
+def test_arrays_are_verified_zero_copy_views(written: tuple[Container, Path]) -> None:
+    c, path = written
+    g = cb.read(path).graph("plain")
+    arrays = g.arrays()
+    assert list(arrays) == [t.name for t in c.graph("plain").weights]
+    mapped = g.tensors["W"].data._buf
+    for t in c.graph("plain").weights:
+        a = arrays[t.name]
+        assert not a.flags.writeable and a.dtype == t.numpy().dtype and np.array_equal(a, t.numpy())
+        if a.nbytes:
+            assert np.shares_memory(a, np.frombuffer(mapped, np.uint8))
+    assert all(g.tensors[n].data.expected_hash is None for n in arrays)  # all verified by the batch
+
+
+def test_arrays_reject_a_corrupted_blob(written: tuple[Container, Path]) -> None:
+    _, path = written
+    where = cb.read(path).graph("plain").tensors["q"].data.offset
+    _flip_byte(path, where + 1)
+    with pytest.raises(ChecksumError) as e:
+        cb.read(path).graph("plain").arrays()
+    assert e.value.path == str(path) and e.value.offset == where and "plain/q" in str(e.value)
 
 
 # --------------------------------------------------------------------------- hostile input helpers
@@ -564,6 +621,66 @@ def test_attribute_references(written: tuple[Container, Path], tmp_path: Path) -
     expect(path, match="attribute kind")
     patch_meta(other, lambda m, r: put(m, graph_table(r, 0), cb._G_A_REF, "Q", 0, (1 << 64) - 1))
     expect(other, match="run past")
+
+
+def _column_at(path: Path, slot: int, elem: int, index: int = 0) -> int:
+    """File offset of element ``index`` of a column of the first graph."""
+    data = path.read_bytes()
+    ms = struct.unpack_from("<Q", data, 24)[0]
+    pos, _ = graph_table(FlatBuffer(data[64 : 64 + ms]).root(cb.IDENTIFIER), 0).vector_span(slot, elem)
+    return 64 + pos + elem * index
+
+
+def _rename_in_pool(old: bytes, new: bytes) -> Callable[[bytearray, Table], None]:
+    def edit(m: bytearray, r: Table) -> None:  # in every graph's pool
+        m[:] = bytes(m).replace(old + b"\0", new + b"\0")
+
+    return edit
+
+
+def _strs_entry(m: bytearray, r: Table) -> None:
+    g = graph_table(r, 0)
+    strs = list(ALL_ATTRS).index("strs")
+    put(m, g, cb._G_A_INTS, "q", int(g.array(cb._G_A_REF, "<u8")[strs]) + 1, 1 << 40)
+
+
+@pytest.mark.parametrize(
+    "patch, match, slot, elem, index",
+    [
+        (lambda m, r: put(m, graph_table(r, 0), cb._G_A_KIND, "B", 3, 42), "attribute kind", cb._G_A_KIND, 1, 3),
+        (lambda m, r: put(m, graph_table(r, 0), cb._G_A_REF, "Q", 6, (1 << 64) - 1), "run past", cb._G_A_KIND, 1, 6),
+        (lambda m, r: put(m, graph_table(r, 0), cb._G_A_LEN, "I", 0, 2), "run past", cb._G_A_KIND, 1, 0),
+        (_strs_entry, "string pool", cb._G_A_KIND, 1, list(ALL_ATTRS).index("strs")),
+        (lambda m, r: put(m, graph_table(r, 0), cb._G_A_NAME, "I", 2,
+                          int(graph_table(r, 0).array(cb._G_A_NAME, "<u4")[0])), "appears twice", cb._G_A_NAME, 4, 2),
+        # two pool entries holding the same string: names compare as strings, not as indices
+        (_rename_in_pool(b"strs", b"ints"), "appears twice", cb._G_A_NAME, 4, list(ALL_ATTRS).index("strs")),
+        (lambda m, r: put(m, graph_table(r, 0), cb._G_N_OP, "I", 1, 1 << 20), "node_op_type", cb._G_N_OP, 4, 1),
+    ],
+)
+def test_bad_node_columns_fail_at_open(written: tuple[Container, Path], patch: Callable, match: str, slot: int,
+                                       elem: int, index: int) -> None:
+    """Nodes are built lazily, but every rule about them is checked when the file is opened."""
+    _, path = written
+    patch_meta(path, patch)
+    with pytest.raises(FormatError, match=match) as e:
+        cb.read(path)
+    assert e.value.path == str(path) and e.value.offset == _column_at(path, slot, elem, index)
+    assert "prompt_ar128" in str(e.value)
+
+
+def test_long_node_names_fail_at_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "n.ctxbin"
+    long = "é" * 3000  # 6000 bytes but 3000 characters: within the limit
+    nodes = (Node("ok", "Relu", "onnx", (), ()), Node(long, "Relu", "onnx", (), ()), Node("x" * 5000, "Relu", "onnx", (), ()))
+    with pytest.raises(FormatError, match="4096"):
+        cb.write(Container((Graph("g", (), (), nodes),)), path)
+    cb.write(Container((Graph("g", (), (), nodes[:2]),)), path)
+    assert cb.read(path).graphs[0].nodes[1].name == long
+    monkeypatch.setattr(cb, "LIMITS", cb.Limits(name=2999))
+    with pytest.raises(FormatError, match="node_name\\[1\\].*longer") as e:
+        cb.read(path)
+    assert e.value.offset == _column_at(path, cb._G_N_NAME, 4, 1)
 
 
 def test_array_attribute_type_is_whitelisted(tmp_path: Path) -> None:

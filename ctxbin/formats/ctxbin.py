@@ -28,6 +28,7 @@ from ..ir import (
     Container,
     DType,
     Graph,
+    LazyTuple,
     Node,
     QuantEncoding,
     QuantKind,
@@ -97,6 +98,8 @@ _G_FIELDS = 35
 # attribute kinds
 _INT, _FLOAT, _STR, _BYTES, _INTS, _FLOATS, _STRS, _ARRAY = range(1, 9)
 _SCALAR_ATTRS = frozenset([_INT, _FLOAT, _STR, _BYTES, _ARRAY])
+#: indexed by kind: does the attribute hold one entry of its pool (True) or a range (False)
+_IS_SCALAR = np.array([k in _SCALAR_ATTRS for k in range(_ARRAY + 1)])
 #: numpy types an array attribute may have (little-endian type strings)
 _ARRAY_DTYPES = frozenset(
     ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8", "<c8", "<c16"]
@@ -538,16 +541,23 @@ class _Reader:
 
     def column(self, t: Table, slot: int, dtype: str, obj: str, n: int | None = None) -> tuple[np.ndarray, int]:
         """A scalar vector and the file offset of its first element; ``n`` = required length."""
-        span = t.vector_span(slot, np.dtype(dtype).itemsize, obj)
-        arr = t.array(slot, dtype, obj)
-        at = self.base + (span[0] if span else t.pos)
+        dt = np.dtype(dtype)
+        span = t.vector_span(slot, dt.itemsize, obj)
+        if span is None:
+            arr, at = np.empty(0, dt), self.base + t.pos
+        else:
+            start, count = span
+            self.fb.charge(count * dt.itemsize, obj, start - self.fb.start)  # decoded below
+            arr = np.frombuffer(self.fb.buf, dt, count, start)
+            at = self.base + start - self.fb.start
         if n is not None and len(arr) != n:
             raise self.err(obj, f"{len(arr)} entries, expected {n}", at)
         return arr, at
 
     def index_check(self, arr: np.ndarray, at: int, limit: int, obj: str, lo: int = 0) -> None:
         """Every entry of ``arr`` lies in ``[lo, limit)``."""
-        if arr.size:
+        # two reductions in the common case; unsigned columns have no lower bound to check
+        if arr.size and (int(arr.max()) >= limit or (arr.dtype.kind != "u" or lo > 0) and int(arr.min()) < lo):
             bad = np.flatnonzero((arr < lo) | (arr >= limit))
             if bad.size:
                 i = int(bad[0])
@@ -654,9 +664,14 @@ class _GraphColumns:
         if text and not text.endswith("\0"):
             raise r.err(f"{w} strings", "string pool does not end with NUL", pool_at)
         self.pool = text.split("\0")[:-1] if text else []
-        if self.pool and max(map(len, self.pool)) > LIMITS.string:
+        if len(text) > LIMITS.string and max(map(len, self.pool)) > LIMITS.string:
             raise r.err(f"{w} strings", "a string is longer than the limit", pool_at)
         npool = len(self.pool)
+        # UTF-8 byte lengths bound character counts from above: names are checked against them
+        self.byte_len: np.ndarray | None = None
+        if len(text) > LIMITS.name:
+            ends = np.flatnonzero(np.frombuffer(raw, np.uint8) == 0)
+            self.byte_len = np.diff(ends, prepend=-1) - 1
 
         col = r.column
         self.t_name, at = col(t, _G_T_NAME, "<u4", f"{w} tensor_name")
@@ -664,19 +679,23 @@ class _GraphColumns:
         if nrows > LIMITS.rows:
             raise r.err(w, f"{nrows} tensors (limit {LIMITS.rows})", at)
         r.index_check(self.t_name, at, npool, f"{w} tensor_name")
+        self.check_names(r, self.t_name, at, "tensor_name")
         self.table_size = t.scalar(_G_TABLE_SIZE, "I", 0)
         if self.table_size > nrows:
             raise r.err(w, f"table_size {self.table_size} exceeds the {nrows} tensor rows", r.base + t.pos)
         self.t_dtype, at = col(t, _G_T_DTYPE, "<u4", f"{w} tensor_dtype", nrows)
-        for code in np.unique(self.t_dtype).tolist():
+        codes, which = np.unique(self.t_dtype, return_inverse=True)
+        for code in codes.tolist():
             if code not in _DTYPES:
                 i = int(np.flatnonzero(self.t_dtype == code)[0])
                 raise r.err(f"{w} tensor_dtype[{i}]", f"unknown data type 0x{code:x}", at + 4 * i)
+        self.itemsize = np.array([_ITEMSIZE[c] for c in codes.tolist()], np.int64)[which]
         self.t_kind, at = col(t, _G_T_KIND, "u1", f"{w} tensor_kind", nrows)
         r.index_check(self.t_kind, at, len(_KINDS), f"{w} tensor_kind")
         self.t_rank, at = col(t, _G_T_RANK, "u1", f"{w} tensor_rank", nrows)
         r.index_check(self.t_rank, at, LIMITS.rank + 1, f"{w} tensor_rank")
-        ndims = int(self.t_rank.sum(dtype=np.int64))
+        self.ends = np.cumsum(self.t_rank, dtype=np.int64)
+        ndims = int(self.ends[-1]) if nrows else 0
         self.dims, at = col(t, _G_DIMS, "<i8", f"{w} dims", ndims)
         r.index_check(self.dims, at, 1 << 62, f"{w} dims", lo=-2 - npool + 1)
         self.t_blob, self.blob_at = col(t, _G_T_BLOB, "<i4", f"{w} tensor_blob", nrows)
@@ -689,13 +708,14 @@ class _GraphColumns:
         self.outputs, at = col(t, _G_OUTPUTS, "<u4", f"{w} outputs")
         r.index_check(self.outputs, at, nrows, f"{w} outputs")
 
-        self.n_name, at = col(t, _G_N_NAME, "<u4", f"{w} node_name")
+        self.n_name, self.node_at = col(t, _G_N_NAME, "<u4", f"{w} node_name")
         nnodes = len(self.n_name)
         if nnodes > LIMITS.rows:
-            raise r.err(w, f"{nnodes} nodes (limit {LIMITS.rows})", at)
-        self.node_cols = []
-        for slot, field in ((_G_N_NAME, "node_name"), (_G_N_OP, "node_op_type"),
-                            (_G_N_NS, "node_namespace"), (_G_N_DOMAIN, "node_domain")):
+            raise r.err(w, f"{nnodes} nodes (limit {LIMITS.rows})", self.node_at)
+        r.index_check(self.n_name, self.node_at, npool, f"{w} node_name")
+        self.check_names(r, self.n_name, self.node_at, "node_name")
+        self.node_cols = [self.n_name]
+        for slot, field in ((_G_N_OP, "node_op_type"), (_G_N_NS, "node_namespace"), (_G_N_DOMAIN, "node_domain")):
             arr, at = col(t, slot, "<u4", f"{w} {field}", nnodes)
             r.index_check(arr, at, npool, f"{w} {field}")
             self.node_cols.append(arr)
@@ -709,15 +729,19 @@ class _GraphColumns:
         nattrs = int(self.n_attr_c.sum(dtype=np.int64))
         if nattrs > LIMITS.rows:
             raise r.err(w, f"{nattrs} attributes (limit {LIMITS.rows})", r.base + t.pos)
-        self.a_name, at = col(t, _G_A_NAME, "<u4", f"{w} attr_name", nattrs)
-        r.index_check(self.a_name, at, npool, f"{w} attr_name")
+        self.a_name, self.a_name_at = col(t, _G_A_NAME, "<u4", f"{w} attr_name", nattrs)
+        r.index_check(self.a_name, self.a_name_at, npool, f"{w} attr_name")
         self.a_kind, self.a_kind_at = col(t, _G_A_KIND, "u1", f"{w} attr_kind", nattrs)
         self.a_ref, _ = col(t, _G_A_REF, "<u8", f"{w} attr_ref", nattrs)
         self.a_len, _ = col(t, _G_A_LEN, "<u4", f"{w} attr_len", nattrs)
         self.a_ints, _ = col(t, _G_A_INTS, "<i8", f"{w} attr_ints")
         self.a_floats, _ = col(t, _G_A_FLOATS, "<f8", f"{w} attr_floats")
-        self.a_bytes = t.tables(_G_A_BYTES, f"{w} attr_bytes")
-        self.a_arrays = t.tables(_G_A_ARRAYS, f"{w} attr_arrays")
+        # bytes and array entries are checked once here; each becomes one shared value when nodes are built
+        self.a_bytes = [tb.bytes_(0, f"{w} attr_bytes[{j}]") or b""
+                        for j, tb in enumerate(t.tables(_G_A_BYTES, f"{w} attr_bytes"))]
+        self.a_arrays = [self.array_spec(r, tb, f"{w} attr_arrays[{j}]")
+                         for j, tb in enumerate(t.tables(_G_A_ARRAYS, f"{w} attr_arrays"))]
+        self.check_attrs(r)
 
         self.opset_domain, at = col(t, _G_OPSET_DOMAIN, "<u4", f"{w} opset_domain")
         r.index_check(self.opset_domain, at, npool, f"{w} opset_domain")
@@ -745,27 +769,27 @@ class _GraphColumns:
         rows = np.flatnonzero(self.t_blob >= 0)
         if not rows.size:
             return
-        nrows = len(self.t_rank)
-        row_of_dim = np.repeat(np.arange(nrows), self.t_rank)
-        symbolic = np.zeros(nrows, bool)
-        symbolic[row_of_dim[self.dims < 0]] = True
-        itemsize = np.array([_ITEMSIZE[c] for c in self.t_dtype.tolist()], np.float64)
-        prod = np.ones(nrows, np.float64)
-        np.multiply.at(prod, row_of_dim, self.dims.astype(np.float64))
-        sizes = r.blob_sizes[self.t_blob[rows]].astype(np.float64)
-        need = prod[rows] * itemsize[rows]
+        # per-row product and minimum of the dims; a row of rank 0 gets its segment's first
+        # dim from reduceat (or the appended pad), so it is set to 1 (a scalar) by hand
+        starts = self.ends - self.t_rank
+        dims = np.append(self.dims.astype(np.float64), 1.0)
+        scalar = self.t_rank[rows] == 0
+        prod = np.where(scalar, 1.0, np.multiply.reduceat(dims, starts)[rows])
+        symbolic = ~scalar & (np.minimum.reduceat(dims, starts)[rows] < 0)
+        itemsize = self.itemsize[rows]
+        need = prod * itemsize
         # floats are exact below 2**52; larger products are re-checked with Python ints
-        suspect = symbolic[rows] | (itemsize[rows] == 0) | (need != sizes) | (need >= 2.0**52)
-        ends = np.cumsum(self.t_rank, dtype=np.int64)
+        suspect = symbolic | (itemsize == 0) | (need != r.blob_sizes[self.t_blob[rows]]) | (need >= 2.0**52)
+        ends = self.ends
         for i in rows[suspect].tolist():
             name = self.pool[int(self.t_name[i])]
             obj, at = f"{self.where} tensor {name!r}", self.blob_at + 4 * i
-            if symbolic[i]:
+            shape = self.dims[ends[i] - self.t_rank[i] : ends[i]].tolist()
+            if shape and min(shape) < 0:
                 raise r.err(obj, "a weight must have a concrete shape", at)
             dtype = _DTYPES[int(self.t_dtype[i])]
             if not _ITEMSIZE[int(dtype)]:
                 raise r.err(obj, f"{dtype.name} tensors cannot hold data", at)
-            shape = self.dims[ends[i] - self.t_rank[i] : ends[i]].tolist()
             need_exact = math.prod(shape) * _ITEMSIZE[int(dtype)]  # Python ints: no overflow
             size = int(r.blob_sizes[self.t_blob[i]])
             if need_exact != size:
@@ -781,14 +805,10 @@ class _GraphColumns:
         if len(row_of) != len(table_names):
             dup = next(n for n in table_names if table_names.count(n) > 1)
             raise r.err(f"{w} tensor {dup!r}", "tensor name appears twice in the table", r.base)
-        if self.names and max(map(len, self.names)) > LIMITS.name:
-            raise r.err(w, f"a tensor name is longer than {LIMITS.name} characters", r.base)
         self.check_static(r)
         self.encs = [self.encoding(r, e, i) for i, e in enumerate(self.enc_tables)]
-        self.ends = np.cumsum(self.t_rank, dtype=np.int64)
         self.cache: list[Tensor | None] = [None] * len(self.names)
         self.reader = r
-        nodes = self.nodes(r)
         opsets = self.mapping(r, self.opset_domain, self.opset_version.tolist(), "opsets")
         meta = self.mapping(r, self.meta_key, [pool[i] for i in self.meta_value.tolist()], "metadata")
         binary = None
@@ -803,7 +823,7 @@ class _GraphColumns:
             name=self.name,
             inputs=tuple(self.tensor(i) for i in self.inputs.tolist()),
             outputs=tuple(self.tensor(i) for i in self.outputs.tolist()),
-            nodes=nodes,
+            nodes=LazyTuple(len(self.n_name), self.nodes),
             tensors=_TensorTable(self, row_of),
             opsets=opsets,
             metadata=meta,
@@ -853,47 +873,88 @@ class _GraphColumns:
             raise r.err(f"{self.where} {what}", "a key appears twice", r.base)
         return dict(zip(ks, values))
 
-    def nodes(self, r: _Reader) -> tuple[Node, ...]:
+    # -- nodes: every rule is checked at open with whole-column operations; Node objects come on first use
+    def check_names(self, r: _Reader, idx: np.ndarray, at: int, what: str) -> None:
+        """No string that ``idx`` points at is longer than ``LIMITS.name`` characters."""
+        if self.byte_len is None or not idx.size:
+            return
+        for i in np.unique(idx[self.byte_len[idx] > LIMITS.name]).tolist():
+            if len(self.pool[i]) > LIMITS.name:  # many bytes may still be few characters
+                j = int(np.flatnonzero(idx == i)[0])
+                raise r.err(f"{self.where} {what}[{j}]", f"name is longer than {LIMITS.name} characters",
+                            at + 4 * j)
+
+    def check_attrs(self, r: _Reader) -> None:
+        """Attribute kinds, each reference inside its pool, string lists inside the
+        string pool, unique names within a node; and the work of copying every
+        list value is charged now (many attributes may share one range)."""
+        kind = self.a_kind.astype(np.int64)
+        if not kind.size:
+            return
+        bad = np.flatnonzero((kind < _INT) | (kind > _ARRAY))
+        if bad.size:
+            i = int(bad[0])
+            raise self.attr_error(r, i, f"unknown attribute kind {int(kind[i])}")
+        n = self.a_len.astype(np.int64)
+        ref = np.minimum(self.a_ref, np.uint64(1 << 62)).astype(np.int64)  # larger ones fail below
+        npool, nints, nfloats = len(self.pool), len(self.a_ints), len(self.a_floats)
+        limit = np.array([0, nints, nfloats, npool, len(self.a_bytes), nints, nfloats, nints,
+                          len(self.a_arrays)], np.int64)[kind]
+        scalar = _IS_SCALAR[kind]
+        bad = np.flatnonzero(np.where(scalar, (n != 1) | (ref >= limit), ref + n > limit))
+        if bad.size:
+            i = int(bad[0])
+            ref_i, n_i = int(self.a_ref[i]), int(n[i])
+            raise self.attr_error(r, i, f"entries {ref_i}..{ref_i + n_i} of kind {int(kind[i])} run past their "
+                                  f"{int(limit[i])}-entry pool (attr_ints/attr_floats/strings/...)")
+        work = np.cumsum(np.where(scalar, 0, 8 * n))
+        i = min(int(np.searchsorted(work, r.fb.budget, side="right")), len(work) - 1)
+        r.fb.charge(int(work[i]), f"{self.where} attribute #{i}", self.a_kind_at - r.base + i)
+        strs = np.flatnonzero(kind == _STRS)
+        if strs.size:  # a range holds a bad string index iff the count of bad ints up to its end grows
+            outside = np.concatenate([[0], np.cumsum((self.a_ints < 0) | (self.a_ints >= npool))])
+            bad = np.flatnonzero(outside[ref[strs] + n[strs]] != outside[ref[strs]])
+            if bad.size:
+                raise self.attr_error(r, int(strs[bad[0]]), "a string index is outside the string pool")
+        node = np.repeat(np.arange(len(self.n_attr_c), dtype=np.int64), self.n_attr_c)
+        names = self.a_name.astype(np.int64)
+        if len(set(self.pool)) != npool:  # the same string twice in the pool: compare strings, not indices
+            first: dict[str, int] = {}
+            names = np.array([first.setdefault(x, j) for j, x in enumerate(self.pool)], np.int64)[names]
+        key = node * npool + names
+        order = np.argsort(key, kind="stable")
+        twice = np.flatnonzero(key[order][1:] == key[order][:-1])
+        if twice.size:
+            i = int(order[twice + 1].min())
+            raise r.err(f"{self.where} node {self.pool[int(self.n_name[node[i]])]!r}",
+                        "an attribute name appears twice", self.a_name_at + 4 * i)
+
+    def nodes(self) -> list[Node]:
+        """Every node (all references were checked at open, so this cannot fail)."""
         pool = self.pool
-        values = self.attr_values(r)
+        values = self.attr_values()
         anames = [pool[i] for i in self.a_name.tolist()]
         ins = tuple([pool[i] for i in self.n_in.tolist()])
         outs = tuple([pool[i] for i in self.n_out.tolist()])
         name_c, op_c, ns_c, dom_c = (c.tolist() for c in self.node_cols)
-        if name_c and max(len(pool[i]) for i in set(name_c)) > LIMITS.name:
-            raise r.err(self.where, f"a node name is longer than {LIMITS.name} characters", r.base)
         nodes = []
         pi = po = pa = 0
         for name, op, ns, dom, ni, no, na in zip(name_c, op_c, ns_c, dom_c, self.n_in_c.tolist(),
                                                   self.n_out_c.tolist(), self.n_attr_c.tolist()):
-            attrs = dict(zip(anames[pa : pa + na], values[pa : pa + na]))
-            if len(attrs) != na:
-                raise r.err(f"{self.where} node {pool[name]!r}", "an attribute name appears twice",
-                            self.a_kind_at + pa)
-            nodes.append(Node(pool[name], pool[op], pool[ns], ins[pi : pi + ni], outs[po : po + no], attrs,
-                              pool[dom]))
+            nodes.append(Node(pool[name], pool[op], pool[ns], ins[pi : pi + ni], outs[po : po + no],
+                              dict(zip(anames[pa : pa + na], values[pa : pa + na])), pool[dom]))
             pi += ni
             po += no
             pa += na
-        return tuple(nodes)
+        return nodes
 
-    def attr_values(self, r: _Reader) -> list:
-        """Every attribute's value, in attribute order (all references checked)."""
+    def attr_values(self) -> list:
+        """Every attribute's value, in attribute order."""
         pool = self.pool
         ints, floats = self.a_ints.tolist(), self.a_floats.tolist()
-        limits = {_INT: len(ints), _FLOAT: len(floats), _STR: len(pool), _BYTES: len(self.a_bytes),
-                  _INTS: len(ints), _FLOATS: len(floats), _STRS: len(ints), _ARRAY: len(self.a_arrays)}
+        shared: dict[tuple[int, int], Any] = {}  # one bytes/array value per entry, however many name it
         out: list = []
-        for i, (kind, ref, n) in enumerate(zip(self.a_kind.tolist(), self.a_ref.tolist(), self.a_len.tolist())):
-            limit = limits.get(kind)
-            if limit is None:
-                raise self.attr_error(r, i, f"unknown attribute kind {kind}")
-            scalar = kind in _SCALAR_ATTRS
-            if (scalar and (n != 1 or ref >= limit)) or (not scalar and ref + n > limit):
-                raise self.attr_error(r, i, f"entries {ref}..{ref + n} of kind {kind} run past their "
-                                      f"{limit}-entry pool (attr_ints/attr_floats/strings/...)")
-            if not scalar:  # each list copies its range: many attributes sharing one must not multiply memory
-                r.fb.charge(8 * n, f"{self.where} attribute #{i}", self.a_kind_at - r.base + i)
+        for kind, ref, n in zip(self.a_kind.tolist(), self.a_ref.tolist(), self.a_len.tolist()):
             if kind == _INT:
                 out.append(ints[ref])
             elif kind == _FLOAT:
@@ -905,22 +966,29 @@ class _GraphColumns:
             elif kind == _FLOATS:
                 out.append(tuple(floats[ref : ref + n]))
             elif kind == _STRS:
-                idx = ints[ref : ref + n]
-                if idx and (min(idx) < 0 or max(idx) >= len(pool)):
-                    raise self.attr_error(r, i, "a string index is outside the string pool")
-                out.append(tuple(pool[v] for v in idx))
-            elif kind == _BYTES:
-                raw = self.a_bytes[ref].bytes_(0, f"{self.where} attribute #{i}")
-                out.append(b"" if raw is None else bytes(raw))
+                out.append(tuple([pool[v] for v in ints[ref : ref + n]]))
             else:
-                out.append(self.array(r, self.a_arrays[ref], f"{self.where} attribute #{i}"))
+                v = shared.get((kind, ref))
+                if v is None:
+                    v = shared[kind, ref] = self.entry(kind, ref)
+                out.append(v)
         return out
+
+    def entry(self, kind: int, ref: int) -> bytes | np.ndarray:
+        """Bytes entry ``ref`` (``kind == _BYTES``) or array entry ``ref``, as a new read-only value."""
+        if kind == _BYTES:
+            return bytes(self.a_bytes[ref])
+        dt, shape, raw = self.a_arrays[ref]
+        a = np.frombuffer(bytes(raw), dt).reshape(shape)
+        a.flags.writeable = False
+        return a
 
     def attr_error(self, r: _Reader, i: int, msg: str) -> FormatError:
         return r.err(f"{self.where} attribute #{i}", msg, self.a_kind_at + i)
 
     @staticmethod
-    def array(r: _Reader, t: Table, obj: str) -> np.ndarray:
+    def array_spec(r: _Reader, t: Table, obj: str) -> tuple[np.dtype, tuple[int, ...], Any]:
+        """An array attribute's checked (dtype, shape, bytes)."""
         dtype = t.string(_A_DTYPE, obj=obj)
         at = r.base + t.pos
         if dtype not in _ARRAY_DTYPES:
@@ -934,9 +1002,7 @@ class _GraphColumns:
         if math.prod(shape) * dt.itemsize != nbytes:
             raise r.err(obj, f"shape {shape} of {dtype} needs {math.prod(shape) * dt.itemsize} bytes, "
                         f"found {nbytes}", at)
-        a = np.frombuffer(bytes(raw or b""), dt).reshape(shape)
-        a.flags.writeable = False
-        return a
+        return dt, tuple(shape), raw if raw is not None else b""
 
 
 class _TensorTable(Mapping[str, Tensor]):
