@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import ChecksumError, FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
 from ..flatbuf import FlatBuffer, Table
+from ..hashing import xxh3_64
 from ..ir import (
     BackendBinary,
     Container,
@@ -36,8 +37,9 @@ from ..ir import (
     Tensor,
     TensorKind,
 )
-from ..hashing import xxh3_64
 from ..weights import Blob, coalesce, hash_blobs
+from .sniff import CTXBIN_MAGIC
+from .sniff import ctxbin as sniff
 
 __all__ = [
     "MAGIC",
@@ -52,7 +54,7 @@ __all__ = [
     "check",
 ]
 
-MAGIC = b"CTXBIN\0\0"
+MAGIC = CTXBIN_MAGIC
 VERSION = (1, 0)
 IDENTIFIER = b"CTXB"
 ALIGNMENT = 64
@@ -117,11 +119,6 @@ def _align(n: int) -> int:
 
 def _hash(data: Any) -> int:
     return xxh3_64(data)
-
-
-def sniff(head: bytes) -> bool:
-    """True when ``head`` (the first bytes of a file) starts a ``.ctxbin`` file."""
-    return bytes(head[: len(MAGIC)]) == MAGIC
 
 
 # --------------------------------------------------------------------------- writing

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from ..errors import FormatError
 from ..ir import Container, Graph, Target
 from . import qnn
+from .sniff import epcontext as sniff
 
 __all__ = [
     "sniff",
@@ -34,7 +35,6 @@ __all__ = [
 _DOMAIN = "com.microsoft"
 _OP = "EPContext"
 # op_type is field 4 of NodeProto (tag 0x22), written before the attributes
-_OP_TYPE_BYTES = b"\x22\x09EPContext"
 
 
 @dataclass(frozen=True)
@@ -52,15 +52,6 @@ class EPContextNode:
     hardware_architecture: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-
-
-def sniff(head: bytes) -> bool:
-    """True when ``head`` (a file's first KB) looks like an EPContext ONNX model.
-
-    ONNX writes the model's fields in number order: the graph's first node,
-    with its op type, comes within the first bytes after the small header.
-    """
-    return len(head) > 2 and head[0] == 0x08 and _OP_TYPE_BYTES in head
 
 
 def is_epcontext_model(model: Any) -> bool:

@@ -25,14 +25,15 @@ from typing import Any, Iterable, Mapping, Union
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
 import onnx.inliner
+from google.protobuf.message import DecodeError
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
 from ..errors import CtxbinError, FormatError, UnsupportedOpError
 from ..fileio import atomic_write
 from ..ir import AttrValue, Container, Dim, DType, Graph, Node, Tensor, TensorKind
 from ..weights import Blob
+from .sniff import onnx as sniff
 
 __all__ = ["sniff", "load_model", "read", "write"]
 
@@ -73,8 +74,6 @@ _TYPED_FIELD = {
 }
 
 #: ModelProto field number -> protobuf wire type, for sniffing.
-_MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
-_MAX_IR_VERSION = 100
 _SUBGRAPH_ATTRS = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
 #: protobuf refuses messages of 2 GiB; keep headroom for the graph itself.
 _INLINE_LIMIT = 2**31 - 2**26
@@ -87,43 +86,6 @@ _DEFAULT_OPSET = 17
 
 
 # ---------------------------------------------------------------- sniffing
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int] | None:
-    value = 0
-    for i in range(10):
-        if pos + i >= len(buf):
-            return None
-        byte = buf[pos + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            return value, pos + i + 1
-    return None
-
-
-def sniff(head: bytes) -> bool:
-    """True if ``head`` starts like a serialized ``ModelProto``.
-
-    Conservative: the first field must be ``ir_version`` (every writer emits
-    fields in number order) with a plausible value, followed by at least one
-    more ModelProto field with the right wire type.
-    """
-    pos, seen = 0, 0
-    while seen < 8:
-        tag = _varint(head, pos)
-        if tag is None:
-            break
-        field, wire = tag[0] >> 3, tag[0] & 7
-        if _MODEL_FIELDS.get(field) != wire or (seen == 0) != (field == 1):
-            return False
-        value = _varint(head, tag[1])
-        seen += 1
-        if value is None:
-            break
-        if field == 1 and not 1 <= value[0] <= _MAX_IR_VERSION:
-            return False
-        pos = value[1] + (value[0] if wire == 2 else 0)
-    return seen >= 2
 
 
 # ---------------------------------------------------------------- reading

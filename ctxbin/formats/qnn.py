@@ -32,6 +32,7 @@ from ..errors import FormatError, UnsupportedVersionError
 from ..flatbuf import FlatBuffer, Table
 from ..ir import BackendBinary, Container, DType, Graph, QuantEncoding, QuantKind, Target, Tensor, TensorKind
 from ..weights import Blob
+from .sniff import qnn as sniff
 
 __all__ = [
     "sniff",
@@ -180,14 +181,6 @@ class BinaryInfo:
     def shared_weights_size(self) -> int:
         """Bytes of the ``WEIGHTS/*`` records (weights shared between graphs)."""
         return sum(r.size for r in self.records if r.name.startswith("WEIGHTS/"))
-
-
-def sniff(head: bytes) -> bool:
-    """True when ``head`` (the first 16+ bytes) looks like a QNN context binary."""
-    if len(head) < 16:
-        return False
-    major, minor, zero, patch = struct.unpack_from(">4I", head, 0)
-    return major == 2 and 1 <= minor <= 15 and zero == 0 and patch < 0x100
 
 
 def decode_htp_graph_blob(raw: bytes | memoryview) -> HtpGraphBlobInfo | None:
