@@ -25,6 +25,7 @@ def check(path: str | os.PathLike) -> list[str]:
                 return problems
         container = mod.read(path)
         for g in container.graphs:
+            list(g.nodes)  # readers may decode nodes on first access: decode them all
             for t in g.weights:
                 t.numpy()
     except CtxbinError as e:

@@ -27,6 +27,7 @@ __all__ = [
     "Tensor",
     "Node",
     "LazyTuple",
+    "LazyTable",
     "Graph",
     "Target",
     "Container",
@@ -331,6 +332,35 @@ class LazyTuple(Sequence[T]):
 
     def __repr__(self) -> str:
         return repr(self._all())
+
+
+class LazyTable(Mapping[str, T]):
+    """A read-only name → item mapping whose names are known up front and whose
+    items are made one by one on first lookup (``make(row)``; the caller caches).
+    Readers hand out a graph's tensor table this way, so opening a file costs
+    no per-tensor objects."""
+
+    __slots__ = ("_rows", "_make", "_what")
+
+    def __init__(self, rows: dict[str, int], make: Callable[[int], T], what: str = "") -> None:
+        self._rows = rows
+        self._make = make
+        self._what = what
+
+    def __getitem__(self, name: str) -> T:
+        return self._make(self._rows[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rows
+
+    def __repr__(self) -> str:
+        return f"<{self._what or 'table'}: {len(self._rows)} entries>"
 
 
 @dataclass(frozen=True)

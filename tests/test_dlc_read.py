@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 from ctxbin.errors import FormatError, UnsupportedVersionError
 from ctxbin.formats import dlc
-from ctxbin.ir import DType, QuantKind, TensorKind
+from ctxbin.ir import DType, LazyTuple, QuantKind, TensorKind
 from ctxbin.ziparchive import ZipArchive
 
 from . import dlc_oracle as oracle
@@ -283,6 +283,7 @@ def _read_or_format_error(path: Path) -> None:
     try:
         c = dlc.read(path)
         for g in c.graphs:
+            list(g.nodes)  # decoded on first access: errors must be ctxbin errors there too
             for t in g.weights:
                 t.numpy()
     except FormatError:
@@ -372,3 +373,80 @@ def test_copy_of_real_file_reads_the_same(v4, tmp_path: Path) -> None:
     assert list(a.tensors.items()) == list(b.tensors.items())  # Tensor equality compares bytes
     assert [(n.name, n.op_type, n.inputs, n.outputs, sorted(n.attrs)) for n in a.nodes] == [
         (n.name, n.op_type, n.inputs, n.outputs, sorted(n.attrs)) for n in b.nodes]
+
+
+# ----------------------------------------------------------------------------- laziness
+@pytest.fixture(scope="module")
+def own_dlc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DLC written by ctxbin's own lowering (no vendor library needed)."""
+    from ctxbin.convert import convert
+
+    from .models import build_fcn, save_with_external_data
+
+    d = tmp_path_factory.mktemp("own")
+    save_with_external_data(build_fcn(64, 96, tiny=True), d / "fcn.onnx")
+    convert(d / "fcn.onnx", d / "fcn.dlc", name="fcn", route="ctxbin")
+    return d / "fcn.dlc"
+
+
+def test_nodes_are_decoded_on_first_access(own_dlc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    decode = dlc._v4_nodes
+    monkeypatch.setattr(dlc, "_v4_nodes", lambda *a: calls.append(1) or decode(*a))
+    (g,) = dlc.read(own_dlc).graphs
+    assert isinstance(g.nodes, LazyTuple) and len(g.nodes) > 10 and not calls  # no Node built at open
+    nodes = list(g.nodes)
+    assert calls == [1] and list(g.nodes) == nodes and nodes[0] is g.nodes[0]  # built once, kept
+    assert all(isinstance(v, np.ndarray) and not v.flags.writeable for n in nodes for v in n.attrs.values()
+               if not isinstance(v, (bool, int, float, str)))
+
+
+def test_lazy_read_equals_the_eager_graph(own_dlc: Path, tmp_path: Path) -> None:
+    """Write a container whose nodes and tensors are plain tuples/dicts, read it
+    back lazily: every node, param (type included), tensor and weight is equal."""
+    import dataclasses
+
+    c = dlc.read(own_dlc)
+    eager = dataclasses.replace(c, graphs=tuple(
+        dataclasses.replace(g, nodes=tuple(g.nodes), tensors=dict(g.tensors)) for g in c.graphs))
+    dlc.write(eager, tmp_path / "eager.dlc")
+    (lazy,), (g,) = dlc.read(tmp_path / "eager.dlc").graphs, eager.graphs
+    assert lazy == g and lazy.nodes == g.nodes and lazy.inputs == g.inputs and lazy.outputs == g.outputs
+    for a, b in zip(lazy.nodes, g.nodes):
+        assert [type(v) for v in a.attrs.values()] == [type(v) for v in b.attrs.values()]
+    assert list(lazy.tensors.items()) == list(g.tensors.items())
+
+
+def _corrupt_scalar_param(path: Path, out: Path) -> tuple[Path, int]:
+    """``path`` re-zipped with the data type of node 0's first scalar param made
+    unknown (valid CRCs, so only the node decoder can notice); returns the
+    flatbuffer position of that param's value table."""
+    from ctxbin.flatbuf import FlatBuffer
+
+    e = _entries(path)
+    model = bytearray(e["model"])
+    fb = FlatBuffer(bytes(model), start=8)
+    node = fb.root().tables(0)[0].tables(1)[0]
+    param = next(p for p in node.tables(4) if p.scalar(1, "i") == 0)
+    value = param.table(3)
+    at = value.struct(0, 4)
+    assert at is not None
+    model[8 + at : 12 + at] = (0x0999).to_bytes(4, "little")
+    e["model"] = bytes(model)
+    return _rezip(e, out), value.pos
+
+
+def test_bad_node_param_raises_on_first_access_and_in_check(own_dlc: Path, tmp_path: Path) -> None:
+    from ctxbin.cli import main
+
+    bad, pos = _corrupt_scalar_param(own_dlc, tmp_path / "bad.dlc")
+    (g,) = dlc.read(bad).graphs  # open checks structure; the param's value is decoded with the nodes
+    assert len(g.nodes) > 0 and g.inputs and len(g.tensors) > 0
+    with pytest.raises(FormatError, match="unknown data type 0x0999") as e:
+        list(g.nodes)
+    model_at = ZipArchive.open(bad).entry("model").data_offset
+    assert e.value.path == str(bad) and e.value.obj.startswith("fcn/") and e.value.offset == model_at + 8 + pos
+    with pytest.raises(FormatError):  # still failing, never half-built
+        g.nodes[0]
+    assert any("0x0999" in p for p in dlc.check(bad))
+    assert main(["check", str(bad)]) == 1

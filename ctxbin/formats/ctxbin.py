@@ -15,7 +15,7 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import flatbuffers
 import numpy as np
@@ -29,6 +29,7 @@ from ..ir import (
     Container,
     DType,
     Graph,
+    LazyTable,
     LazyTuple,
     Node,
     QuantEncoding,
@@ -821,7 +822,7 @@ class _GraphColumns:
             inputs=tuple(self.tensor(i) for i in self.inputs.tolist()),
             outputs=tuple(self.tensor(i) for i in self.outputs.tolist()),
             nodes=LazyTuple(len(self.n_name), self.nodes),
-            tensors=_TensorTable(self, row_of),
+            tensors=LazyTable(row_of, self.tensor, f"tensor table of {self.name!r}"),
             opsets=opsets,
             metadata=meta,
             binary=binary,
@@ -1000,32 +1001,6 @@ class _GraphColumns:
             raise r.err(obj, f"shape {shape} of {dtype} needs {math.prod(shape) * dt.itemsize} bytes, "
                         f"found {nbytes}", at)
         return dt, tuple(shape), raw if raw is not None else b""
-
-
-class _TensorTable(Mapping[str, Tensor]):
-    """A graph's tensor table read from a file: names are known at open, Tensor
-    objects are made on first access (opening costs no per-tensor objects)."""
-
-    __slots__ = ("_cols", "_rows")
-
-    def __init__(self, cols: _GraphColumns, rows: dict[str, int]) -> None:
-        self._cols = cols
-        self._rows = rows
-
-    def __getitem__(self, name: str) -> Tensor:
-        return self._cols.tensor(self._rows[name])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._rows
-
-    def __repr__(self) -> str:
-        return f"<tensor table of {self._cols.name!r}: {len(self._rows)} tensors>"
 
 
 def _open(path: "str | os.PathLike[str]") -> tuple[Container, _Layout]:

@@ -32,15 +32,29 @@ import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
-from ..flatbuf import FlatBuffer, Table
+from ..flatbuf import FlatBuffer, Rows, Table
 from ..hashing import crc32, crc32_combine, hash_and_crc
-from ..ir import AttrValue, Container, DType, Graph, Node, QuantEncoding, QuantKind, Target, Tensor, TensorKind
+from ..ir import (
+    AttrValue,
+    Container,
+    DType,
+    Graph,
+    LazyTable,
+    LazyTuple,
+    Node,
+    QuantEncoding,
+    QuantKind,
+    Target,
+    Tensor,
+    TensorKind,
+)
 from ..weights import Blob, coalesce
 from ..ziparchive import ZipArchive
 
@@ -205,13 +219,6 @@ def _text(doc: _Doc, name: str) -> str:
         raise doc.error("metadata is not UTF-8 text", name, name, e.start) from None
 
 
-def _dtype(code: int, doc: _Doc, obj: str, entry: str) -> DType:
-    try:
-        return DType(code)
-    except ValueError:
-        raise doc.error(f"unknown QNN data type 0x{code:04x}", obj, entry) from None
-
-
 def _check_size(t: Tensor, blob: Blob, doc: _Doc, entry: str) -> None:
     at = blob.origin[2] if blob.origin else None
     try:
@@ -261,31 +268,185 @@ class _V4:
 
 @dataclass(frozen=True)
 class _V4Data:
-    """Where static bytes live: ``model.params`` inline vectors or ``model.params.bin``."""
+    """Where static bytes live: ``model.params`` (its TensorData tables and inline
+    vectors) or ``model.params.bin``."""
 
     doc: _Doc
+    params: FlatBuffer
     params_bin: memoryview | None
 
-    def blob(self, td: Table, graph: str, tensor: str) -> Blob:
-        obj = f"{graph}/{tensor}"
-        ref = td.table(_V4.TD_REF, obj)
-        if ref is not None:
-            if self.params_bin is None:
-                raise self.doc.error("refers to model.params.bin, which the archive lacks", obj, "model.params")
-            off = ref.scalar(_V4.REF_OFFSET, "Q")
-            size = ref.scalar(_V4.REF_SIZE, "Q")
-            where = self.doc.file_offset("model.params.bin", off)
-            origin = (self.doc.path, obj, where if where is not None else off)
-            blob = Blob(self.params_bin, off, size, origin=origin)  # bounds-checked against the entry
-            mapping = self.doc.zf.buffer
-            if where is not None and isinstance(mapping, mmap.mmap):
+
+# tensor types and data types as Python lists, for one vectorized membership test each
+_KIND_CODES = [int(k) for k in TensorKind]
+_DTYPE_CODES = [int(d) for d in DType]
+_ITEMSIZES: dict[int, int] = {}
+for _d in DType:
+    try:
+        _ITEMSIZES[int(_d)] = _d.itemsize
+    except TypeError:  # UNDEFINED, STRING: no fixed-size elements
+        _ITEMSIZES[int(_d)] = 0
+del _d
+_QUANT_KINDS = {int(k) for k in QuantKind}
+_QUANT_DECODED = (int(QuantKind.NONE), int(QuantKind.SCALE_OFFSET), int(QuantKind.AXIS_SCALE_OFFSET))
+
+
+def _first(bad: np.ndarray) -> int | None:
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+class _V4Tensors:
+    """A vector of v4 ``Tensor`` tables decoded column-wise: names, types, data
+    types, shapes, encoding kinds and (after :meth:`attach`) where each static
+    tensor's bytes are, all checked at once. :class:`Tensor` objects (and their
+    scale/offset tables) are made per row on first use."""
+
+    def __init__(self, rows: Rows, doc: _Doc, graph: str) -> None:
+        self.rows, self.doc, self.graph = rows, doc, graph
+        self.names = rows.strings(_V4.T_NAME)
+        kinds = rows.scalars(_V4.T_TYPE, "i")
+        i = _first(~np.isin(kinds, _KIND_CODES))
+        if i is not None:
+            raise self.error(f"tensor type {int(kinds[i])} is not one ctxbin models", i)
+        dtypes = rows.scalars(_V4.T_DTYPE, "i", _QNN_UNDEFINED)
+        i = _first(~np.isin(dtypes, _DTYPE_CODES))
+        if i is not None:
+            raise self.error(f"unknown QNN data type 0x{int(dtypes[i]) & 0xFFFFFFFF:04x}", i)
+        dims, self.ends = rows.gather(_V4.T_DIMS, "I")
+        quant = rows.refs(_V4.T_QUANT)
+        has_q = quant >= 0
+        if has_q.any():
+            codes = Rows(rows.fb, quant[has_q], f"{graph}.quantization").scalars(_V4.Q_ENCODING, "i")
+            i = _first(~np.isin(codes, _QUANT_DECODED))
+            if i is not None:
+                code = int(codes[i])
+                label = QuantKind(code).name if code in _QUANT_KINDS else "unknown"
+                row = int(np.flatnonzero(has_q)[i])
+                raise self.error(f"quantization encoding {code} ({label}) is not decoded by ctxbin yet", row)
+            quant[np.flatnonzero(has_q)[codes == int(QuantKind.NONE)]] = -1
+        self.kinds_np, self.dtypes_np = kinds, dtypes
+        self.kinds, self.dtypes = kinds.tolist(), dtypes.tolist()
+        self.dims, self.quant = dims.tolist(), quant.tolist()
+        self.dims_np = dims
+        self.blobs: list[tuple[int, ...] | None] = [None] * len(self.names)
+        self.cache: list[Tensor | None] = [None] * len(self.names)
+
+    def error(self, msg: str, i: int) -> FormatError:
+        return self.rows.fb.error(msg, f"{self.graph}/{self.names[i]}", int(self.rows.pos[i]))
+
+    def static_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.kinds_np == int(TensorKind.STATIC))
+
+    def attach(self, td: np.ndarray, data: _V4Data) -> None:
+        """Check the static rows' data (``td``: their TensorData positions in
+        ``model.params``, -1 when missing): present, in bounds, and exactly the
+        size their shape and data type need."""
+        self.data = data
+        rows = self.static_rows()
+        if not rows.size:
+            return
+        i = _first(td < 0)
+        if i is not None:
+            raise self.error("static tensor has no data in model.params", int(rows[i]))
+        tdr = Rows(data.params, td, "model.params tensor data")
+        ref = tdr.refs(_V4.TD_REF)
+        has_ref = ref >= 0
+        nbytes = np.zeros(rows.size, np.float64)
+        start = np.zeros(rows.size, np.int64)
+        offs: list[int] = []
+        sizes: list[int] = []
+        if has_ref.any():
+            if data.params_bin is None:
+                r = int(rows[int(np.argmax(has_ref))])
+                raise data.doc.error("refers to model.params.bin, which the archive lacks",
+                                     f"{self.graph}/{self.names[r]}", "model.params")
+            br = Rows(data.params, ref[has_ref], "model.params tensor data ref")
+            off = br.scalars(_V4.REF_OFFSET, "Q")
+            size = br.scalars(_V4.REF_SIZE, "Q")
+            total = np.uint64(len(data.params_bin))
+            bad = (off > total) | (size > total - np.minimum(off, total))
+            j = _first(bad)
+            if j is not None:
+                r = int(rows[np.flatnonzero(has_ref)[j]])
+                raise FormatError(
+                    f"blob of {int(size[j])} bytes at {int(off[j])} lies outside its {int(total)}-byte buffer",
+                    path=data.doc.path, obj=f"{self.graph}/{self.names[r]}", offset=int(off[j]))
+            offs, sizes = off.astype(np.int64).tolist(), size.astype(np.int64).tolist()
+            nbytes[has_ref] = size.astype(np.float64)
+            start[has_ref] = off.astype(np.int64)
+        if not has_ref.all():
+            inline = ~has_ref
+            present = tdr.refs(_V4.TD_BYTES) >= 0
+            j = _first(inline & ~present)
+            if j is not None:
+                raise data.params.error("static tensor has neither inline bytes nor a model.params.bin reference",
+                                        f"{self.graph}/{self.names[int(rows[j])]}", int(td[j]))
+            vs, vc = tdr.vectors(_V4.TD_BYTES, 1)
+            start[inline] = data.params.start + vs[inline]
+            nbytes[inline] = vc[inline]
+        # every static tensor's byte count must be its element count times its element size;
+        # float products are exact below 2**52, the rest (and every mismatch) is re-checked exactly
+        counts = np.diff(self.ends, prepend=0)
+        d = np.append(self.dims_np.astype(np.float64), 1.0)
+        prod = np.multiply.reduceat(d, np.minimum(self.ends - counts, d.size - 1))
+        prod = np.where(counts == 0, 1.0, prod)[rows]
+        item = np.array([_ITEMSIZES[c] for c in self.dtypes_np[rows].tolist()], np.float64)
+        need = prod * item
+        suspect = (item == 0) | (need != nbytes) | (need >= 2.0**52)
+        refs = iter(zip(offs, sizes))
+        for k, r in enumerate(rows.tolist()):
+            self.blobs[r] = (0, *next(refs)) if has_ref[k] else (1, int(start[k]), int(nbytes[k]), int(td[k]))
+        for k in np.flatnonzero(suspect).tolist():
+            self.check_size(int(rows[k]))
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        return tuple(self.dims[int(self.ends[i - 1]) if i else 0 : int(self.ends[i])])
+
+    def check_size(self, i: int) -> None:
+        """The exact (Python int) size check of row ``i``, raising the error."""
+        blob = self.blob(i)
+        shape = self.shape(i)
+        itemsize = _ITEMSIZES[self.dtypes[i]]
+        name = DType(self.dtypes[i]).name
+        at = blob.origin[2] if blob.origin else None
+        obj = f"{self.graph}/{self.names[i]}"
+        if not itemsize:
+            raise FormatError(f"{name} tensors cannot hold data", path=self.doc.path, obj=obj, offset=at)
+        count = 1
+        for n in shape:
+            count *= n
+        if count * itemsize != blob.nbytes:
+            raise FormatError(f"{blob.nbytes} data bytes for shape {shape} of {name} ({count * itemsize} bytes)",
+                              path=self.doc.path, obj=obj, offset=at)
+
+    def blob(self, i: int) -> Blob | None:
+        where = self.blobs[i]
+        if where is None:
+            return None
+        doc, obj = self.doc, f"{self.graph}/{self.names[i]}"
+        if where[0] == 0:
+            _, off, size = where
+            at = doc.file_offset("model.params.bin", off)
+            origin = (doc.path, obj, at if at is not None else off)
+            mapping = doc.zf.buffer
+            if at is not None and isinstance(mapping, mmap.mmap):
                 # the same bytes addressed in the file mapping, so streaming writers can release their pages
-                return Blob(mapping, where, size, origin=origin, file=self.doc.path)
-            return blob
-        raw = td.bytes_(_V4.TD_BYTES, obj)
-        if raw is None:
-            raise td.fb.error("static tensor has neither inline bytes nor a model.params.bin reference", obj, td.pos)
-        return Blob(raw, origin=(self.doc.path, obj, td.fb.base + td.pos))
+                return Blob(mapping, at, size, origin=origin, file=doc.path)
+            return Blob(self.data.params_bin, off, size, origin=origin)  # type: ignore[arg-type]
+        _, start, n, td = where
+        raw = memoryview(self.data.params.buf)[start : start + n]
+        return Blob(raw, origin=(doc.path, obj, self.data.params.base + td))
+
+    def tensor(self, i: int) -> Tensor:
+        """Row ``i`` as a Tensor, made once; its scale/offset tables are decoded here."""
+        t = self.cache[i]
+        if t is None:
+            name = self.names[i]
+            obj = f"{self.graph}/{name}"
+            q = self.quant[i]
+            enc = _v4_quant(self.rows.fb.table_at(q, f"{obj}.quantization"), obj, self.doc) if q >= 0 else None
+            t = self.cache[i] = Tensor(name, DType(self.dtypes[i]), self.shape(i), TensorKind(self.kinds[i]), enc,
+                                       self.blob(i))
+        return t
 
 
 def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
@@ -296,23 +457,29 @@ def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
         name = g.string(_V4.G_NAME, obj=g.obj)
         if name not in params:
             raise doc.error("graph has no parameters in model.params", name, "model")
-        tensor_data, node_data = params[name]
-        tensors: dict[str, Tensor] = {}
-        for t in g.tables(_V4.G_TENSORS, f"{name}.tensors"):
-            tensor = _v4_tensor(t, doc, name, tensor_data, data)
-            if tensor.name in tensors:
-                raise doc.error("duplicate tensor name", f"{name}/{tensor.name}", "model")
-            tensors[tensor.name] = tensor
-        nodes = [
-            _v4_node(n, doc, name, node_data[i] if i < len(node_data) else {}, data)
-            for i, n in enumerate(g.tables(_V4.G_NODES, f"{name}.nodes"))
-        ]
-        graphs.append(_graph(name, tensors, nodes))
+        tensor_data, node_params = params[name]
+        cols = _V4Tensors(g.rows(_V4.G_TENSORS, f"{name}.tensors"), doc, name)
+        row_of = dict(zip(cols.names, range(len(cols.names))))
+        if len(row_of) != len(cols.names):
+            dup = next(n for i, n in enumerate(cols.names) if row_of[n] != i)
+            raise doc.error("duplicate tensor name", f"{name}/{dup}", "model")
+        statics = cols.static_rows().tolist()
+        cols.attach(np.array([tensor_data.get(cols.names[i], -1) for i in statics], np.int64), data)
+        nodes = g.rows(_V4.G_NODES, f"{name}.nodes")  # node tables checked here, decoded on first use
+        kinds = cols.kinds
+        graphs.append(Graph(
+            name=name,
+            inputs=tuple(cols.tensor(i) for i, k in enumerate(kinds) if k == TensorKind.INPUT),
+            outputs=tuple(cols.tensor(i) for i, k in enumerate(kinds) if k == TensorKind.OUTPUT),
+            nodes=LazyTuple(len(nodes), partial(_v4_nodes, nodes, node_params, doc, name, data)),
+            tensors=LazyTable(row_of, cols.tensor, f"tensor table of {cols.graph!r}"),
+        ))
     return graphs
 
 
-def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[dict[str, Table], list[dict[str, Table]]]]]:
-    """Per graph: static tensor name -> TensorData, and per node index the same for tensor params."""
+def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[dict[str, int], Rows]]]:
+    """Per graph: static tensor name -> its TensorData position, and the
+    NodeParameters tables (one per node, decoded with the nodes)."""
     raw = doc.entry("model.params")
     major, _ = _prefix(raw, doc, "model.params")
     if major != 4:
@@ -322,42 +489,19 @@ def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[dict[str, Table], li
     out = {}
     for g in root.tables(_V4.P_GRAPHS, "model.params.graphs"):
         name = g.string(_V4.PG_NAME, obj=g.obj)
-        nodes = [_by_name(n.tables(_V4.PN_TENSORS, f"{name}.node_params"), doc) for n in g.tables(_V4.PG_NODES, f"{name}.node_params")]
-        out[name] = (_by_name(g.tables(_V4.PG_TENSORS, f"{name}.tensor_params"), doc), nodes)
-    return _V4Data(doc, params_bin), out
+        out[name] = (_by_name(g.rows(_V4.PG_TENSORS, f"{name}.tensor_params")),
+                     g.rows(_V4.PG_NODES, f"{name}.node_params"))
+    return _V4Data(doc, root.fb, params_bin), out
 
 
-def _by_name(tables: Iterable[Table], doc: _Doc) -> dict[str, Table]:
-    out = {}
-    for t in tables:
-        name = t.string(_V4.TD_NAME, obj=t.obj)
-        if name in out:
-            raise t.fb.error(f"duplicate tensor data {name!r}", t.obj, t.pos)
-        out[name] = t
+def _by_name(rows: Rows) -> dict[str, int]:
+    """TensorData name -> table position (names unique)."""
+    names = rows.strings(_V4.TD_NAME)
+    out = dict(zip(names, rows.pos.tolist()))
+    if len(out) != len(names):
+        i = next(i for i, n in enumerate(names) if out[n] != int(rows.pos[i]))
+        raise rows.fb.error(f"duplicate tensor data {names[i]!r}", f"{rows.obj}[{i}]", int(rows.pos[i]))
     return out
-
-
-def _v4_tensor(t: Table, doc: _Doc, graph: str, tensor_data: Mapping[str, Table], data: _V4Data) -> Tensor:
-    name = t.string(_V4.T_NAME, obj=t.obj)
-    obj = f"{graph}/{name}"
-    code = t.scalar(_V4.T_TYPE, "i")
-    try:
-        kind = TensorKind(code)
-    except ValueError:
-        raise t.fb.error(f"tensor type {code} is not one ctxbin models", obj, t.pos) from None
-    dtype = _dtype(t.scalar(_V4.T_DTYPE, "i", _QNN_UNDEFINED), doc, obj, "model")
-    shape = tuple(int(d) for d in t.array(_V4.T_DIMS, "<u4", obj))
-    q = t.table(_V4.T_QUANT, f"{obj}.quantization")
-    tensor = Tensor(name=name, dtype=dtype, shape=shape, kind=kind, encoding=_v4_quant(q, obj, doc) if q else None)
-    if kind != TensorKind.STATIC:
-        return tensor
-    td = tensor_data.get(name)
-    if td is None:
-        raise t.fb.error("static tensor has no data in model.params", obj, t.pos)
-    blob = data.blob(td, graph, name)
-    tensor = Tensor(name, dtype, shape, kind, tensor.encoding, blob)
-    _check_size(tensor, blob, doc, "model")
-    return tensor
 
 
 def _v4_scale_offset(so: Table) -> tuple[float, int, int, bool]:
@@ -413,74 +557,103 @@ def _scalar_dtype(value: bool | int | float | str) -> DType | None:
     return DType.INT64 if -(1 << 63) <= value < 1 << 63 else None
 
 
-def _v4_scalar(v: Table, obj: str) -> AttrValue:
-    """A scalar parameter: a plain Python value when its QNN type is the one
-    :func:`_scalar_dtype` gives that value back, else a 0-d numpy array of its
-    type (``Gather.axis`` is int32), so a rewrite keeps every type."""
-    code = v.scalar(_V4.V_DTYPE, "i", _QNN_UNDEFINED)
+def _v4_scalar(code: int, raw: int, real: float, text: str, fail: Callable[[str], FormatError]) -> AttrValue:
+    """A scalar parameter (its ``Scalar`` fields): a plain Python value when its
+    QNN type is the one :func:`_scalar_dtype` gives that value back, else a 0-d
+    numpy array of its type (``Gather.axis`` is int32), so a rewrite keeps every type."""
     cls = code >> 8
     value: bool | int | float | str
     if code == DType.STRING:
-        return v.string(_V4.V_STRING, obj=obj)
+        return text
     if code == DType.BOOL8:
-        value = bool(v.scalar(_V4.V_INT, "q"))
+        value = bool(raw)
     elif cls in (0, 3):  # signed ints, signed fixed point
-        value = int(v.scalar(_V4.V_INT, "q"))
-    elif cls in (1, 4):  # unsigned
-        value = int(v.scalar(_V4.V_INT, "Q"))
+        value = raw
+    elif cls in (1, 4):  # unsigned: the same 8 bytes read as u64
+        value = raw & 0xFFFFFFFFFFFFFFFF
     elif cls == 2:
-        value = float(v.scalar(_V4.V_FLOAT, "d"))
+        value = real
     else:
-        raise v.fb.error(f"scalar parameter of unknown data type 0x{code:04x}", obj, v.pos)
+        raise fail(f"scalar parameter of unknown data type 0x{code & 0xFFFFFFFF:04x}")
     try:
         dtype = DType(code)
         if _scalar_dtype(value) == dtype:
             return value
         return np.array(value, dtype.numpy)
     except (ValueError, TypeError, OverflowError):
-        raise v.fb.error(f"scalar parameter {value!r} cannot be held as data type 0x{code:04x}", obj, v.pos) from None
+        raise fail(f"scalar parameter {value!r} cannot be held as data type 0x{code & 0xFFFFFFFF:04x}") from None
 
 
-def _v4_node(n: Table, doc: _Doc, graph: str, params: Mapping[str, Table], data: _V4Data) -> Node:
-    name = n.string(_V4.N_NAME, obj=n.obj)
-    obj = f"{graph}/{name}"
-    attrs: dict[str, AttrValue] = {}
-    package = ""
-    for a in n.tables(_V4.N_ATTRS, f"{obj}.params"):
-        key = a.string(_V4.A_NAME, obj=a.obj)
-        kind = a.scalar(_V4.A_KIND, "i")
+def _v4_nodes(nodes: Rows, node_params: Rows, doc: _Doc, graph: str, data: _V4Data) -> list[Node]:
+    """Every node of a graph, decoded column-wise (run on first access of
+    ``Graph.nodes``; a bad table raises FormatError then)."""
+    names = nodes.strings(_V4.N_NAME)
+    types = nodes.strings(_V4.N_TYPE)
+    ins, in_ends = nodes.string_vectors(_V4.N_INPUTS)
+    outs, out_ends = nodes.string_vectors(_V4.N_OUTPUTS)
+    params, p_ends = nodes.table_vectors(_V4.N_ATTRS, f"{graph}.params")
+    owner = np.repeat(np.arange(len(nodes)), np.diff(p_ends, prepend=0))  # node of each param
+    keys = params.strings(_V4.A_NAME)
+    kinds = params.scalars(_V4.A_KIND, "i")
+
+    def where(j: int) -> str:
+        return f"{graph}/{names[int(owner[j])]}.{keys[j]}"
+
+    j = _first((kinds != 0) & (kinds != 1))
+    if j is not None:
+        raise params.fb.error(f"parameter kind {int(kinds[j])} is unknown (0 scalar, 1 tensor)", where(j),
+                              int(params.pos[j]))
+    values: list[AttrValue | None] = [None] * len(keys)
+    for kind, field, what in ((0, _V4.A_VALUE, "a value"), (1, _V4.A_TENSOR, "a tensor")):
+        sel = np.flatnonzero(kinds == kind)
+        at = params.refs(field)[sel]
+        j = _first(at < 0)
+        if j is not None:
+            p = int(sel[j])
+            raise params.fb.error(f"{'scalar' if kind == 0 else 'tensor'} parameter without {what}", where(p),
+                                  int(params.pos[p]))
         if kind == 0:
-            v = a.table(_V4.A_VALUE, f"{obj}.{key}")
-            if v is None:
-                raise a.fb.error("scalar parameter without a value", f"{obj}.{key}", a.pos)
-            value = _v4_scalar(v, f"{obj}.{key}")
-        elif kind == 1:
-            t = a.table(_V4.A_TENSOR, f"{obj}.{key}")
-            if t is None:
-                raise a.fb.error("tensor parameter without a tensor", f"{obj}.{key}", a.pos)
-            value = _v4_param_tensor(t, doc, graph, params, data)
-        else:
-            raise a.fb.error(f"parameter kind {kind} is unknown (0 scalar, 1 tensor)", f"{obj}.{key}", a.pos)
-        if key == "packageName" and isinstance(value, str):
-            package = value
-        else:
-            attrs[key] = value
-    return Node(
-        name=name,
-        op_type=n.string(_V4.N_TYPE, obj=obj),
-        namespace=NAMESPACE_V4,
-        inputs=tuple(n.strings(_V4.N_INPUTS, f"{obj}.inputs")),
-        outputs=tuple(n.strings(_V4.N_OUTPUTS, f"{obj}.outputs")),
-        attrs=attrs,
-        domain=package,
-    )
-
-
-def _v4_param_tensor(t: Table, doc: _Doc, graph: str, params: Mapping[str, Table], data: _V4Data) -> np.ndarray:
-    tensor = _v4_tensor(t, doc, graph, params, data)
-    if tensor.data is None:
-        raise t.fb.error("tensor parameter is not static", f"{graph}/{tensor.name}", t.pos)
-    return tensor.numpy()
+            v = Rows(params.fb, at, f"{graph}.params.value")
+            cols = zip(v.scalars(_V4.V_DTYPE, "i", _QNN_UNDEFINED).tolist(), v.scalars(_V4.V_INT, "q").tolist(),
+                       v.scalars(_V4.V_FLOAT, "d").tolist(), v.strings(_V4.V_STRING), sel.tolist(), at.tolist())
+            for code, raw, real, text, p, pos in cols:
+                values[p] = _v4_scalar(code, raw, real, text,
+                                       lambda msg, p=p, pos=pos: params.fb.error(msg, where(p), pos))
+            continue
+        # tensor params: static tensors whose data is in the node's NodeParameters, by name
+        t = _V4Tensors(Rows(params.fb, at, f"{graph}.params.tensor"), doc, graph)
+        td_rows, td_ends = node_params.table_vectors(_V4.PN_TENSORS, f"{graph}.node_params.tensors")
+        td_owner = np.repeat(np.arange(len(node_params)), np.diff(td_ends, prepend=0)).tolist()
+        td_names = td_rows.strings(_V4.TD_NAME)
+        per_node: list[dict[str, int]] = [{} for _ in range(len(node_params))]
+        for k, (n, name) in enumerate(zip(td_owner, td_names)):
+            if name in per_node[n]:
+                raise td_rows.fb.error(f"duplicate tensor data {name!r}", f"{td_rows.obj}[{k}]", int(td_rows.pos[k]))
+            per_node[n][name] = int(td_rows.pos[k])
+        statics = t.static_rows()
+        j = _first(t.kinds_np != int(TensorKind.STATIC))
+        if j is not None:
+            raise t.error("tensor parameter is not static", j)
+        own = owner[sel].tolist()
+        t.attach(np.array([per_node[own[r]].get(t.names[r], -1) if own[r] < len(per_node) else -1
+                           for r in statics.tolist()], np.int64), data)
+        for r, p in enumerate(sel.tolist()):
+            values[p] = t.tensor(r).numpy()
+    out = []
+    p_start = in_start = out_start = 0
+    for i, (name, op) in enumerate(zip(names, types)):
+        p_end, in_end, out_end = int(p_ends[i]), int(in_ends[i]), int(out_ends[i])
+        attrs: dict[str, AttrValue] = {}
+        package = ""
+        for key, value in zip(keys[p_start:p_end], values[p_start:p_end]):
+            if key == "packageName" and isinstance(value, str):
+                package = value
+            else:
+                attrs[key] = value  # type: ignore[assignment]
+        out.append(Node(name, op, NAMESPACE_V4, tuple(ins[in_start:in_end]), tuple(outs[out_start:out_end]),
+                        attrs, package))
+        p_start, in_start, out_start = p_end, in_end, out_end
+    return out
 
 
 # --------------------------------------------------------------------------- v3
@@ -660,7 +833,8 @@ _ALIGN = 64  # every entry's data, and every weight in model.params.bin, starts 
 
 def check(path: str | os.PathLike) -> list[str]:
     """Problems of the DLC at ``path`` beyond what opening checks: every
-    entry's CRC-32 (where recorded; the vendor's files record none)."""
+    entry's CRC-32 (where recorded; the vendor's files record none), then
+    every node and tensor, which :func:`read` decodes on first access."""
     archive = ZipArchive.open(path)
     problems = []
     for name in archive.names():
@@ -668,6 +842,14 @@ def check(path: str | os.PathLike) -> list[str]:
             archive.read(name)
         except FormatError as e:
             problems.append(str(e))
+    if problems:
+        return problems
+    try:
+        for g in read(path).graphs:
+            list(g.nodes)
+            list(g.tensors.values())
+    except FormatError as e:
+        problems.append(str(e))
     return problems
 
 
