@@ -57,6 +57,7 @@ from ..ir import (
 )
 from ..weights import Blob, coalesce
 from ..ziparchive import ZipArchive
+from .sniff import dlc as sniff
 
 __all__ = ["sniff", "read", "write", "check", "NAMESPACE_V4", "NAMESPACE_V3", "HISTORY_KEY"]
 
@@ -67,24 +68,7 @@ NAMESPACE_V3 = "snpe"
 
 _MAGIC = b"\xd5\x0a"
 _PREFIX = 8
-_ENTRY_PREFIXES = ("model", "dlc.", "aip.", "quant_params")
 _QNN_UNDEFINED = 0x7FFFFFFF
-
-
-def sniff(head: bytes) -> bool:
-    """True when ``head`` starts a ZIP whose first entry has a DLC entry name.
-
-    DLC writers put ``model*``, ``dlc.metadata*`` or ``aip.metadata*`` first.
-    """
-    if len(head) < 30 or head[:4] != b"PK\x03\x04":
-        return False
-    nlen = int.from_bytes(head[26:28], "little")
-    name = head[30 : 30 + nlen]
-    try:
-        text = name.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return len(name) == nlen and text.startswith(_ENTRY_PREFIXES)
 
 
 def read(path: str | os.PathLike, **_options: Any) -> Container:
