@@ -143,6 +143,7 @@ def _compile_htp(args: argparse.Namespace) -> tuple[Any, list[str]]:
     report = compile_htp(
         args.inputs, names, args.output,
         soc_model=args.soc_model, htp_arch=args.htp_arch, share=args.share, fmt=args.fmt,
+        route=args.route, optimization=args.optimization,
     )
     built = load(args.output).target  # what the vendor compiler really built for
     lines = [
@@ -341,6 +342,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--format", dest="fmt", default="bin", choices=("bin", "epcontext", "ctxbin"),
         help="with --target htp: the context binary, plus one _ctx.onnx per graph, or a .ctxbin embedding it",
+    )
+    s.add_argument(
+        "--route", choices=("auto", "qnn-ir", "ctxbin"), default="auto",
+        help="with --target htp, how ONNX inputs are lowered: qnn-ir (the vendor's, via onnxruntime-qnn), "
+        "ctxbin (ctxbin's own, faster), auto (qnn-ir where it runs)",
+    )
+    s.add_argument(
+        "--optimization", type=int, choices=(1, 2, 3), default=2,
+        help="with --target htp: HTP graph optimization level (2, the backend's default, as ONNX Runtime uses)",
     )
     s.set_defaults(fn=cmd_link)
 

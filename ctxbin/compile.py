@@ -5,8 +5,14 @@ Inputs (DLC files, ONNX models, ``.ctxbin`` containers, or loaded
 under the names the user gives (:func:`ctxbin.link.link`: weights shared by
 name and content, the report says what was shared and what was not), written
 as one multi-graph DLC, and composed into one HTP context with weight sharing
-enabled (:mod:`ctxbin.runtime.qnn_compose`). ONNX models become DLCs first
-(:func:`ctxbin.convert.convert`).
+enabled (:mod:`ctxbin.runtime.qnn_compose`). ONNX models are lowered first,
+all at once and in memory (:func:`ctxbin.convert.convert_many`).
+
+Where the time goes (full FCN pair, QNN 2.51, see ``benchmarks/RESULTS.md``):
+almost all of it is the HTP graph preparation in ``graphFinalize``, which
+ONNX Runtime does too; the default optimization level is the HTP backend's
+own default (2, what ONNX Runtime and the vendor's tools use): level 3 gave a
+0.15% smaller binary for ~1.8x the preparation time.
 
 Output formats:
 
@@ -24,15 +30,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Union
 
+from .convert import ROUTES, convert_many
 from .errors import InputError, LinkError
 from .fileio import write_bytes_atomic
 from .formats import ctxbin as ctxbin_format
-from .formats import dlc
+from .formats import dlc, qnn
 from .formats import load as load_container
-from .formats import qnn
 from .ir import Container, Target
 from .link import LinkReport, link
 from .runtime.qnn_compose import DEFAULT_TIMEOUT, ComposeOptions, compose_dlc
@@ -46,16 +53,27 @@ Input = Union[Container, str, "os.PathLike[str]"]
 _EP = "QNNExecutionProvider"
 
 
-def _load(item: Input, name: str | None, work: Path, index: int) -> Container:
-    """``item`` as a container of qnn-namespace graphs (ONNX models converted)."""
-    if isinstance(item, Container):
-        return item
-    path = Path(os.fspath(item))
-    if path.suffix.lower() == ".onnx":
-        from .convert import convert
-
-        return convert(path, work / f"input{index}.dlc", name=name)
-    return load_container(path)
+def _load_all(inputs: Sequence[Input], names: Sequence[str], work: Path, route: str) -> list[Container]:
+    """``inputs`` as containers of qnn-namespace graphs; ONNX models (one
+    graph each, taking the next name) are converted together."""
+    loaded: list[Container | None] = []
+    onnx_at: list[tuple[int, Path, str | None]] = []
+    first = 0  # index of the item's first graph among all inputs'
+    for i, item in enumerate(inputs):
+        path = None if isinstance(item, Container) else Path(os.fspath(item))
+        if path is not None and path.suffix.lower() == ".onnx":
+            onnx_at.append((i, path, names[first] if first < len(names) else None))
+            loaded.append(None)
+            first += 1
+            continue
+        c = item if isinstance(item, Container) else load_container(path)
+        loaded.append(c)
+        first += len(c.graphs)
+    if onnx_at:
+        made = convert_many([p for _, p, _ in onnx_at], [n for _, _, n in onnx_at], work, route=route)
+        for (i, _, _), c in zip(onnx_at, made):
+            loaded[i] = c
+    return [c for c in loaded if c is not None]
 
 
 def _check_target(c: Container, want: Target, where: str) -> None:
@@ -73,7 +91,8 @@ def compile_htp(
     htp_arch: int,
     share: str = "name+content",
     fmt: str = "bin",
-    optimization: int = 3,
+    route: str = "auto",
+    optimization: int = 2,
     vtcm_mb: int = 0,
     fp16: bool = True,
     library: str | os.PathLike[str] | None = None,
@@ -83,11 +102,16 @@ def compile_htp(
     context binary for ``soc_model`` / ``htp_arch``; returns the link report.
 
     ``share`` is a :data:`ctxbin.link.SHARE_MODES` mode; with ``"none"`` the
-    context is made without HTP weight sharing. Inputs built for another SoC
-    or architecture, or names that collide, raise :class:`LinkError`.
+    context is made without HTP weight sharing. ``route`` is how ONNX inputs
+    are lowered (:func:`ctxbin.convert.convert_many`; ``"auto"``: the vendor's
+    QNN IR lowering where onnxruntime-qnn runs, else ctxbin's; ``"ctxbin"`` is
+    several times faster). Inputs built for another
+    SoC or architecture, or names that collide, raise :class:`LinkError`.
     """
     if fmt not in OUTPUT_FORMATS:
         raise InputError(f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    if route not in ROUTES:
+        raise InputError(f"unknown conversion route {route!r}; choose one of {', '.join(ROUTES)}")
     names = list(names)
     if not all(isinstance(n, str) and n for n in names):
         raise InputError(f"graph names must be non-empty strings, got {names}")
@@ -98,13 +122,9 @@ def compile_htp(
     out = Path(os.fspath(out_path))
     with tempfile.TemporaryDirectory(prefix="ctxbin-compile-") as tmp:
         work = Path(tmp)
-        containers = []
-        for i, item in enumerate(inputs):
-            # one graph per ONNX model: it takes the next name
-            first = sum(len(c.graphs) for c in containers)
-            c = _load(item, names[first] if first < len(names) else None, work, i)
+        containers = _load_all(inputs, names, work, route)
+        for i, c in enumerate(containers):
             _check_target(c, want, c.source or f"input {i}")
-            containers.append(c)
         linked, report = link(containers, share=share, names=names)
         linked_dlc = work / "linked.dlc"
         dlc.write(linked, linked_dlc, share=share)

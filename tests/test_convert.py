@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from ctxbin import convert as cv
-from ctxbin.errors import BackendError, BackendUnavailableError, FormatError
+from ctxbin.errors import BackendError, BackendUnavailableError, FormatError, InputError, UnsupportedOpError
 from ctxbin.formats import dlc
 
 from . import dlc_oracle as oracle
@@ -80,3 +80,63 @@ def test_ctxbin_route(conv_onnx: Path, tmp_path: Path) -> None:
     assert c.graph_names == ["own"]
     assert all(n.namespace == "qnn" for n in c.graphs[0].nodes)
     assert c.graphs[0] == dlc.read(out).graphs[0]
+
+
+def _conv1d_onnx(path: Path) -> Path:
+    """A 1-D Conv: the vendor's lowering takes it, ctxbin's refuses (2-D spatial only)."""
+    import numpy as np
+
+    w = np.random.default_rng(0).standard_normal((4, 3, 3)).astype(np.float32)
+    m = oracle._model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1])],
+                      [oracle._vi("x", [1, 3, 16])], [oracle._vi("y", [1, 4, 16])], {"w": w})
+    onnx.save(m, path)
+    return path
+
+
+def test_convert_many_qnn_ir_is_one_child_and_matches_convert(conv_onnx: Path, tmp_path: Path) -> None:
+    oracle.require_qnn()
+    other = tmp_path / "other.onnx"
+    onnx.save(oracle.float_conv_net(seed=5), other)
+    (tmp_path / "work").mkdir()
+    made = cv.convert_many([conv_onnx, other], ["a", None], tmp_path / "work", route="qnn-ir")
+    assert [c.graph_names for c in made] == [["a"], ["g"]]
+    # one dump folder per model, nothing else written
+    assert len([p for p in (tmp_path / "work").iterdir() if p.is_dir()]) == 2
+    single = cv.convert(conv_onnx, tmp_path / "a.dlc", name="a", route="qnn-ir")
+    assert made[0].graphs[0] == single.graphs[0]
+
+
+def test_convert_many_ctxbin_route_lowers_in_memory(conv_onnx: Path, tmp_path: Path) -> None:
+    conv1d = _conv1d_onnx(tmp_path / "conv1d.onnx")
+    (tmp_path / "work").mkdir()
+    (made,) = cv.convert_many([conv_onnx], ["own"], tmp_path / "work", route="ctxbin")
+    own = cv.convert(conv_onnx, tmp_path / "own.dlc", name="own", route="ctxbin")
+    assert made.graphs[0] == own.graphs[0]  # ctxbin's lowering, never written to a DLC
+    assert made.source == str(conv_onnx)
+    assert not any((tmp_path / "work").iterdir())
+    with pytest.raises(UnsupportedOpError, match="rank-3"):
+        cv.convert_many([conv1d], [None], tmp_path / "work", route="ctxbin")
+
+
+def test_convert_many_auto_is_the_vendor_route_where_it_runs(conv_onnx: Path, tmp_path: Path) -> None:
+    oracle.require_qnn()
+    conv1d = _conv1d_onnx(tmp_path / "conv1d.onnx")
+    (tmp_path / "work").mkdir()
+    made = cv.convert_many([conv_onnx, conv1d], ["a", "b"], tmp_path / "work")
+    assert [c.graph_names for c in made] == [["a"], ["b"]]
+    assert "Conv2d" in {n.op_type for n in made[1].graphs[0].nodes}  # the vendor made 1-D a 2-D conv
+
+
+def test_convert_many_names_the_model_that_failed(conv_onnx: Path, tmp_path: Path) -> None:
+    oracle.require_qnn()
+    m = oracle._model(
+        [helper.make_node("NonZero", ["x"], ["y"])],
+        [oracle._vi("x", [2, 3])], [oracle._vi("y", [2, None], TensorProto.INT64)], {},
+    )
+    onnx.save(m, tmp_path / "nz.onnx")
+    with pytest.raises(BackendError, match=r"could not convert .*nz\.onnx"):
+        cv.convert_many([conv_onnx, tmp_path / "nz.onnx"], [None, None], tmp_path, route="qnn-ir")
+    with pytest.raises(InputError, match="2 models but 1 names"):
+        cv.convert_many([conv_onnx, tmp_path / "nz.onnx"], [None], tmp_path)
+    with pytest.raises(InputError, match="route"):
+        cv.convert_many([conv_onnx], [None], tmp_path, route="magic")

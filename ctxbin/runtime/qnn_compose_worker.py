@@ -8,7 +8,8 @@ a fresh directory and runs this module. Everything crosses as JSON:
     ``{"dlc": path, "out": path, "graphs": [names], "options": {soc_model,
     htp_arch, weight_sharing, fp16, optimization, vtcm_mb}, "library": path or null}``
 ``DIR/result.json`` (written by the child)
-    ``{"ok": true, "size": bytes, "graphs": [names], "seconds": s}``
+    ``{"ok": true, "size": bytes, "graphs": [names], "seconds": s,
+    "phases": [[phase, s], ...]}``
     or ``{"ok": false, "error": class name, "message": ...}``
 
 A child that dies without writing ``result.json`` has crashed.
@@ -23,7 +24,7 @@ from typing import Any
 
 from .worker import REQUEST, serve_main
 
-__all__ = ["serve", "main"]
+__all__ = ["main", "serve"]
 
 
 def serve(folder: Path) -> dict[str, Any]:
