@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 xxhash = pytest.importorskip("xxhash")
 
 from ctxbin import hashing  # noqa: E402
+from tests.native_paths import both_paths
 
 U32_MAX = (1 << 32) - 1
 STARTS = [0, 1, 0xFFFFFFFF, 0x12345678, 0x80000000]
@@ -152,13 +153,8 @@ def test_c_status_codes() -> None:
 @given(a=st.binary(max_size=600), b=st.binary(max_size=600), start=st.integers(0, U32_MAX))
 def test_combine_matches_one_pass(a: bytes, b: bytes, start: int) -> None:
     expected = zlib.crc32(a + b, start)
-    for native in ([True, False] if hashing._native_core is not None else [False]):
-        with pytest.MonkeyPatch.context() as mp:
-            if native:
-                mp.delenv("CTXBIN_NO_NATIVE", raising=False)
-            else:
-                mp.setenv("CTXBIN_NO_NATIVE", "1")
-            assert hashing.crc32_combine(zlib.crc32(a, start), zlib.crc32(b), len(b)) == expected
+    for _ in both_paths():
+        assert hashing.crc32_combine(zlib.crc32(a, start), zlib.crc32(b), len(b)) == expected
 
 
 def test_combine_over_zero_runs_and_huge_lengths(path: str) -> None:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctxbin import dedup, hashing
+from tests.native_paths import both_paths
 
 NATIVE_MISSING = "C core not built (run `python native/build.py` or `pip install -e .`)"
 
@@ -49,13 +50,8 @@ def test_matches_reference(items: list[tuple[str, bytes]], mode: str) -> None:
     keys = [k for k, _ in items]
     buffers = [b for _, b in items]
     expected = reference(keys, buffers, mode)
-    for native in ([True, False] if hashing._native_core is not None else [False]):
-        with pytest.MonkeyPatch.context() as mp:
-            if native:
-                mp.delenv("CTXBIN_NO_NATIVE", raising=False)
-            else:
-                mp.setenv("CTXBIN_NO_NATIVE", "1")
-            got = dedup.plan(keys, buffers, mode=mode)
+    for _ in both_paths():
+        got = dedup.plan(keys, buffers, mode=mode)
         assert got.dtype == np.int64
         assert got.tolist() == expected
 
@@ -68,13 +64,8 @@ def test_forged_collisions_never_merge(items: list[tuple[str, bytes]], mode: str
     buffers = [b for _, b in items]
     fake = np.zeros(len(buffers), np.uint64)
     expected = reference(keys, buffers, mode)
-    for native in ([True, False] if hashing._native_core is not None else [False]):
-        with pytest.MonkeyPatch.context() as mp:
-            if native:
-                mp.delenv("CTXBIN_NO_NATIVE", raising=False)
-            else:
-                mp.setenv("CTXBIN_NO_NATIVE", "1")
-            assert dedup.plan(keys, buffers, fake, mode=mode).tolist() == expected
+    for _ in both_paths():
+        assert dedup.plan(keys, buffers, fake, mode=mode).tolist() == expected
 
 
 def test_modes(path: str) -> None:
@@ -163,13 +154,8 @@ def test_hash_and_plan_matches_reference(size: int, picks, mode: str, release: b
     keys = [k for k, _ in picks]
     buffers = [pool[i % len(pool)] for _, i in picks]
     expected = reference(keys, buffers, mode)
-    for native in ([True, False] if hashing._native_core is not None else [False]):
-        with pytest.MonkeyPatch.context() as mp:
-            if native:
-                mp.delenv("CTXBIN_NO_NATIVE", raising=False)
-            else:
-                mp.setenv("CTXBIN_NO_NATIVE", "1")
-            canon, hashes = dedup.hash_and_plan(keys, buffers, mode=mode, release=[release] * len(buffers))
+    for _ in both_paths():
+        canon, hashes = dedup.hash_and_plan(keys, buffers, mode=mode, release=[release] * len(buffers))
         assert canon.tolist() == expected
         assert hashes.tolist() == [xxhash.xxh3_64_intdigest(b) for b in buffers]
 

@@ -18,6 +18,7 @@ xxhash = pytest.importorskip("xxhash")
 
 from ctxbin import hashing  # noqa: E402
 from ctxbin.errors import FormatError  # noqa: E402
+from tests.native_paths import both_paths
 
 U64_MAX = (1 << 64) - 1
 SEEDS = [0, 1, 0x9E3779B185EBCA87, U64_MAX, 0x0000000100000000]
@@ -72,13 +73,8 @@ def test_boundary_sizes(path: str, seed: int) -> None:
 @given(data=st.binary(max_size=10_000), seed=st.integers(0, U64_MAX))
 def test_random_inputs_both_paths(data: bytes, seed: int) -> None:
     expected = ref(data, seed)
-    for native in ([True, False] if hashing._native_core is not None else [False]):
-        with pytest.MonkeyPatch.context() as mp:
-            if native:
-                mp.delenv("CTXBIN_NO_NATIVE", raising=False)
-            else:
-                mp.setenv("CTXBIN_NO_NATIVE", "1")
-            assert hashing.xxh3_64(data, seed) == expected
+    for _ in both_paths():
+        assert hashing.xxh3_64(data, seed) == expected
 
 
 @settings(max_examples=60, deadline=None)
