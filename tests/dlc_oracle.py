@@ -30,6 +30,7 @@ __all__ = [
     "float_mixed_net",
     "fp16_net",
     "qdq_conv_net",
+    "MODELS",
 ]
 
 _OPSET = 17
@@ -225,3 +226,13 @@ def qdq_conv_net(per_channel: bool, seed: int = 3) -> onnx.ModelProto:
         helper.make_node("DequantizeLinear", ["sq", "y_scale", "y_zp"], ["y"]),
     ]
     return _model(nodes, [_vi("x", [1, 3, 6, 6])], [_vi("y", [1, 6, 4, 4])], inits)
+
+
+#: The oracle's test models: name -> () -> (ONNX model, whether it is float).
+MODELS = {
+    "conv": lambda: (float_conv_net(), True),
+    "mixed": lambda: (float_mixed_net(), True),
+    "fp16": lambda: (fp16_net(), True),
+    "qdq_tensor": lambda: (qdq_conv_net(per_channel=False), False),
+    "qdq_channel": lambda: (qdq_conv_net(per_channel=True), False),
+}

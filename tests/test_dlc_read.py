@@ -40,13 +40,7 @@ def _need(path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- v4 files
-MODELS = {
-    "conv": lambda: (oracle.float_conv_net(), True),
-    "mixed": lambda: (oracle.float_mixed_net(), True),
-    "fp16": lambda: (oracle.fp16_net(), True),
-    "qdq_tensor": lambda: (oracle.qdq_conv_net(per_channel=False), False),
-    "qdq_channel": lambda: (oracle.qdq_conv_net(per_channel=True), False),
-}
+MODELS = oracle.MODELS
 
 
 @pytest.fixture(scope="module")

@@ -57,14 +57,7 @@ def misc_net() -> onnx.ModelProto:
     )
 
 
-MODELS = {
-    "conv": lambda: (oracle.float_conv_net(), True),
-    "mixed": lambda: (oracle.float_mixed_net(), True),
-    "fp16": lambda: (oracle.fp16_net(), True),
-    "qdq_tensor": lambda: (oracle.qdq_conv_net(per_channel=False), False),
-    "qdq_channel": lambda: (oracle.qdq_conv_net(per_channel=True), False),
-    "misc": lambda: (misc_net(), True),
-}
+MODELS = {**oracle.MODELS, "misc": lambda: (misc_net(), True)}
 
 
 @pytest.fixture(scope="module")
