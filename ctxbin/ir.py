@@ -255,8 +255,9 @@ def _attr_equal(a: object, b: object) -> bool:
 @dataclass(frozen=True, eq=False)
 class Node:
     """One operation. ``namespace`` is ``"onnx"`` (ONNX semantics, ``domain``
-    is the ONNX domain) or ``"qnn"`` (QNN op definitions, ``domain`` is the op
-    package, normally ``qti.aisw``). Missing optional inputs are ``""``."""
+    is the ONNX domain), ``"qnn"`` (QNN op definitions as DLC v4 stores them,
+    ``domain`` is the op package, normally ``qti.aisw``) or ``"snpe"`` (SNPE
+    layers of DLC v3 files). Missing optional inputs are ``""``."""
 
     name: str
     op_type: str
