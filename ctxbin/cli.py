@@ -213,40 +213,54 @@ def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
 
 def _parse_input_list(path: str, graph: Graph) -> list[dict[str, str]]:
     """qnn-net-run input lists: one inference per line, either paths in input
-    order or ``name:=path`` pairs; ``#`` lines are comments. Relative paths are
-    taken from the current directory, else from the list file's directory."""
+    order or ``name:=path`` pairs, separated by whitespace (so a path cannot
+    hold spaces); ``#`` lines are comments. Relative paths are taken from the
+    current directory, else from the list file's directory."""
     names = [t.name for t in graph.inputs]
     base = Path(path).resolve().parent
     runs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            items = line.split()
-            feeds: dict[str, str] = {}
-            for pos, item in enumerate(items):
-                if ":=" in item:
-                    name, p = item.split(":=", 1)
-                else:
-                    if pos >= len(names):
-                        raise InputError(f"{path}:{lineno}: {len(items)} files for {len(names)} inputs {names}")
-                    name, p = names[pos], item
-                if name not in names:
-                    raise InputError(f"{path}:{lineno}: graph {graph.name!r} has no input {name!r}; inputs: {names}")
-                if not os.path.isabs(p) and not os.path.exists(p):
-                    p = str(base / p)
-                feeds[name] = p
-            missing = [n for n in names if n not in feeds]
-            if missing:
-                raise InputError(f"{path}:{lineno}: no file for input(s) {missing}")
-            runs.append(feeds)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not a UTF-8 text input list (byte {e.start})") from None
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        items = line.split()
+        if len(items) > len(names):
+            raise InputError(
+                f"{path}:{lineno}: {len(items)} files for {len(names)} inputs {names} "
+                "(paths are separated by whitespace, as in qnn-net-run: a path cannot hold spaces)"
+            )
+        feeds: dict[str, str] = {}
+        for pos, item in enumerate(items):
+            name, p = item.split(":=", 1) if ":=" in item else (names[pos], item)
+            if name not in names:
+                raise InputError(f"{path}:{lineno}: graph {graph.name!r} has no input {name!r}; inputs: {names}")
+            if name in feeds:
+                raise InputError(f"{path}:{lineno}: input {name!r} is given twice")
+            if not os.path.isabs(p) and not os.path.exists(p):
+                p = str(base / p)
+            if not os.path.isfile(p):
+                raise InputError(f"{path}:{lineno}: no file {item!r} for input {name!r}")
+            feeds[name] = p
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise InputError(f"{path}:{lineno}: no file for input(s) {missing}")
+        runs.append(feeds)
+    if not runs:
+        raise InputError(f"{path}: the input list names no inference")
     return runs
 
 
 def _read_input(path: str, t: Any) -> np.ndarray:
     if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as e:  # not an .npy, or an object array (which would need pickle)
+            raise InputError(f"{path}: cannot be read as a numeric .npy array for input {t.name!r}: {e}") from None
     if any(not isinstance(d, int) for d in t.shape):
         raise InputError(f"input {t.name!r} has symbolic shape {t.shape}: give it as .npy")
     dtype = t.dtype.numpy if not t.dtype.is_quantized else np.dtype("<f4")
@@ -269,10 +283,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     graph = load(args.file).graph(args.graph)
     runs = _parse_input_list(args.input_list, graph)
     inputs_by_name = {t.name: t for t in graph.inputs}
-    os.makedirs(args.output_dir, exist_ok=True)
+    notes: set[str] = set()
     for i, files in enumerate(runs):
         feeds = {n: _read_input(p, inputs_by_name[n]) for n, p in files.items()}
         result = graph.run(feeds, backend=args.backend)
+        # made only once something ran: a bad first input leaves nothing behind
         rdir = os.path.join(args.output_dir, f"Result_{i}")
         os.makedirs(rdir, exist_ok=True)
         for name, arr in result.items():
@@ -281,9 +296,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                 np.save(base + ".npy", arr, allow_pickle=False)
             else:
                 np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tofile(base + ".raw")
-        if result.note:
+        if result.note and result.note not in notes:  # once, not once per inference
+            notes.add(result.note)
             sys.stderr.write(f"note: {clean(result.note)}\n")
-    out.write(f"ran graph {clean(graph.name)} {len(runs)} time(s) on {result.backend if runs else '-'}; outputs in {clean(args.output_dir)}\n")
+    out.write(f"ran graph {clean(graph.name)} {len(runs)} time(s) on {result.backend}; outputs in {clean(args.output_dir)}\n")
     return 0
 
 

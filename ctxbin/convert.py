@@ -42,6 +42,7 @@ from .errors import BackendError, BackendUnavailableError, FormatError, InputErr
 from .formats import dlc
 from .formats import onnx as onnx_format
 from .ir import Container
+from .passes.shapes import require_static_inputs
 
 __all__ = ["ROUTES", "convert", "convert_many", "route_problem"]
 
@@ -124,6 +125,7 @@ def convert(
     file stem); returns the written container, read back from ``out_path``."""
     route = _resolve(route)
     source = onnx_format.read(onnx_path, name=name)  # validates the model; gives the graph's name
+    require_static_inputs(source.graphs[0])  # before the vendor's route fails on it obscurely
     with tempfile.TemporaryDirectory(prefix="ctxbin-convert-") as tmp:
         if route == "qnn-ir":
             (made,) = _convert_qnn_ir([Path(os.fspath(onnx_path))], [source], Path(tmp))
@@ -155,6 +157,8 @@ def convert_many(
         raise InputError(f"{len(onnx_paths)} models but {len(names)} names")
     paths = [Path(os.fspath(p)) for p in onnx_paths]
     sources = [onnx_format.read(p, name=n) for p, n in zip(paths, names)]
+    for src in sources:
+        require_static_inputs(src.graphs[0])
     if route == "ctxbin":
         return [_lower(src) for src in sources]
     return list(_convert_qnn_ir(paths, sources, Path(work)))

@@ -10,6 +10,7 @@ any error the temporary file is removed and the target is left untouched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -59,7 +60,10 @@ def atomic_write(path: PathLike, *, fsync: bool = True) -> Iterator[BinaryIO]:
         mode = os.stat(target).st_mode & 0o7777
     except FileNotFoundError:
         mode = _default_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=directory)
+    except FileNotFoundError:  # say so about the user's path, not the temporary name
+        raise FileNotFoundError(errno.ENOENT, f"no directory {str(directory)!r} to write into", str(target)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

@@ -157,6 +157,10 @@ def link(
 
     inc = None if include is None else set(include)
     exc = set(exclude or ())
+    # a misspelt name would silently change what is shared: refuse it
+    unknown = sorted(((inc or set()) | exc) - {t.name for _, t in entries})
+    if unknown:
+        raise LinkError(f"include/exclude name no weight of the inputs: {', '.join(map(repr, unknown))}")
     excluded: set[str] = set()
     # One key per blob: its tensor name (or a shared key for content mode);
     # blobs barred from sharing get a key nothing else has.
@@ -183,7 +187,8 @@ def link(
         release=[b.file is not None for b in blobs],  # file mappings: stream, keep RSS low
         progress=progress,
     )
-    for b, h in zip(blobs, hashes.tolist()):
+    hash_of = hashes.tolist()
+    for b, h in zip(blobs, hash_of):
         b.set_hash(h)  # checks the hash recorded in the source file, if any
 
     canon_of = canon.tolist()
@@ -198,13 +203,13 @@ def link(
             tensors[name] = t
         new_graphs.append(dataclasses.replace(g, tensors=tensors))
 
-    report = _report(share, sources, new_graphs, blobs, blob_index, entries, canon_of, sorted(excluded))
+    report = _report(share, sources, new_graphs, blobs, blob_index, entries, canon_of, hash_of, sorted(excluded))
     meta = {"linked_graphs": ",".join(g.name for g in new_graphs)}
     meta.update(metadata or {})
     return Container(graphs=tuple(new_graphs), target=target, metadata=meta), report
 
 
-def _report(share, sources, new_graphs, blobs, blob_index, entries, canon, excluded) -> LinkReport:
+def _report(share, sources, new_graphs, blobs, blob_index, entries, canon, hashes, excluded) -> LinkReport:
     users: dict[int, set[int]] = {}  # canonical blob -> graphs using it
     for gi, t in entries:
         users.setdefault(canon[blob_index[id(t.data)]], set()).add(gi)
@@ -218,16 +223,20 @@ def _report(share, sources, new_graphs, blobs, blob_index, entries, canon, exclu
         shares.append(GraphShare(g.name, size, shared))
     after = sum(blobs[c].nbytes for c in set(canon))
 
+    # Contents are told apart by hash, not by stored blob: equal bytes kept
+    # apart on request (share="none", include/exclude) are no conflict.
     by_name: dict[str, dict[int, set[str]]] = {}
+    stored: dict[str, set[int]] = {}
     for gi, t in entries:
         c = canon[blob_index[id(t.data)]]
-        by_name.setdefault(t.name, {}).setdefault(c, set()).add(new_graphs[gi].name)
+        by_name.setdefault(t.name, {}).setdefault(hashes[c], set()).add(new_graphs[gi].name)
+        stored.setdefault(t.name, set()).add(c)
     conflicts = []
     for name, contents in by_name.items():
         if len(contents) > 1:
             graphs = sorted(set().union(*contents.values()))
             if len(graphs) > 1:
                 conflicts.append(
-                    NameConflict(name, tuple(graphs), len(contents), sum(blobs[c].nbytes for c in contents))
+                    NameConflict(name, tuple(graphs), len(contents), sum(blobs[c].nbytes for c in stored[name]))
                 )
     return LinkReport(share, before, after, tuple(shares), tuple(conflicts), tuple(excluded))

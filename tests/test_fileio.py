@@ -66,9 +66,13 @@ def test_relative_path_and_no_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert (tmp_path / "rel.bin").read_bytes() == b"abc"
 
 
-def test_missing_directory_is_an_oserror(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        write_bytes_atomic(tmp_path / "no" / "such" / "dir.bin", b"")
+def test_missing_directory_is_an_oserror_naming_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such" / "dir.bin"
+    with pytest.raises(FileNotFoundError) as e:
+        write_bytes_atomic(target, b"")
+    # the user's path, not the hidden temporary file's name
+    assert e.value.filename == str(target) and TEMP_SUFFIX not in str(e.value)
+    assert "no directory" in str(e.value)
 
 
 # --------------------------------------------------------------------------- kill -9 mid-write

@@ -163,3 +163,24 @@ def test_corrupted_input_blob_is_caught_while_linking(tmp_path):
     (tmp_path / "bad.ctxbin").write_bytes(bytes(data))
     with pytest.raises(ctxbin.ChecksumError, match="bad.ctxbin"):
         ctxbin.link([ctxbin.load(tmp_path / "bad.ctxbin"), dataclasses.replace(g, name="h")])
+
+
+def test_equal_tensors_kept_apart_are_not_reported_as_different_content():
+    # share="none" or include/exclude keep equal bytes apart: that is not a
+    # same-name-different-content conflict, and the report must not say so
+    w = _w(0)
+    g1 = _graph("g1", {"w": w})
+    g2 = _graph("g2", {"w": w.copy()})
+    for kwargs in ({"share": "none"}, {"exclude": ["w"]}, {"share": "content", "include": []}):
+        _, r = ctxbin.link([g1, g2], **kwargs)
+        assert r.bytes_after == r.bytes_before
+        assert r.conflicts == (), kwargs
+
+
+def test_include_or_exclude_naming_no_tensor_is_an_error():
+    g1 = _graph("g1", {"w": _w(0)})
+    g2 = _graph("g2", {"w": _w(0)})
+    with pytest.raises(LinkError, match=r"include/exclude name no weight.*'typo'"):
+        ctxbin.link([g1, g2], include=["w", "typo"])
+    with pytest.raises(LinkError, match=r"'typo'"):
+        ctxbin.link([g1, g2], exclude=["typo"])

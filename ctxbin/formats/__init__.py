@@ -27,6 +27,13 @@ FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     "onnx": ("onnx", (".onnx",)),
 }
 
+#: what to do instead, for formats that are made by other means than save()
+_NO_WRITER_HINT = {
+    "qnn": ": a context binary is built by the QNN libraries, with ctxbin.compile.compile_htp "
+    "or `ctxbin link ... --soc-model N --htp-arch N -o out.bin`",
+}
+
+
 def module(fmt: str) -> ModuleType:
     try:
         mod, _ = FORMATS[fmt]
@@ -59,7 +66,7 @@ def save(container: Container, path: str | os.PathLike, **options: Any) -> None:
         if ext in exts:
             mod = module(fmt)
             if not hasattr(mod, "write"):
-                raise CtxbinError(f"ctxbin cannot write {fmt} files ({ext}) yet")
+                raise CtxbinError(f"ctxbin cannot write {fmt} files ({ext}) with save(){_NO_WRITER_HINT.get(fmt, '')}")
             mod.write(container, path, **options)
             return
     writable = sorted(e for _, exts in FORMATS.values() for e in exts)

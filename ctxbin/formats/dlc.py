@@ -31,7 +31,7 @@ import mmap
 import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from functools import partial
 from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
@@ -258,6 +258,9 @@ class _V4Data:
     doc: _Doc
     params: FlatBuffer
     params_bin: memoryview | None
+    #: one Blob per ``model.params.bin`` region, so tensors (of any graph) that
+    #: the writer stored once are seen as shared, and verified once
+    regions: dict[tuple[int, int], Blob] = dataclass_field(default_factory=dict)
 
 
 # tensor types and data types as Python lists, for one vectorized membership test each
@@ -409,13 +412,19 @@ class _V4Tensors:
         doc, obj = self.doc, f"{self.graph}/{self.names[i]}"
         if where[0] == 0:
             _, off, size = where
+            b = self.data.regions.get((off, size))
+            if b is not None:
+                return b
             at = doc.file_offset("model.params.bin", off)
             origin = (doc.path, obj, at if at is not None else off)
             mapping = doc.zf.buffer
             if at is not None and isinstance(mapping, mmap.mmap):
                 # the same bytes addressed in the file mapping, so streaming writers can release their pages
-                return Blob(mapping, at, size, origin=origin, file=doc.path)
-            return Blob(self.data.params_bin, off, size, origin=origin)  # type: ignore[arg-type]
+                b = Blob(mapping, at, size, origin=origin, file=doc.path)
+            else:
+                b = Blob(self.data.params_bin, off, size, origin=origin)  # type: ignore[arg-type]
+            self.data.regions[(off, size)] = b
+            return b
         _, start, n, td = where
         raw = memoryview(self.data.params.buf)[start : start + n]
         return Blob(raw, origin=(doc.path, obj, self.data.params.base + td))

@@ -383,7 +383,10 @@ def _pick(container: Container, graph: str | None) -> Graph:
         return container.graph(graph)
     if len(container.graphs) != 1:
         names = ", ".join(repr(n) for n in container.graph_names) or "(none)"
-        raise CtxbinError(f"an ONNX file holds one graph; pick one with graph=NAME from: {names}")
+        raise CtxbinError(
+            f"an ONNX file holds one graph and this container has {len(container.graphs)}: "
+            f"save one with graph=NAME (one of {names}), or keep them all in a .ctxbin or .dlc"
+        )
     return container.graphs[0]
 
 

@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 from ..errors import ShapeError
 from ..ir import AttrValue, DType, Graph, Node, Tensor, TensorKind
 
-__all__ = ["infer_shapes"]
+__all__ = ["infer_shapes", "require_static_inputs"]
 
 #: Constants up to this many bytes are given to inference as data (shape operands, Resize scales).
 _DATA_LIMIT = 4096
@@ -69,18 +69,25 @@ def _proto(graph: Graph) -> onnx.ModelProto:
     return model
 
 
+def require_static_inputs(graph: Graph) -> None:
+    """Raise :class:`ShapeError` naming every input of ``graph`` whose shape is
+    not all sizes (QNN graphs, whichever lowering makes them, have fixed shapes)."""
+    symbolic = [t.name for t in graph.inputs if t.is_symbolic]
+    if symbolic:
+        raise ShapeError(
+            f"graph {graph.name!r}: inputs {symbolic} have symbolic or unknown dimensions "
+            f"({', '.join(f'{t.name}: {t.shape}' for t in graph.inputs if t.is_symbolic)}); "
+            "bind them to sizes before lowering"
+        )
+
+
 def infer_shapes(graph: Graph) -> Graph:
     """``graph`` with a tensor table entry (dtype, int shape) for every tensor.
 
     Raises :class:`ShapeError` when ONNX inference fails or leaves a tensor
     unknown or symbolic (all such tensors are named).
     """
-    symbolic = [t.name for t in graph.inputs if t.is_symbolic]
-    if symbolic:
-        raise ShapeError(
-            f"graph {graph.name!r}: inputs {symbolic} have symbolic or unknown dimensions; "
-            "bind them to sizes before lowering"
-        )
+    require_static_inputs(graph)
     try:
         inferred = onnx.shape_inference.infer_shapes(_proto(graph), strict_mode=True, data_prop=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, onnx.defs.SchemaError) as e:

@@ -31,6 +31,9 @@ def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], backend: str = "au
     :func:`ctxbin.runtime.htp.run`."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if not isinstance(inputs, Mapping):
+        names = [t.name for t in graph.inputs]
+        raise InputError(f"inputs must be a mapping {{input name: array}} for {names}, not {type(inputs).__name__}")
     note = ""
     if backend != "emulator":
         from . import htp
