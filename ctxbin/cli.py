@@ -283,6 +283,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     graph = load(args.file).graph(args.graph)
     runs = _parse_input_list(args.input_list, graph)
     inputs_by_name = {t.name: t for t in graph.inputs}
+    files: dict[str, str] = {}
+    for t in graph.outputs:  # two outputs must not overwrite one file
+        other = files.setdefault(_safe_filename(t.name), t.name)
+        if other != t.name:
+            raise InputError(f"outputs {other!r} and {t.name!r} would both be written to {_safe_filename(t.name)!r}")
     notes: set[str] = set()
     for i, files in enumerate(runs):
         feeds = {n: _read_input(p, inputs_by_name[n]) for n, p in files.items()}

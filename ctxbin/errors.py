@@ -87,13 +87,13 @@ class GraphNotFoundError(CtxbinError, KeyError):
 
 
 class UnsupportedOpError(CtxbinError, NotImplementedError):
-    """A graph uses operators a backend has no kernel for (all are listed)."""
+    """A graph uses operators a backend (or writer) does not support; all are listed."""
 
     def __init__(self, graph: str, ops: list[str], backend: str = "emulator") -> None:
         self.graph = graph
         self.ops = tuple(ops)
         super().__init__(
-            f"graph {graph!r}: the {backend} has no kernel for "
+            f"graph {graph!r}: the {backend} does not support "
             f"{len(self.ops)} op type(s): {', '.join(self.ops)}"
         )
 

@@ -132,7 +132,7 @@ def link(
     target_from = ""
     for g, t, where in sources:
         if g.name in seen:
-            raise LinkError(f"graph name {g.name!r} is used by both {seen[g.name]} and {where}; rename one (names=)")
+            raise LinkError(f"graph name {g.name!r} is used by both {seen[g.name]} and {where}; rename one (names= in Python, --names on the command line)")
         seen[g.name] = where
         if not target.compatible(t):
             raise LinkError(

@@ -171,3 +171,18 @@ def test_symbolic_batch_runs_round_trips_and_is_refused_by_convert(tmp_path):
     with pytest.raises(ctxbin.ShapeError, match=r"\['x'\] have symbolic.*x: \('batch', 4\)"):
         convert(src, tmp_path / "sym.dlc")
     assert not (tmp_path / "sym.dlc").exists()
+
+
+def test_run_refuses_outputs_that_would_share_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    x = Tensor("x", DType.FLOAT32, (2,), TensorKind.INPUT)
+    a = Tensor("a/b", DType.FLOAT32, (2,), TensorKind.OUTPUT)
+    b = Tensor("a_b", DType.FLOAT32, (2,), TensorKind.OUTPUT)
+    nodes = (Node("n1", "Relu", "onnx", ("x",), ("a/b",)), Node("n2", "Relu", "onnx", ("x",), ("a_b",)))
+    g = Graph("g", (x,), (a, b), nodes, {t.name: t for t in (x, a, b)}, opsets={"": 17})
+    ctxbin.save(Container((g,)), tmp_path / "g.ctxbin")
+    np.ones(2, np.float32).tofile(tmp_path / "x.raw")
+    (tmp_path / "list.txt").write_text("x.raw\n")
+    rc = main(["run", str(tmp_path / "g.ctxbin"), "--graph", "g", "--input-list", str(tmp_path / "list.txt"),
+               "--output-dir", str(tmp_path / "out")])
+    assert rc == 2 and "'a/b' and 'a_b'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
