@@ -35,7 +35,7 @@ except ImportError:  # not built: the xxhash fallback below takes over
 
 __all__ = [
     "native_available", "simd_impl", "crc32_impl", "xxh3_64", "hash_many", "hash_buffers",
-    "crc32", "crc32_combine", "hash_and_crc",
+    "crc32", "crc32_combine", "hash_and_crc", "crc32_many",
 ]
 
 _U64_MAX = (1 << 64) - 1
@@ -329,6 +329,18 @@ def hash_and_crc(
     an ``mmap`` (they come back from the file), so a pass over a whole mapped
     file stays at a few MiB of resident memory.
     """
+    return _hash_crc(buffers, release, threads, True)  # type: ignore[return-value]
+
+
+def crc32_many(buffers: Sequence[Any], release: Sequence[bool] | None = None, threads: int | None = None) -> np.ndarray:
+    """CRC-32 (``uint32``) of every buffer in one call (no GIL, up to
+    ``threads`` threads); ``release`` as in :func:`hash_and_crc`."""
+    return _hash_crc(buffers, release, threads, False)[1]
+
+
+def _hash_crc(
+    buffers: Sequence[Any], release: Sequence[bool] | None, threads: int | None, with_hashes: bool,
+) -> tuple[np.ndarray | None, np.ndarray]:
     nthreads = _threads(threads)
     n = len(buffers)
     if release is not None and len(release) != n:
@@ -336,10 +348,11 @@ def hash_and_crc(
     core = native_core()
     if core is None:
         views = [byte_view(b, f"buffer {i}") for i, b in enumerate(buffers)]
-        hashes = np.fromiter((xxhash.xxh3_64_intdigest(v) for v in views), np.uint64, n)
         crcs = np.fromiter((zlib.crc32(v) for v in views), np.uint32, n)
-        return hashes, crcs
-    hashes = np.empty(n, np.uint64)
+        if not with_hashes:
+            return None, crcs
+        return np.fromiter((xxhash.xxh3_64_intdigest(v) for v in views), np.uint64, n), crcs
+    hashes = np.empty(n, np.uint64) if with_hashes else None
     crcs = np.empty(n, np.uint32)
     if n == 0:
         return hashes, crcs
@@ -352,6 +365,7 @@ def hash_and_crc(
         check_status(core.lib.ctxbin_hash_crc_ptrs(
             pointers, ffi.from_buffer("uint64_t[]", lengths), n,
             ffi.NULL if flags is None else ffi.from_buffer("uint8_t[]", flags),
-            ffi.from_buffer("uint64_t[]", hashes), ffi.from_buffer("uint32_t[]", crcs), nthreads,
+            ffi.NULL if hashes is None else ffi.from_buffer("uint64_t[]", hashes),
+            ffi.from_buffer("uint32_t[]", crcs), nthreads,
         ))
     return hashes, crcs

@@ -51,7 +51,15 @@ size_t ctxbin_drop_pages(const uint8_t *p, size_t from, size_t to) {
 static void hash_crc_one(const hash_job *job, size_t i, const uint8_t *p, size_t len) {
     int release = job->release != NULL && job->release[i] != 0;
     ctxbin_crc32_state crc = ctxbin_crc32_begin(0);
-    if (len <= CTXBIN_XXH3_MID_MAX) {
+    if (job->out == NULL) { /* CRC-32 alone */
+        size_t done = 0;
+        while (done < len) {
+            size_t step = len - done < CB_DROP_STEP ? len - done : CB_DROP_STEP;
+            ctxbin_crc32_update(&crc, p + done, step);
+            if (release) ctxbin_drop_pages(p, done, done + step);
+            done += step;
+        }
+    } else if (len <= CTXBIN_XXH3_MID_MAX) {
         job->out[i] = ctxbin_xxh3_64_with(p, len, 0, job->impl);
         ctxbin_crc32_update(&crc, p, len);
     } else {
@@ -140,7 +148,7 @@ int ctxbin_hash_ptrs(const void *const *ptrs, const uint64_t *lengths,
 int ctxbin_hash_crc_ptrs(const void *const *ptrs, const uint64_t *lengths, size_t n,
                          const uint8_t *release, uint64_t *hashes, uint32_t *crcs, int nthreads) {
     if (n == 0) return CTXBIN_OK;
-    if (ptrs == NULL || lengths == NULL || hashes == NULL || crcs == NULL) return CTXBIN_EINVAL;
+    if (ptrs == NULL || lengths == NULL || crcs == NULL) return CTXBIN_EINVAL;
     for (size_t i = 0; i < n; i++) {
         if (ptrs[i] == NULL && lengths[i] != 0) return CTXBIN_EINVAL;
         if (lengths[i] > (uint64_t)SIZE_MAX) return CTXBIN_ERANGE;

@@ -114,7 +114,8 @@ uint32_t ctxbin_crc32_combine(uint32_t crc1, uint32_t crc2, uint64_t len2);
 /* hashes[i] = XXH3-64(ptrs[i], lengths[i]) with seed 0 and crcs[i] =
  * CRC-32 of the same bytes, in one pass over each buffer. release (may be
  * NULL) as in ctxbin_hash_groups: release[i] != 0 lets the pages of buffer i
- * be dropped behind the read position. Up to nthreads threads. */
+ * be dropped behind the read position. hashes may be NULL: CRC-32 alone.
+ * Up to nthreads threads. */
 int ctxbin_hash_crc_ptrs(const void *const *ptrs, const uint64_t *lengths, size_t n,
                          const uint8_t *release, uint64_t *hashes, uint32_t *crcs, int nthreads);
 /* CFFI-END */

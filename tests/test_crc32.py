@@ -205,6 +205,8 @@ def test_hash_and_crc(path: str, threads: int) -> None:
 
 
 def test_hash_and_crc_releases_only_mapped_pages(path: str, tmp_path) -> None:
+    """The one-pass XXH3+CRC and the CRC-only pass agree with the references and
+    drop pages of file mappings only (ordinary memory would be erased)."""
     data = random_bytes(9 << 20, 2)
     f = tmp_path / "w.bin"
     f.write_bytes(data)
@@ -215,11 +217,15 @@ def test_hash_and_crc_releases_only_mapped_pages(path: str, tmp_path) -> None:
         expected = [bytes(views[0]), bytes(own), data[5:9]]
         assert crcs.tolist() == [zlib.crc32(b) for b in expected]
         assert hashes.tolist() == [xxhash.xxh3_64_intdigest(b) for b in expected]
+        for threads in (1, 2):
+            only = hashing.crc32_many(views + [b""], release=[True] * 4, threads=threads)
+            assert only.dtype == np.uint32 and only.tolist() == [zlib.crc32(b) for b in expected + [b""]]
         assert bytes(memoryview(m)[100:200]) == data[100:200]  # dropped pages come back from the file
         del views
     assert bytes(own) == data[: 1 << 20]  # ordinary memory is never dropped
     with pytest.raises(ValueError, match="release flags"):
         hashing.hash_and_crc([b"x"], release=[True, False])
+    assert hashing.crc32_many([]).size == 0
 
 
 # ---- the C sources built as a plain program: aarch64 under qemu ----

@@ -479,3 +479,34 @@ def test_check_finds_a_corrupted_weight_by_its_crc(rewritten, tmp_path: Path) ->
     bad.write_bytes(bytes(data))
     problems = check(bad)
     assert len(problems) == 1 and "model.params.bin" in problems[0] and "CRC-32" in problems[0]
+
+
+# ----------------------------------------------------------------- weights pass
+@pytest.mark.parametrize("share", ["name+content", "content", "none"])
+def test_layout_hashes_only_sharing_candidates_and_shares_as_a_full_plan(vendor, tmp_path: Path, share: str) -> None:
+    """The writer hashes only blobs with a possible twin (same length, and
+    name for name+content) or a recorded hash; the layout it gets equals
+    dedup.plan over every static tensor, and the late-patched CRC-32s check."""
+    from ctxbin.dedup import plan
+    from ctxbin.hashing import hash_buffers
+
+    c = dlc.read(vendor["mixed"])
+    (g,) = c.graphs
+    changed = {n: dataclasses.replace(t, data=Blob.from_array(t.numpy() * 2 if t.dtype == DType.FLOAT32 else t.numpy()))
+               for n, t in list(g.tensors.items())[::2] if t.data is not None}
+    graphs = (g, dataclasses.replace(g, name="other", tensors={**g.tensors, **changed}), dataclasses.replace(g, name="third"))
+    out = tmp_path / f"{share}.dlc"
+    dlc.write(dataclasses.replace(c, graphs=graphs), out)  # default mode, then the one under test
+    dlc.write(dataclasses.replace(c, graphs=graphs), out, share=share)
+    plans = [dlc._plan_graph(x, str(out)) for x in graphs]
+    statics = [s for p in plans for s in p.statics]
+    weights = dlc._layout(statics, share)
+    views = [t.data.raw() for t in statics]
+    canon = plan([t.name for t in statics], views, hash_buffers(views), mode=share).tolist()
+    assert weights.offsets == [weights.offsets[k] for k in canon]
+    assert len(weights.runs) == len(set(canon))
+    with zipfile.ZipFile(out) as zf:  # Python's reader verifies every CRC-32
+        assert zf.testzip() is None
+    assert dlc.check(out) == []
+    if share != "content":  # one graph: no name twice, nothing to hash
+        assert dlc._layout(plans[0].statics, share).known == {}

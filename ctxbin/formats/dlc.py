@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
 from ..flatbuf import FlatBuffer, Rows, Table
-from ..hashing import crc32, crc32_combine, hash_and_crc
+from ..hashing import crc32, crc32_combine, crc32_many, hash_and_crc
 from ..ir import (
     AttrValue,
     Container,
@@ -873,21 +873,22 @@ def write(
         raise FormatError(f"graph names must be unique in a DLC, got {names}", path=out)
     plans = [_plan_graph(g, out) for g in chosen]
     statics = [s for p in plans for s in p.statics]
-    # The model flatbuffer (Python, holds the GIL) is built on a second thread
-    # while this one hashes and copies the weights (C core and kernel, GIL
-    # released); it does not depend on where the weights go.
-    with ThreadPoolExecutor(1) as pool:
-        model_future = pool.submit(_model_entry, plans)
-        weights = _layout(statics, share)
-        params = _params_entry(plans, weights.offsets)
-        meta, history = _metadata_entries(container.metadata, names)
-        with atomic_write(out) as f:
-            z = _ZipWriter(f)
-            z.add(_PARAMS_BIN, weights.size, weights.crc, weights.write)
-            model = model_future.result()
-            for name, data in ((_HISTORY_ENTRY, history), (_META_ENTRY, meta), ("model", model), ("model.params", params)):
-                z.add(name, len(data), crc32(data), data)
-            z.close()
+    weights = _layout(statics, share)
+    meta, history = _metadata_entries(container.metadata, names)
+    # The weights are copied (kernel) and their CRC-32 taken (C core) on two
+    # workers without the GIL while this thread builds the flatbuffers
+    # (Python); the CRC goes into the local header afterwards.
+    with atomic_write(out) as f, ThreadPoolExecutor(2) as pool:  # workers end before the file closes
+        z = _ZipWriter(f)
+        z.begin(_PARAMS_BIN, weights.size)
+        copy = pool.submit(weights.write, f)
+        crc = pool.submit(weights.crc)
+        model, params = _model_entry(plans), _params_entry(plans, weights.offsets)
+        copy.result()
+        z.end(crc.result())
+        for name, data in ((_HISTORY_ENTRY, history), (_META_ENTRY, meta), ("model", model), ("model.params", params)):
+            z.add(name, data)
+        z.close()
 
 
 @dataclass(frozen=True)
@@ -1023,12 +1024,13 @@ def _scalar_value(value: Any, path: str, obj: str) -> tuple[DType, bool | int | 
 @dataclass(frozen=True)
 class _Weights:
     """``model.params.bin`` as planned: each static tensor's offset (shared
-    ones once), the (offset, blob) runs to copy, the entry's size and CRC-32."""
+    ones once), the (offset, blob) runs to copy, the entry's size, and the
+    CRC-32s already known (by blob id) from the hash pass."""
 
     offsets: list[int]
     runs: list[tuple[int, Blob]]
     size: int
-    crc: int
+    known: Mapping[int, int]
 
     def write(self, f: BinaryIO) -> None:
         """Append the entry to ``f``: blobs mapped from a file are copied file
@@ -1045,41 +1047,69 @@ class _Weights:
             for fd in sources.values():
                 os.close(fd)
 
+    def crc(self) -> int:
+        """CRC-32 of the entry, combined per blob. Blobs the layout did not
+        hash are read here in one call of the C core (no GIL, one thread),
+        which can run while :meth:`write` copies in the kernel."""
+        crcs = dict(self.known)
+        todo = list({id(b): b for _, b in self.runs if id(b) not in crcs}.values())
+        more = crc32_many([b.raw() for b in todo], release=[True] * len(todo), threads=1)
+        crcs.update(zip(map(id, todo), more.tolist()))
+        crc = end = 0
+        for off, blob in self.runs:
+            crc = crc32_combine(crc32(bytes(off - end), crc), crcs[id(blob)], blob.nbytes)
+            end = off + blob.nbytes
+        return crc
+
 
 def _layout(statics: list[Tensor], share: str) -> _Weights:
-    """Where every static tensor goes in ``model.params.bin``, with one pass
-    over the weight bytes: XXH3 (for sharing) and CRC-32 (for the entry)
-    together, pages of mapped files dropped behind the read position."""
+    """Where every static tensor goes in ``model.params.bin``. Only blobs that
+    could be shared (another static tensor with the same length, and name for
+    ``name+content``) or carry a recorded hash to check are hashed (XXH3 and
+    CRC-32 in one pass, pages of mapped files dropped behind); the others are
+    left to :meth:`_Weights.crc`."""
     from ..dedup import plan
 
+    def key(t: Tensor) -> Any:
+        return t.nbytes if share == "content" else (t.name, t.nbytes)
+
+    count: dict[Any, int] = {}
+    if share != "none":
+        for t in statics:
+            count[key(t)] = count.get(key(t), 0) + 1
+    sharable = [i for i, t in enumerate(statics) if count.get(key(t), 0) > 1]
     blobs: dict[int, Blob] = {}  # the same blob may serve several tensors: read it once
+    for i in sharable:
+        blobs.setdefault(id(statics[i].data), statics[i].data)  # type: ignore[arg-type]
     for t in statics:
         assert t.data is not None
-        blobs.setdefault(id(t.data), t.data)
+        if t.data.expected_hash is not None:
+            blobs.setdefault(id(t.data), t.data)
     unique = list(blobs.values())
     views = [b.raw() for b in unique]
     hashes, crcs = hash_and_crc(views, release=[True] * len(views))
     for blob, h in zip(unique, hashes.tolist()):
         blob.set_hash(h)  # checks a recorded hash, as reading the bytes would
-    at = {key: i for i, key in enumerate(blobs)}
-    index = [at[id(t.data)] for t in statics]
-    canon = plan([t.name for t in statics], [views[i] for i in index], hashes[index], mode=share)
+    at = {k: i for i, k in enumerate(blobs)}
+    index = [at[id(statics[i].data)] for i in sharable]
+    sub = plan([statics[i].name for i in sharable], [views[i] for i in index], hashes[index], mode=share)
+    canon = list(range(len(statics)))
+    for i, c in zip(sharable, sub.tolist()):
+        canon[i] = sharable[c]
     offsets = [0] * len(statics)
     runs: list[tuple[int, Blob]] = []
-    end = crc = 0
-    for i, c in enumerate(canon.tolist()):
+    end = 0
+    for i, c in enumerate(canon):
         if c != i:
             offsets[i] = offsets[c]
             continue
-        blob = unique[index[i]]
-        pad = -end % _ALIGN
-        crc = crc32(bytes(pad), crc)
-        end += pad
+        blob = statics[i].data
+        assert blob is not None
+        end += -end % _ALIGN
         offsets[i] = end
         runs.append((end, blob))
-        crc = crc32_combine(crc, int(crcs[index[i]]), blob.nbytes)
         end += blob.nbytes
-    return _Weights(offsets, runs, end, crc)
+    return _Weights(offsets, runs, end, {k: int(c) for k, c in zip(blobs, crcs.tolist())})
 
 
 def _prefixed(builder: Any) -> bytes:
@@ -1287,24 +1317,32 @@ _ZIP_EOCD = struct.Struct("<4sHHHHIIH")
 _ZIP32_MAX = 0xFFFFFFFF  # a size or offset this large needs ZIP64 records
 _ZIP64_MARK = 0xFFFFFFFF  # what a 32-bit field holds when its ZIP64 field has the value
 _ZIP_DATE = (1 << 5) | 1  # 1980-01-01 00:00 (DOS): fixed, so the same input gives the same bytes
+_ZIP_CRC_AT = 14  # where a local header holds the CRC-32
 _ZIP_ALIGN_ID = 0xD935  # extra field that pads data to an alignment (as Android's zipalign writes)
 
 
 class _ZipWriter:
     """Stored entries (no compression) with correct CRC-32s and fixed
     timestamps, each entry's data aligned to :data:`_ALIGN` by a padding extra
-    field, ZIP64 records exactly where a size or offset needs them. Each
-    entry's CRC is known before its data is written (weights: combined from
-    per-blob CRCs), so the file is written front to back."""
+    field, ZIP64 records exactly where a size or offset needs them. An
+    entry's CRC may be computed while its data is written: the local header
+    gets it when the entry ends (the central directory comes last anyway)."""
 
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
         self.pos = f.tell()
         self.entries: list[tuple[bytes, int, int, int]] = []  # name, crc, size, header offset
+        self.open: tuple[bytes, int, int, int] = (b"", 0, 0, 0)  # the entry begun last: name, size, header and data offsets
 
-    def add(self, name: str, size: int, crc: int, data: bytes | Callable[[BinaryIO], None]) -> None:
-        """One entry of ``size`` bytes whose CRC-32 is ``crc``: ``data``, or
-        what ``data(f)`` appends to the file."""
+    def add(self, name: str, data: bytes) -> None:
+        """One entry holding ``data``."""
+        self.begin(name, len(data))
+        self.f.write(data)
+        self.end(crc32(data))
+
+    def begin(self, name: str, size: int) -> None:
+        """Start an entry of ``size`` bytes: its local header, with the CRC-32
+        left for :meth:`end`; the caller appends the data."""
         raw = name.encode("utf-8")
         start = self.pos
         big = size >= _ZIP32_MAX
@@ -1312,16 +1350,19 @@ class _ZipWriter:
         pad = -(start + _ZIP_LOCAL.size + len(raw) + len(z64) + 6) % _ALIGN
         extra = z64 + struct.pack("<HHH", _ZIP_ALIGN_ID, 2 + pad, _ALIGN) + bytes(pad)
         size32 = _ZIP64_MARK if big else size
-        self.f.write(_ZIP_LOCAL.pack(b"PK\x03\x04", 45 if big else 20, 0, 0, 0, _ZIP_DATE, crc, size32, size32, len(raw), len(extra)))
+        self.f.write(_ZIP_LOCAL.pack(b"PK\x03\x04", 45 if big else 20, 0, 0, 0, _ZIP_DATE, 0, size32, size32, len(raw), len(extra)))
         self.f.write(raw + extra)
-        begin = start + _ZIP_LOCAL.size + len(raw) + len(extra)
-        if callable(data):
-            data(self.f)
-        else:
-            self.f.write(data)
+        self.open = (raw, size, start, start + _ZIP_LOCAL.size + len(raw) + len(extra))
+
+    def end(self, crc: int) -> None:
+        """Finish the entry begun last, whose data has the CRC-32 ``crc``."""
+        raw, size, start, begin = self.open
         end = self.f.tell()
         if end - begin != size:  # a blob changed size under us: never leave a lying header
-            raise FormatError(f"wrote {end - begin} bytes where {size} were planned", obj=name)
+            raise FormatError(f"wrote {end - begin} bytes where {size} were planned", obj=raw.decode())
+        self.f.seek(start + _ZIP_CRC_AT)
+        self.f.write(struct.pack("<I", crc))
+        self.f.seek(end)
         self.pos = end
         self.entries.append((raw, crc, size, start))
 
