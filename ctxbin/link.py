@@ -160,7 +160,7 @@ def link(
     # a misspelt name would silently change what is shared: refuse it
     unknown = sorted(((inc or set()) | exc) - {t.name for _, t in entries})
     if unknown:
-        raise LinkError(f"include/exclude name no weight of the inputs: {', '.join(map(repr, unknown))}")
+        raise LinkError(f"no weight of the inputs is named {', '.join(map(repr, unknown))} (given in include/exclude)")
     excluded: set[str] = set()
     # One key per blob: its tensor name (or a shared key for content mode);
     # blobs barred from sharing get a key nothing else has.

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import ChecksumError, FormatError
 
-__all__ = ["Blob", "hash_blobs", "coalesce"]
+__all__ = ["Blob", "hash_blobs", "coalesce", "write_blobs"]
 
 
 class Blob:
@@ -221,6 +221,24 @@ def hash_blobs(
         start = end
         if progress is not None:
             progress(done, total)
+
+
+def write_blobs(out: BinaryIO, blobs: Sequence[Blob], offsets: Sequence[int]) -> None:
+    """Append ``blobs`` to ``out``, each at its offset (ascending, counted from
+    where ``out`` is now, no overlaps), the gaps as zero bytes: runs merged by
+    :func:`coalesce`, each copied by :meth:`Blob.copy_to`. The source files
+    it opens are closed before it returns, also when a copy fails."""
+    sources: dict[str, int] = {}
+    pos = 0
+    try:
+        for blob, off in coalesce(blobs, offsets):
+            if off > pos:
+                out.write(bytes(off - pos))
+            blob.copy_to(out, sources)
+            pos = off + blob.nbytes
+    finally:
+        for fd in sources.values():
+            os.close(fd)
 
 
 def coalesce(blobs: Sequence[Blob], offsets: Sequence[int]) -> Iterator[tuple[Blob, int]]:

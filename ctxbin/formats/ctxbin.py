@@ -38,7 +38,7 @@ from ..ir import (
     Tensor,
     TensorKind,
 )
-from ..weights import Blob, coalesce, hash_blobs
+from ..weights import Blob, hash_blobs, write_blobs
 from .sniff import CTXBIN_MAGIC
 from .sniff import ctxbin as sniff
 
@@ -492,22 +492,11 @@ def write(container: Container, path: "str | os.PathLike[str]", *, durable: bool
     head = _HEADER.pack(MAGIC, VERSION[0], VERSION[1], 0, HEADER_SIZE, len(meta),
                         data_offset, data_size, _hash(meta), 0)
     head = head[:-8] + struct.pack("<Q", _hash(head[:-8]))
-    zeros = bytes(ALIGNMENT)
     with atomic_write(spath, fsync=durable) as f:
         f.write(head)
         f.write(meta)
-        f.write(zeros[: data_offset - HEADER_SIZE - len(meta)])
-        pos = 0
-        sources: dict[str, int] = {}
-        try:
-            for blob, start in coalesce(w.blobs, offsets):
-                f.write(zeros[: start - pos])
-                blob.copy_to(f, sources)
-                pos = start + blob.nbytes
-        finally:
-            for fd in sources.values():
-                os.close(fd)
-
+        f.write(bytes(data_offset - HEADER_SIZE - len(meta)))
+        write_blobs(f, w.blobs, offsets)
 
 
 # --------------------------------------------------------------------------- reading

@@ -55,7 +55,7 @@ from ..ir import (
     Tensor,
     TensorKind,
 )
-from ..weights import Blob, coalesce
+from ..weights import Blob, write_blobs
 from ..ziparchive import ZipArchive
 from .sniff import dlc as sniff
 
@@ -203,19 +203,20 @@ def _text(doc: _Doc, name: str) -> str:
         raise doc.error("metadata is not UTF-8 text", name, name, e.start) from None
 
 
-def _check_size(t: Tensor, blob: Blob, doc: _Doc, entry: str) -> None:
+def _check_size(shape: tuple[int, ...], dtype: DType, blob: Blob, path: str, obj: str) -> None:
+    """Raise unless ``blob`` holds exactly the elements of ``shape`` of ``dtype`` (exact ints)."""
     at = blob.origin[2] if blob.origin else None
     try:
-        itemsize = t.dtype.itemsize
+        itemsize = dtype.itemsize
     except TypeError:  # UNDEFINED, STRING, ...: no fixed-size elements
-        raise FormatError(f"{t.dtype.name} tensors cannot hold data", path=doc.path, obj=t.name, offset=at) from None
+        raise FormatError(f"{dtype.name} tensors cannot hold data", path=path, obj=obj, offset=at) from None
     count = 1
-    for d in t.shape:
-        count *= int(d)  # type: ignore[arg-type]
+    for d in shape:
+        count *= d
     if count * itemsize != blob.nbytes:
         raise FormatError(
-            f"{blob.nbytes} data bytes for shape {t.shape} of {t.dtype.name} ({count * itemsize} bytes)",
-            path=doc.path, obj=t.name, offset=at,
+            f"{blob.nbytes} data bytes for shape {shape} of {dtype.name} ({count * itemsize} bytes)",
+            path=path, obj=obj, offset=at,
         )
 
 
@@ -390,20 +391,8 @@ class _V4Tensors:
 
     def check_size(self, i: int) -> None:
         """The exact (Python int) size check of row ``i``, raising the error."""
-        blob = self.blob(i)
-        shape = self.shape(i)
-        itemsize = _ITEMSIZES[self.dtypes[i]]
-        name = DType(self.dtypes[i]).name
-        at = blob.origin[2] if blob.origin else None
-        obj = f"{self.graph}/{self.names[i]}"
-        if not itemsize:
-            raise FormatError(f"{name} tensors cannot hold data", path=self.doc.path, obj=obj, offset=at)
-        count = 1
-        for n in shape:
-            count *= n
-        if count * itemsize != blob.nbytes:
-            raise FormatError(f"{blob.nbytes} data bytes for shape {shape} of {name} ({count * itemsize} bytes)",
-                              path=self.doc.path, obj=obj, offset=at)
+        _check_size(self.shape(i), DType(self.dtypes[i]), self.blob(i), self.doc.path,  # type: ignore[arg-type]
+                    f"{self.graph}/{self.names[i]}")
 
     def blob(self, i: int) -> Blob | None:
         where = self.blobs[i]
@@ -803,7 +792,7 @@ def _v3_weight(w: Table, doc: _Doc, layer: str) -> Tensor:
     origin = doc.file_offset("model.params", d.pos + _PREFIX)
     blob = Blob(raw, origin=(doc.path, name, origin if origin is not None else d.pos))
     tensor = Tensor(name, dtype, shape, TensorKind.STATIC, enc, blob)
-    _check_size(tensor, blob, doc, "model.params")
+    _check_size(shape, dtype, blob, doc.path, name)
     return tensor
 
 
@@ -1035,17 +1024,7 @@ class _Weights:
     def write(self, f: BinaryIO) -> None:
         """Append the entry to ``f``: blobs mapped from a file are copied file
         to file in the kernel, runs of them laid out alike in one call."""
-        sources: dict[str, int] = {}
-        pos = 0
-        try:
-            for blob, off in coalesce([b for _, b in self.runs], [o for o, _ in self.runs]):
-                if off > pos:
-                    f.write(bytes(off - pos))
-                blob.copy_to(f, sources)
-                pos = off + blob.nbytes
-        finally:
-            for fd in sources.values():
-                os.close(fd)
+        write_blobs(f, [b for _, b in self.runs], [o for o, _ in self.runs])
 
     def crc(self) -> int:
         """CRC-32 of the entry, combined per blob. Blobs the layout did not

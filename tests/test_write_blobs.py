@@ -1,0 +1,51 @@
+"""ctxbin.weights.write_blobs: the streaming loop both file writers share."""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+import pytest
+
+from ctxbin.errors import ChecksumError
+from ctxbin.hashing import xxh3_64
+from ctxbin.weights import Blob, write_blobs
+
+
+def _open_fds() -> int:
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to count open descriptors")
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _mapped(tmp_path, data: bytes) -> mmap.mmap:
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    with open(src, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def test_gaps_are_zero_and_bytes_land_at_their_offsets(tmp_path):
+    data = bytes(range(256)) * 4
+    m = _mapped(tmp_path, data)
+    blobs = [Blob(m, 0, 10, file=str(tmp_path / "src.bin")), Blob(b"xyz"), Blob(m, 100, 50, file=str(tmp_path / "src.bin"))]
+    out = tmp_path / "out.bin"
+    before = _open_fds()
+    with open(out, "wb") as f:
+        f.write(b"HEAD")
+        write_blobs(f, blobs, [0, 64, 128])
+    assert _open_fds() == before
+    got = out.read_bytes()
+    assert got == b"HEAD" + data[:10] + bytes(54) + b"xyz" + bytes(61) + data[100:150]
+
+
+def test_source_descriptors_are_closed_when_a_copy_fails(tmp_path):
+    data = os.urandom(4096)
+    m = _mapped(tmp_path, data)
+    path = str(tmp_path / "src.bin")
+    good = Blob(m, 0, 1000, file=path)
+    bad = Blob(m, 2048, 1000, file=path, expected_hash=xxh3_64(data[2048:3048]) ^ 1)
+    before = _open_fds()
+    with open(tmp_path / "out.bin", "wb") as f, pytest.raises(ChecksumError):
+        write_blobs(f, [good, bad], [0, 1024])
+    assert _open_fds() == before
