@@ -841,6 +841,7 @@ def write(
     *,
     graphs: Sequence[str] | None = None,
     share: str = "name+content",
+    durable: bool = True,
 ) -> None:
     """Write the qnn-namespace graphs of ``container`` (all, or those named in
     ``graphs``, in that order) as one DLC v4 file at ``path``.
@@ -852,6 +853,7 @@ def write(
     the same bytes (fixed ZIP timestamps; metadata timestamps come from the
     source). ONNX-namespace graphs must be lowered to QNN ops first
     (:func:`ctxbin.convert.convert`); v3 (SNPE layer) graphs cannot be written.
+    ``durable=False`` skips the fsyncs (the rename stays atomic).
     """
     out = os.fspath(path)
     chosen = list(container.graphs) if graphs is None else [container.graph(n) for n in graphs]
@@ -867,7 +869,7 @@ def write(
     # The weights are copied (kernel) and their CRC-32 taken (C core) on two
     # workers without the GIL while this thread builds the flatbuffers
     # (Python); the CRC goes into the local header afterwards.
-    with atomic_write(out) as f, ThreadPoolExecutor(2) as pool:  # workers end before the file closes
+    with atomic_write(out, fsync=durable) as f, ThreadPoolExecutor(2) as pool:  # workers end before the file closes
         z = _ZipWriter(f)
         z.begin(_PARAMS_BIN, weights.size)
         copy = pool.submit(weights.write, f)
