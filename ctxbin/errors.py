@@ -27,6 +27,19 @@ class CtxbinError(Exception):
     """Base class of every error raised by ctxbin."""
 
 
+#: Longest object description / reason kept in a FormatError message: names
+#: come from the file, and a hostile file may hold a name of many megabytes.
+MESSAGE_PART_LIMIT = 400
+
+
+def _clip(text: str, limit: int = MESSAGE_PART_LIMIT) -> str:
+    """``text`` with its middle elided when longer than ``limit`` characters."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}...({len(text) - 2 * keep} characters elided)...{text[-keep:]}"
+
+
 class FormatError(CtxbinError, ValueError):
     """A file is malformed, truncated, hostile or inconsistent.
 
@@ -43,14 +56,14 @@ class FormatError(CtxbinError, ValueError):
         offset: int | None = None,
     ) -> None:
         self.path = None if path is None else str(path)
-        self.obj = obj
+        self.obj = None if obj is None else _clip(obj)
         self.offset = offset
-        self.reason = message
+        self.reason = message = _clip(message)
         where = []
         if self.path:
             where.append(self.path)
-        if obj:
-            where.append(obj)
+        if self.obj:
+            where.append(self.obj)
         if offset is not None:
             where.append(f"offset {offset}")
         super().__init__(f"{': '.join(where)}: {message}" if where else message)

@@ -419,3 +419,24 @@ def test_full_size_fcn_runs_in_onnxruntime(tmp_path):
     (out,) = _run(p, {"image": x})
     assert out.shape == (1, FCN_CLASSES, 256, 384)
     assert np.isfinite(out).all() and 0.1 < float(out.std()) < 1e3
+
+
+@pytest.mark.parametrize("twice", ["initializer", "graph input", "node output"])
+def test_names_defined_twice_are_refused(tmp_path, twice):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    inits = [numpy_helper.from_array(np.ones(2, np.float32), "w")]
+    nodes = [helper.make_node("Add", ["x", "w"], ["y"])]
+    inputs = [x]
+    if twice == "initializer":
+        inits.append(numpy_helper.from_array(np.zeros(2, np.float32), "w"))
+    elif twice == "graph input":
+        inputs.append(x)
+    else:
+        nodes.insert(0, helper.make_node("Relu", ["x"], ["y"]))
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, [y], inits))
+    model.ir_version = IR_VERSION
+    path = tmp_path / "twice.onnx"
+    onnx.save(model, path)
+    with pytest.raises(FormatError, match=f"{twice} name .* is defined more than once"):
+        onnx_format.read(path)

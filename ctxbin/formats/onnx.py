@@ -262,6 +262,22 @@ def _value_info(vi: onnx.ValueInfoProto, kind: TensorKind, path: Path) -> tuple[
     return Tensor(vi.name, dtype, tuple(dims), kind), tt.HasField("shape")
 
 
+def _check_single_definitions(g: onnx.GraphProto, path: Path) -> None:
+    """FormatError for a name defined twice (ONNX graphs are in SSA form): two
+    initializers, two graph inputs, or two node outputs; ``""`` marks an
+    omitted optional output and may repeat."""
+    for what, names in (
+        ("initializer", (t.name for t in g.initializer)),
+        ("graph input", (vi.name for vi in g.input)),
+        ("node output", (o for n in g.node for o in n.output if o)),
+    ):
+        seen: set[str] = set()
+        for i, n in enumerate(names):
+            if n in seen:
+                raise FormatError(f"{what} name {n!r} is defined more than once", path=path, obj=f"{what} {i}")
+            seen.add(n)
+
+
 def _graph(model: onnx.ModelProto, name: str, path: Path) -> Graph:
     g = model.graph
     files = _ExternalFiles(path)
@@ -283,6 +299,7 @@ def _graph(model: onnx.ModelProto, name: str, path: Path) -> Graph:
             out.append(t)
         return out
 
+    _check_single_definitions(g, path)
     static = {init.name for init in g.initializer}
     inputs = declared((vi for vi in g.input if vi.name not in static), TensorKind.INPUT)
     outputs = declared(g.output, TensorKind.OUTPUT)
