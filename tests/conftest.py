@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny example models written once per test session."""
+"""Shared fixtures: the tiny example models written once per test session, and
+``path``, which runs a test on the C core and on the pure-Python fallback."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ctxbin import hashing
 from tests.models import example_models, save_with_external_data
 
 
@@ -20,3 +22,19 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[name] = out / f"{name}.onnx"
         save_with_external_data(model, paths[name])
     return paths
+
+
+@pytest.fixture(params=["native", "python"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on the C core (``"native"``, skipped when it is not built)
+    and on the fallback (``"python"``, forced with ``CTXBIN_NO_NATIVE=1``)."""
+    if request.param == "native":
+        if hashing._native_core is None:
+            pytest.skip("C core not built (run `python native/build.py` or `pip install -e .`)")
+        monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
+        assert hashing.native_available() and hashing.crc32_impl() in ("pclmul", "armv8", "table")
+    else:
+        monkeypatch.setenv("CTXBIN_NO_NATIVE", "1")
+        assert not hashing.native_available()
+        assert hashing.simd_impl() == "python" and hashing.crc32_impl() == "zlib"
+    return request.param

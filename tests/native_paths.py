@@ -9,7 +9,12 @@ import pytest
 
 from ctxbin import hashing
 
-__all__ = ["both_paths"]
+__all__ = ["both_paths", "needs_native"]
+
+needs_native = pytest.mark.skipif(
+    hashing._native_core is None,
+    reason="C core not built (run `python native/build.py` or `pip install -e .`)",
+)
 
 
 def both_paths() -> Iterator[bool]:
@@ -22,3 +27,4 @@ def both_paths() -> Iterator[bool]:
             else:
                 mp.setenv("CTXBIN_NO_NATIVE", "1")
             yield native
+

@@ -19,31 +19,13 @@ from hypothesis import strategies as st
 xxhash = pytest.importorskip("xxhash")
 
 from ctxbin import hashing  # noqa: E402
-from tests.native_paths import both_paths
+from tests.native_paths import both_paths, needs_native
 
 U32_MAX = (1 << 32) - 1
 STARTS = [0, 1, 0xFFFFFFFF, 0x12345678, 0x80000000]
 # Around the table path's 8-byte steps and alignment, and the folding path's
 # 16-byte and 64-byte steps (it starts at 64 bytes).
 SIZES = [*range(0, 80), 95, 96, 127, 128, 129, 143, 144, 255, 256, 257, 1023, 1024, 1025, 4096 + 15, 65_536 + 7]
-
-needs_native = pytest.mark.skipif(
-    hashing._native_core is None,
-    reason="C core not built (run `python native/build.py` or `pip install -e .`)",
-)
-
-
-@pytest.fixture(params=["native", "python"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "native":
-        if hashing._native_core is None:
-            pytest.skip("C core not built (run `python native/build.py` or `pip install -e .`)")
-        monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
-        assert hashing.crc32_impl() in ("pclmul", "armv8", "table")
-    else:
-        monkeypatch.setenv("CTXBIN_NO_NATIVE", "1")
-        assert hashing.crc32_impl() == "zlib"
-    return request.param
 
 
 def random_bytes(n: int, seed: int = 0) -> bytes:

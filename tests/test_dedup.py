@@ -9,20 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctxbin import dedup, hashing
-from tests.native_paths import both_paths
-
-NATIVE_MISSING = "C core not built (run `python native/build.py` or `pip install -e .`)"
-
-
-@pytest.fixture(params=["native", "python"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "native":
-        if hashing._native_core is None:
-            pytest.skip(NATIVE_MISSING)
-        monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
-    else:
-        monkeypatch.setenv("CTXBIN_NO_NATIVE", "1")
-    return request.param
+from tests.native_paths import both_paths, needs_native
 
 
 def reference(keys: list[str] | None, buffers: list[bytes], mode: str) -> list[int]:
@@ -205,10 +192,9 @@ def test_hash_and_plan_progress_and_errors(path: str) -> None:
     assert empty_canon.shape == empty_hashes.shape == (0,)
 
 
+@needs_native
 def test_c_hash_groups_checks_its_arguments() -> None:
     """The C entry point refuses malformed groups even if the caller did not check."""
-    if hashing._native_core is None:
-        pytest.skip(NATIVE_MISSING)
     ffi, lib = hashing._native_core.ffi, hashing._native_core.lib
     bufs = [ffi.from_buffer(b"abcd"), ffi.from_buffer(b"abc"), ffi.from_buffer(b"abcd")]
     ptrs = ffi.new("const void *[]", bufs)

@@ -18,7 +18,7 @@ xxhash = pytest.importorskip("xxhash")
 
 from ctxbin import hashing  # noqa: E402
 from ctxbin.errors import FormatError  # noqa: E402
-from tests.native_paths import both_paths
+from tests.native_paths import both_paths, needs_native
 
 U64_MAX = (1 << 64) - 1
 SEEDS = [0, 1, 0x9E3779B185EBCA87, U64_MAX, 0x0000000100000000]
@@ -30,29 +30,9 @@ BOUNDARY_SIZES = [
     2047, 2048, 2049, 4096 + 17, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1,
 ]
 
-needs_native = pytest.mark.skipif(
-    hashing._native_core is None,
-    reason="C core not built (run `python native/build.py` or `pip install -e .`)",
-)
-
 
 def ref(data: bytes | memoryview, seed: int = 0) -> int:
     return xxhash.xxh3_64_intdigest(bytes(data), seed)
-
-
-@pytest.fixture(params=["native", "python"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test on the C core and on the xxhash fallback."""
-    if request.param == "native":
-        if hashing._native_core is None:
-            pytest.skip("C core not built (run `python native/build.py` or `pip install -e .`)")
-        monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
-        assert hashing.native_available()
-    else:
-        monkeypatch.setenv("CTXBIN_NO_NATIVE", "1")
-        assert not hashing.native_available()
-        assert hashing.simd_impl() == "python"
-    return request.param
 
 
 def random_bytes(n: int, seed: int = 0) -> bytes:
