@@ -23,13 +23,17 @@ and a buffer that asks for more work than its size can justify is rejected.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field as dataclass_field
 from typing import Any, Callable, TypeVar
 
 import numpy as np
 
 from .errors import FormatError
 
-__all__ = ["FlatBuffer", "Table", "Rows", "WORK_PER_BYTE", "WORK_FLOOR", "TABLE_WORK"]
+__all__ = [
+    "FlatBuffer", "Table", "Rows", "WORK_PER_BYTE", "WORK_FLOOR", "TABLE_WORK",
+    "Field", "TableType", "Schema", "Walk", "walk", "SCALAR", "STRING", "VECTOR", "STRINGS", "TABLE", "TABLES",
+]
 
 T = TypeVar("T")
 
@@ -433,3 +437,291 @@ class Rows:
         """Every row's table vector field as one :class:`Rows`, and the row ends."""
         at, ends = self.elements(index, 4)
         return Rows(self.fb, at + self.fb.column("I", at, self.obj) if at.size else at, obj), ends
+
+
+# --------------------------------------------------------------------------- schema walk
+#: field kinds of a :class:`Schema` (the values of the C core's CTXBIN_FB_*)
+SCALAR, STRING, VECTOR, STRINGS, TABLE, TABLES = range(6)
+_UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_FIELD_DTYPE = np.dtype([("index", "<u2"), ("kind", "u1"), ("width", "u1"), ("child", "<u2")])
+_ERRORS = {  # CTXBIN_FB_* error code -> message (value, value2)
+    1: "{0} bytes at {at} run past the end ({size} bytes)",
+    2: "bad vtable size {0}",
+    3: "field {field} at {0} lies outside its {1}-byte table",
+    4: "{0}-byte string is not NUL-terminated",
+    5: "more decoding work than the {size}-byte buffer can justify: references are shared beyond what its "
+       "size allows (hostile file?)",
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field to decode from every table of a type: ``kind`` is one of
+    SCALAR, STRING, VECTOR, STRINGS, TABLE, TABLES; ``fmt`` the struct format
+    of a SCALAR or of a VECTOR's items; ``child`` the table type of TABLE(S)."""
+
+    name: str
+    index: int
+    kind: int
+    fmt: str = ""
+    child: str = ""
+
+
+@dataclass(frozen=True)
+class TableType:
+    name: str
+    fields: tuple[Field, ...]
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Table types to walk, root first; a type's children come after it (so the
+    walk's depth is bounded by the number of types)."""
+
+    types: tuple[TableType, ...]
+    index: dict[str, int] = dataclass_field(init=False, repr=False, compare=False)
+    fields: dict[tuple[str, str], int] = dataclass_field(init=False, repr=False, compare=False)
+    native: tuple[np.ndarray, np.ndarray] = dataclass_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {t.name: i for i, t in enumerate(self.types)}
+        rows, starts = [], [0]
+        for t, tt in enumerate(self.types):
+            for f in tt.fields:
+                child = index.get(f.child, -1) if f.kind in (TABLE, TABLES) else 0
+                if f.kind in (TABLE, TABLES) and child <= t:
+                    raise ValueError(f"{tt.name}.{f.name}: child type {f.child!r} must follow {tt.name!r}")
+                width = struct.calcsize("<" + f.fmt) if f.kind in (SCALAR, VECTOR) else 4
+                rows.append((f.index, f.kind, width, child))
+            starts.append(len(rows))
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "fields", {(tt.name, f.name): i for tt in self.types for i, f in enumerate(tt.fields)})
+        object.__setattr__(self, "native", (np.array(rows, _FIELD_DTYPE), np.array(starts, np.uint32)))
+
+
+class Walk:
+    """Every table of a flatbuffer reachable along a :class:`Schema`, checked
+    (:func:`walk`) and held column-wise. Rows of a type are numbered in walk
+    order; per field, :meth:`column` gives the C core's (a, b) columns. Strings
+    are checked (bounds, NUL) by the walk and decoded from UTF-8 when asked for."""
+
+    __slots__ = ("fb", "schema", "cells", "spans", "pool", "_offsets")
+
+    def __init__(self, fb: FlatBuffer, schema: Schema, cells: list[np.ndarray], spans: np.ndarray,
+                 pool: bytes) -> None:
+        self.fb, self.schema, self.cells, self.spans, self.pool = fb, schema, cells, spans, pool
+        self._offsets: np.ndarray | None = None
+
+    def count(self, type_: str) -> int:
+        return self.cells[self.schema.index[type_]].shape[0]
+
+    def pos(self, type_: str) -> np.ndarray:
+        """Where each row's table starts in the flatbuffer."""
+        return self.cells[self.schema.index[type_]][:, 0]
+
+    def column(self, type_: str, field: str) -> tuple[np.ndarray, np.ndarray]:
+        i = self.schema.fields[(type_, field)]
+        c = self.cells[self.schema.index[type_]]
+        return c[:, 1 + 2 * i], c[:, 2 + 2 * i]
+
+    def scalars(self, type_: str, field: str, default: Any = 0) -> np.ndarray:
+        """A SCALAR field of every row, in its own dtype; ``default`` where absent."""
+        f = self.schema.types[self.schema.index[type_]].fields[self.schema.fields[(type_, field)]]
+        raw, present = self.column(type_, field)
+        width = struct.calcsize("<" + f.fmt)
+        value = raw.astype(np.dtype(_UNSIGNED[width])).view(np.dtype(f.fmt))
+        return np.where(present.astype(bool), value, np.array(default, value.dtype))
+
+    def texts(self, type_: str, field: str, rows: np.ndarray | None = None, default: str = "") -> list[str]:
+        """A STRING field of every row (or of ``rows``); ``default`` where absent."""
+        idx, _ = self.column(type_, field)
+        if rows is not None:
+            idx = idx[rows]
+        if not idx.size:
+            return []
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        if lo >= 0 and hi - lo == idx.size and (idx.size < 3 or np.array_equal(idx, np.arange(lo, hi))):
+            return self.strings(lo, hi)  # every row's string, in walk order: the common case
+        present = idx[idx >= 0]
+        if not present.size:
+            return [default] * idx.size
+        lo = int(present.min())
+        got = self.strings(lo, int(present.max()) + 1)
+        return [got[i - lo] if i >= 0 else default for i in idx.tolist()]
+
+    def strings(self, lo: int, hi: int) -> list[str]:
+        """Strings ``lo`` to ``hi - 1`` of the walk (the strings of one STRING or
+        STRINGS field are consecutive): one decode, split on the NULs, unless a
+        string holds a NUL or is not UTF-8 (the bad one is named)."""
+        if self._offsets is None:
+            self._offsets = np.concatenate([[0], np.cumsum(self.spans[:, 1] + 1)])
+        if hi <= lo:
+            return []
+        chunk = self.pool[int(self._offsets[lo]) : int(self._offsets[hi])]
+        if chunk.count(0) == hi - lo:
+            try:
+                return chunk.decode("utf-8").split("\0")[:-1]
+            except UnicodeDecodeError:
+                pass
+        fb, out = self.fb, []
+        for at, length in self.spans[lo:hi].tolist():
+            s = fb.start + at
+            try:
+                out.append(bytes(fb.buf[s : s + length]).decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise fb.error(f"string is not valid UTF-8 ({e.reason})", f"{fb.what}: string", at + e.start) from None
+        return out
+
+
+def walk(fb: FlatBuffer, schema: Schema) -> Walk:
+    """Check and decode every table of ``fb`` reachable from its root along
+    ``schema`` (the C core when available, else numpy: same rows, strings and
+    budget; :class:`FormatError` naming ``type[row]`` and the offset)."""
+    from .hashing import native_core
+
+    core = native_core()
+    if core is None:
+        cells, spans, pool = _walk_numpy(fb, schema)
+    else:
+        cells, spans, pool = _walk_native(core, fb, schema)
+    return Walk(fb, schema, cells, spans, pool)
+
+
+def _walk_error(fb: FlatBuffer, schema: Schema, code: int, type_: int, row: int, field: int, at: int,
+                value: int, value2: int) -> FormatError:
+    tt = schema.types[type_]
+    obj = f"{fb.what}: {tt.name}[{row}]" + (f".{tt.fields[field].name}" if field >= 0 else "")
+    f = tt.fields[field].index if field >= 0 else -1
+    return fb.error(_ERRORS[code].format(value, value2, at=at, size=fb.size, field=f), obj, at)
+
+
+def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.ndarray, bytes]:
+    ffi, lib = core.ffi, core.lib
+    fields, starts = schema.native
+    out = ffi.new("ctxbin_fb_result **")
+    err = ffi.new("ctxbin_fb_error *")
+    budget = ffi.new("int64_t *", fb.budget)
+    view = memoryview(fb.buf)[fb.start : fb.start + fb.size]
+    with ffi.from_buffer(view) as buf:
+        st = lib.ctxbin_fb_walk(buf, fb.size, ffi.from_buffer("ctxbin_fb_field[]", fields),
+                                ffi.from_buffer("uint32_t[]", starts), len(schema.types), budget, out, err)
+    fb.budget = budget[0]
+    if st == lib.CTXBIN_ERANGE and err.code:
+        raise _walk_error(fb, schema, err.code, err.type, err.row, err.field, err.at, err.value, err.value2)
+    if st != lib.CTXBIN_OK:
+        from .hashing import check_status
+
+        check_status(st)
+    res = out[0]
+    try:
+        cells = []
+        ptr = ffi.new("const int64_t **")
+        for t, tt in enumerate(schema.types):
+            n = lib.ctxbin_fb_rows(res, t, ptr)
+            w = 1 + 2 * len(tt.fields)
+            cells.append(np.frombuffer(ffi.buffer(ptr[0], n * w * 8), np.int64).reshape(n, w).copy() if n
+                         else np.zeros((0, w), np.int64))
+        pool = ffi.new("const uint8_t **")
+        pool_len = ffi.new("size_t *")
+        n = lib.ctxbin_fb_strings(res, ptr, pool, pool_len)
+        spans = (np.frombuffer(ffi.buffer(ptr[0], n * 16), np.int64).reshape(n, 2).copy() if n
+                 else np.zeros((0, 2), np.int64))
+        raw = ffi.buffer(pool[0], pool_len[0])[:] if n else b""
+    finally:
+        lib.ctxbin_fb_free(res)
+    return cells, spans, raw
+
+
+def _walk_numpy(fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.ndarray, bytes]:
+    """:func:`walk` with numpy: type by type, field by field, all rows at once
+    (the order the C core walks in, so rows and strings are numbered alike)."""
+    pending: list[list[np.ndarray]] = [[] for _ in schema.types]
+    fb.check(0, 4, f"{fb.what}: {schema.types[0].name}[0]")
+    pending[0].append(np.array([fb.scalar("I", 0)], np.int64))
+    string_at: list[np.ndarray] = []
+    nstr = 0
+
+    def add_strings(at: np.ndarray, obj: str) -> np.ndarray:
+        """Check the strings at ``at``; their indices in the walk's string list."""
+        nonlocal nstr
+        if not at.size:
+            return np.empty(0, np.int64)
+        n = fb.column("I", at, obj).astype(np.int64)
+        fb.check_many(at + 4, n + 1, obj)
+        fb.charge(int(n.sum()) + 4 * at.size, obj, int(at[0]))
+        nul = fb.column("B", at + 4 + n, obj)
+        if nul.any():
+            i = int(np.flatnonzero(nul)[0])
+            raise fb.error(f"{int(n[i])}-byte string is not NUL-terminated", obj, int(at[i] + 4 + n[i]))
+        string_at.append(np.stack([at + 4, n], axis=1))
+        nstr += at.size
+        return np.arange(nstr - at.size, nstr, dtype=np.int64)
+
+    def vectors(rows: Rows, index: int, width: int, obj: str) -> tuple[np.ndarray, np.ndarray]:
+        vec = rows.refs(index)
+        present = vec >= 0
+        count = np.zeros(vec.size, np.int64)
+        count[present] = fb.column("I", vec[present], obj)
+        fb.check_many(np.where(present, vec + 4, 0), count * width, obj)
+        fb.charge(int(4 * present.sum() + width * count.sum()), obj, int(vec[present][0]) if present.any() else 0)
+        return np.where(present, vec + 4, -1), count
+
+    cells = []
+    for t, tt in enumerate(schema.types):
+        pos = np.concatenate(pending[t]) if pending[t] else np.empty(0, np.int64)
+        rows = Rows(fb, pos, f"{fb.what}: {tt.name}")
+        out = np.zeros((pos.size, 1 + 2 * len(tt.fields)), np.int64)
+        out[:, 0] = pos
+        for i, f in enumerate(tt.fields):
+            a, b = out[:, 1 + 2 * i], out[:, 2 + 2 * i]
+            obj = f"{fb.what}: {tt.name}.{f.name}"
+            if not pos.size:
+                continue
+            if f.kind == SCALAR:
+                width = struct.calcsize("<" + f.fmt)
+                at = rows.field(f.index, width)
+                present = at >= 0
+                a[present] = fb.column(_UNSIGNED[width], at[present], obj).astype(np.uint64).view(np.int64)
+                b[:] = present
+            elif f.kind in (STRING, TABLE):
+                at = rows.refs(f.index)
+                present = at >= 0
+                a[:] = -1
+                if f.kind == STRING:
+                    a[present] = add_strings(at[present], obj)
+                else:
+                    c = schema.index[f.child]
+                    base = sum(p.size for p in pending[c])
+                    a[present] = base + np.arange(int(present.sum()), dtype=np.int64)
+                    pending[c].append(at[present])
+            else:  # VECTOR, STRINGS, TABLES
+                width = struct.calcsize("<" + f.fmt) if f.kind == VECTOR else 4
+                start, count = vectors(rows, f.index, width, obj)
+                b[:] = count
+                if f.kind == VECTOR:
+                    a[:] = start
+                    continue
+                ends = np.cumsum(count)
+                total = int(ends[-1])
+                elem = (np.arange(total, dtype=np.int64) - np.repeat(ends - count, count)) * 4 + np.repeat(start, count)
+                target = elem + fb.column("I", elem, obj) if total else elem
+                if f.kind == STRINGS:
+                    a[:] = np.where(start >= 0, nstr + ends - count, -1)
+                    add_strings(target, obj)
+                else:
+                    c = schema.index[f.child]
+                    a[:] = np.where(start >= 0, sum(p.size for p in pending[c]) + ends - count, -1)
+                    pending[c].append(target)
+        cells.append(out)
+    spans = np.concatenate(string_at) if string_at else np.zeros((0, 2), np.int64)
+    return cells, spans, _gather(fb, spans)
+
+
+def _gather(fb: FlatBuffer, spans: np.ndarray) -> bytes:
+    """Every string's bytes followed by its NUL, in order (what the C core's pool holds)."""
+    if not spans.size:
+        return b""
+    lens = spans[:, 1] + 1
+    ends = np.cumsum(lens)
+    idx = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(spans[:, 0] - (ends - lens), lens)
+    return fb.column("B", idx, fb.what).tobytes()

@@ -1,5 +1,6 @@
 /* ctxbin C core: XXH3-64 hashing, CRC-32, batch hashing over a thread pool,
- * and the dedup plan (which tensors may share storage).
+ * the dedup plan (which tensors may share storage), and a bounds-checked
+ * flatbuffer walk.
  *
  * Plain C: no Python objects, no global mutable state. Functions that can fail
  * return a status code (CTXBIN_OK on success); ctxbin_strerror() names it.
@@ -118,6 +119,71 @@ uint32_t ctxbin_crc32_combine(uint32_t crc1, uint32_t crc2, uint64_t len2);
  * Up to nthreads threads. */
 int ctxbin_hash_crc_ptrs(const void *const *ptrs, const uint64_t *lengths, size_t n,
                          const uint8_t *release, uint64_t *hashes, uint32_t *crcs, int nthreads);
+/* Flatbuffer schema walk (flatbuf.c): every table of an untrusted flatbuffer
+ * reachable along a schema, bounds-checked, decoded into columns in one call.
+ * A schema is ntypes table types; type t has the fields
+ * fields[type_start[t]] .. fields[type_start[t + 1] - 1]; type 0 is the root
+ * table (at the u32 offset in bytes 0-3); a child type is always greater than
+ * its parent's. Each row of type t is 1 + 2 * nfields int64 cells: the table's
+ * position, then per field (a, b):
+ *   SCALAR  (width 1/2/4/8 bytes)  a = raw little-endian bits, b = 1 if present
+ *   STRING                         a = string index or -1
+ *   VECTOR  (of width-byte items)  a = position of the first item or -1, b = count
+ *   STRINGS (vector of strings)    a = first string index, b = count
+ *   TABLE   (of type child)        a = row in child or -1
+ *   TABLES  (vector of child)      a = first row in child, b = count
+ * Work is charged against *budget (32 per table, 4 + bytes per string or
+ * vector; *budget is left decreased by it); running out is an error. Malformed input returns CTXBIN_ERANGE with
+ * *err saying what and where (positions relative to buf). */
+enum {
+    CTXBIN_FB_SCALAR = 0,
+    CTXBIN_FB_STRING = 1,
+    CTXBIN_FB_VECTOR = 2,
+    CTXBIN_FB_STRINGS = 3,
+    CTXBIN_FB_TABLE = 4,
+    CTXBIN_FB_TABLES = 5
+};
+
+/* ctxbin_fb_error.code */
+enum {
+    CTXBIN_FB_RANGE = 1,  /* value bytes at `at` run past the end */
+    CTXBIN_FB_VTABLE = 2, /* vtable at `at` has the bad size value */
+    CTXBIN_FB_FIELD = 3,  /* field at table offset value outside the value2-byte table at `at` */
+    CTXBIN_FB_NUL = 4,    /* value-byte string not NUL-terminated at `at` */
+    CTXBIN_FB_BUDGET = 5  /* more work than the budget allows, at `at` */
+};
+
+typedef struct {
+    uint16_t index; /* field index in the vtable */
+    uint8_t kind;   /* CTXBIN_FB_* */
+    uint8_t width;  /* SCALAR / VECTOR item size in bytes */
+    uint16_t child; /* TABLE / TABLES: the child type */
+} ctxbin_fb_field;
+
+typedef struct {
+    int code;      /* CTXBIN_FB_RANGE ... */
+    uint32_t type; /* the table type, */
+    int64_t row;   /* its row (for a table being added: the row it would get), */
+    int32_t field; /* the field (index into the type's fields), -1 for the table itself */
+    int64_t at;
+    int64_t value;
+    int64_t value2;
+} ctxbin_fb_error;
+
+typedef struct ctxbin_fb_result ctxbin_fb_result;
+
+int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fields,
+                   const uint32_t *type_start, uint32_t ntypes, int64_t *budget,
+                   ctxbin_fb_result **out, ctxbin_fb_error *err);
+
+/* Rows of one type (*cells: nrows x (1 + 2 * nfields) int64, valid until free). */
+size_t ctxbin_fb_rows(const ctxbin_fb_result *r, uint32_t type, const int64_t **cells);
+
+/* Strings found: *spans holds (position, length) per string; *pool all their
+ * bytes in order, each followed by a NUL (*pool_len bytes in all). */
+size_t ctxbin_fb_strings(const ctxbin_fb_result *r, const int64_t **spans, const uint8_t **pool, size_t *pool_len);
+
+void ctxbin_fb_free(ctxbin_fb_result *r);
 /* CFFI-END */
 
 #ifdef __cplusplus

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
-from ..flatbuf import FlatBuffer, Rows, Table
+from ..flatbuf import SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field, FlatBuffer, Schema, Table, TableType, Walk, walk
 from ..hashing import crc32, crc32_combine, crc32_many, hash_and_crc
 from ..ir import (
     AttrValue,
@@ -145,7 +145,7 @@ def _prefix(data: memoryview, doc: _Doc, entry: str) -> tuple[int, int]:
     return int.from_bytes(data[2:4], "little"), int.from_bytes(data[4:6], "little")
 
 
-def _flatbuffer(doc: _Doc, entry: str, data: memoryview, ident: bytes) -> Table:
+def _flatbuffer(doc: _Doc, entry: str, data: memoryview, ident: bytes) -> FlatBuffer:
     base = doc.file_offset(entry, _PREFIX) or 0
     fb = FlatBuffer(data, start=_PREFIX, path=doc.path, what=entry, base=base)
     got = fb.identifier()
@@ -153,7 +153,7 @@ def _flatbuffer(doc: _Doc, entry: str, data: memoryview, ident: bytes) -> Table:
         raise UnsupportedVersionError(
             f"flatbuffer identifier {got!r}, ctxbin reads {ident!r} here", path=doc.path, obj=entry, offset=base + 4
         )
-    return fb.root(obj=entry)
+    return fb
 
 
 def _metadata(doc: _Doc) -> dict[str, str]:
@@ -251,65 +251,179 @@ class _V4:
     REF_OFFSET, REF_SIZE = 0, 1
 
 
+# The v4 tables ctxbin reads, as walk schemas (docs/DLC.md). Opening a file walks
+# the tensor tables (_V4_OPEN) and model.params; the nodes are walked on first
+# access (_V4_NODES).
+def _v4_tensor_types() -> tuple[TableType, ...]:
+    return (
+        TableType("Tensor", (Field("name", _V4.T_NAME, STRING), Field("type", _V4.T_TYPE, SCALAR, "i"),
+                             Field("dims", _V4.T_DIMS, VECTOR, "I"), Field("quant", _V4.T_QUANT, TABLE, child="Quant"),
+                             Field("dtype", _V4.T_DTYPE, SCALAR, "i"))),
+        TableType("Quant", (Field("encoding", _V4.Q_ENCODING, SCALAR, "i"),
+                            Field("scale_offset", _V4.Q_SCALE_OFFSET, TABLE, child="ScaleOffset"),
+                            Field("axis", _V4.Q_AXIS, TABLE, child="Axis"))),
+        TableType("Axis", (Field("axis", _V4.AX_AXIS, SCALAR, "i"),
+                           Field("channels", _V4.AX_LIST, TABLES, child="ScaleOffset"))),
+        TableType("ScaleOffset", (Field("bitwidth", _V4.SO_BITWIDTH, SCALAR, "i"),
+                                  Field("scale", _V4.SO_SCALE, SCALAR, "f"), Field("offset", _V4.SO_OFFSET, SCALAR, "i"),
+                                  Field("symmetric", _V4.SO_SYMMETRIC, SCALAR, "B"))),
+    )
+
+
+_V4_OPEN = Schema((
+    TableType("Model", (Field("graphs", _V4.GRAPHS, TABLES, child="Graph"),)),
+    TableType("Graph", (Field("name", _V4.G_NAME, STRING), Field("tensors", _V4.G_TENSORS, TABLES, child="Tensor"),
+                        Field("nodes", _V4.G_NODES, VECTOR, "I"))),
+    *_v4_tensor_types(),
+))
+_V4_NODES = Schema((
+    TableType("Model", (Field("graphs", _V4.GRAPHS, TABLES, child="Graph"),)),
+    TableType("Graph", (Field("nodes", _V4.G_NODES, TABLES, child="Node"),)),
+    TableType("Node", (Field("name", _V4.N_NAME, STRING), Field("type", _V4.N_TYPE, STRING),
+                       Field("inputs", _V4.N_INPUTS, STRINGS), Field("outputs", _V4.N_OUTPUTS, STRINGS),
+                       Field("params", _V4.N_ATTRS, TABLES, child="Param"))),
+    TableType("Param", (Field("name", _V4.A_NAME, STRING), Field("kind", _V4.A_KIND, SCALAR, "i"),
+                        Field("value", _V4.A_VALUE, TABLE, child="Scalar"),
+                        Field("tensor", _V4.A_TENSOR, TABLE, child="Tensor"))),
+    TableType("Scalar", (Field("dtype", _V4.V_DTYPE, SCALAR, "i"), Field("int", _V4.V_INT, SCALAR, "q"),
+                         Field("float", _V4.V_FLOAT, SCALAR, "d"), Field("string", _V4.V_STRING, STRING))),
+    *_v4_tensor_types(),
+))
+_V4_PARAMS = Schema((
+    TableType("ModelParameters", (Field("graphs", _V4.P_GRAPHS, TABLES, child="GraphParameters"),)),
+    TableType("GraphParameters", (Field("name", _V4.PG_NAME, STRING),
+                                  Field("tensors", _V4.PG_TENSORS, TABLES, child="TensorData"),
+                                  Field("nodes", _V4.PG_NODES, TABLES, child="NodeParameters"))),
+    TableType("NodeParameters", (Field("tensors", _V4.PN_TENSORS, TABLES, child="TensorData"),)),
+    TableType("TensorData", (Field("name", _V4.TD_NAME, STRING), Field("bytes", _V4.TD_BYTES, VECTOR, "B"),
+                             Field("ref", _V4.TD_REF, TABLE, child="BinRef"))),
+    TableType("BinRef", (Field("offset", _V4.REF_OFFSET, SCALAR, "Q"), Field("size", _V4.REF_SIZE, SCALAR, "Q"))),
+))
+
+
 @dataclass(frozen=True)
 class _V4Data:
     """Where static bytes live: ``model.params`` (its TensorData tables and inline
     vectors) or ``model.params.bin``."""
 
     doc: _Doc
-    params: FlatBuffer
+    params: Walk
     params_bin: memoryview | None
     #: one Blob per ``model.params.bin`` region, so tensors (of any graph) that
     #: the writer stored once are seen as shared, and verified once
     regions: dict[tuple[int, int], Blob] = dataclass_field(default_factory=dict)
 
 
-# tensor types and data types as Python lists, for one vectorized membership test each
-_KIND_CODES = [int(k) for k in TensorKind]
-_DTYPE_CODES = [int(d) for d in DType]
-_ITEMSIZES: dict[int, int] = {}
-for _d in DType:
+# tensor types, data types (and their item sizes; 0: none, e.g. UNDEFINED, STRING) as
+# sorted arrays, for vectorized membership tests
+_KIND_CODES = np.array(sorted(int(k) for k in TensorKind), np.int64)
+_DTYPE_CODES = np.array(sorted(int(d) for d in DType), np.int64)
+
+
+def _itemsize(code: int) -> int:
     try:
-        _ITEMSIZES[int(_d)] = _d.itemsize
-    except TypeError:  # UNDEFINED, STRING: no fixed-size elements
-        _ITEMSIZES[int(_d)] = 0
-del _d
+        return DType(code).itemsize
+    except TypeError:
+        return 0
+
+
+_ITEMSIZES = np.array([_itemsize(c) for c in _DTYPE_CODES.tolist()], np.float64)
+
+
+def _known(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Which ``values`` are among the sorted ``codes``."""
+    return codes[np.minimum(np.searchsorted(codes, values), codes.size - 1)] == values
 _QUANT_KINDS = {int(k) for k in QuantKind}
-_QUANT_DECODED = (int(QuantKind.NONE), int(QuantKind.SCALE_OFFSET), int(QuantKind.AXIS_SCALE_OFFSET))
+_QUANT_DECODED = np.array(sorted((int(QuantKind.NONE), int(QuantKind.SCALE_OFFSET), int(QuantKind.AXIS_SCALE_OFFSET))),
+                          np.int64)
 
 
 def _first(bad: np.ndarray) -> int | None:
     return int(np.argmax(bad)) if bad.any() else None
 
 
-class _V4Tensors:
-    """A vector of v4 ``Tensor`` tables decoded column-wise: names, types, data
-    types, shapes, encoding kinds and (after :meth:`attach`) where each static
-    tensor's bytes are, all checked at once. :class:`Tensor` objects (and their
-    scale/offset tables) are made per row on first use."""
+def _ranges(first: np.ndarray, count: np.ndarray, step: int = 1) -> np.ndarray:
+    """The concatenated ranges ``first[i] + step * k`` for ``k < count[i]``."""
+    ends = np.cumsum(count)
+    total = int(ends[-1]) if ends.size else 0
+    return np.repeat(first, count) + step * (np.arange(total, dtype=np.int64) - np.repeat(ends - count, count))
 
-    def __init__(self, rows: Rows, doc: _Doc, graph: str) -> None:
-        self.rows, self.doc, self.graph = rows, doc, graph
-        self.names = rows.strings(_V4.T_NAME)
-        kinds = rows.scalars(_V4.T_TYPE, "i")
-        i = _first(~np.isin(kinds, _KIND_CODES))
+
+class _V4Quant:
+    """The quantization tables of one walk as Python lists, made on first use."""
+
+    def __init__(self, w: Walk) -> None:
+        self.fb = w.fb
+        self.pos = w.pos("Quant").tolist()
+        self.codes = w.scalars("Quant", "encoding").tolist()  # absent = 0 = SCALE_OFFSET
+        self.so = w.column("Quant", "scale_offset")[0].tolist()
+        self.axis = w.column("Quant", "axis")[0].tolist()
+        self.axis_pos = w.pos("Axis").tolist()
+        self.axis_value = w.scalars("Axis", "axis").tolist()
+        first, count = w.column("Axis", "channels")
+        self.channels = list(zip(first.tolist(), count.tolist()))
+        self.so_cols = list(zip(w.scalars("ScaleOffset", "scale", 0.0).astype(np.float64).tolist(),
+                                w.scalars("ScaleOffset", "offset").tolist(), w.scalars("ScaleOffset", "bitwidth").tolist(),
+                                (w.scalars("ScaleOffset", "symmetric") != 0).tolist()))
+
+    def encoding(self, q: int, obj: str) -> QuantEncoding | None:
+        code = self.codes[q]
+        if code == QuantKind.NONE:
+            return None
+        if code == QuantKind.SCALE_OFFSET:
+            so = self.so[q]
+            if so < 0:
+                raise self.fb.error("scale/offset encoding without its scale/offset table", obj, self.pos[q])
+            scale, offset, bits, sym = self.so_cols[so]
+            return QuantEncoding(QuantKind.SCALE_OFFSET, (scale,), (offset,), None, bits, sym)
+        if code == QuantKind.AXIS_SCALE_OFFSET:
+            ax = self.axis[q]
+            if ax < 0:
+                raise self.fb.error("per-axis encoding without its axis table", obj, self.pos[q])
+            first, count = self.channels[ax]
+            if not count:
+                raise self.fb.error("per-axis encoding with no channels", obj, self.axis_pos[ax])
+            chans = self.so_cols[first : first + count]
+            return QuantEncoding(
+                QuantKind.AXIS_SCALE_OFFSET, tuple(c[0] for c in chans), tuple(c[1] for c in chans),
+                self.axis_value[ax], chans[0][2], all(c[3] for c in chans),
+            )
+        label = QuantKind(code).name if code in _QUANT_KINDS else "unknown"
+        raise self.fb.error(f"quantization encoding {code} ({label}) is not decoded by ctxbin yet", obj, self.pos[q])
+
+
+class _V4Tensors:
+    """Some rows of the ``Tensor`` tables of a walk (``rows``: their row
+    numbers): names, types, data types, shapes, encoding kinds and (after
+    :meth:`attach`) where each static tensor's bytes are, all checked at once.
+    :class:`Tensor` objects (with their encodings) are made per row on first use."""
+
+    def __init__(self, w: Walk, rows: np.ndarray, doc: _Doc, graph: str, quant: Callable[[], _V4Quant]) -> None:
+        self.w, self.doc, self.graph, self._quant = w, doc, graph, quant
+        self.pos = w.pos("Tensor")[rows]
+        self.names = w.texts("Tensor", "name", rows)
+        kinds = w.scalars("Tensor", "type")[rows]
+        i = _first(~_known(kinds, _KIND_CODES))
         if i is not None:
             raise self.error(f"tensor type {int(kinds[i])} is not one ctxbin models", i)
-        dtypes = rows.scalars(_V4.T_DTYPE, "i", _QNN_UNDEFINED)
-        i = _first(~np.isin(dtypes, _DTYPE_CODES))
+        dtypes = w.scalars("Tensor", "dtype", _QNN_UNDEFINED)[rows]
+        i = _first(~_known(dtypes, _DTYPE_CODES))
         if i is not None:
             raise self.error(f"unknown QNN data type 0x{int(dtypes[i]) & 0xFFFFFFFF:04x}", i)
-        dims, self.ends = rows.gather(_V4.T_DIMS, "I")
-        quant = rows.refs(_V4.T_QUANT)
+        at, count = (c[rows] for c in w.column("Tensor", "dims"))
+        self.ends = np.cumsum(count)
+        elems = _ranges(at, count, 4)
+        dims = w.fb.column("I", elems, f"{graph}.tensors") if elems.size else np.empty(0, np.uint32)
+        quant = w.column("Tensor", "quant")[0][rows].copy()
         has_q = quant >= 0
         if has_q.any():
-            codes = Rows(rows.fb, quant[has_q], f"{graph}.quantization").scalars(_V4.Q_ENCODING, "i")
-            i = _first(~np.isin(codes, _QUANT_DECODED))
+            codes = w.scalars("Quant", "encoding")[quant[has_q]]
+            i = _first(~_known(codes, _QUANT_DECODED))
             if i is not None:
                 code = int(codes[i])
                 label = QuantKind(code).name if code in _QUANT_KINDS else "unknown"
-                row = int(np.flatnonzero(has_q)[i])
-                raise self.error(f"quantization encoding {code} ({label}) is not decoded by ctxbin yet", row)
+                raise self.error(f"quantization encoding {code} ({label}) is not decoded by ctxbin yet",
+                                 int(np.flatnonzero(has_q)[i]))
             quant[np.flatnonzero(has_q)[codes == int(QuantKind.NONE)]] = -1
         self.kinds_np, self.dtypes_np = kinds, dtypes
         self.kinds, self.dtypes = kinds.tolist(), dtypes.tolist()
@@ -319,15 +433,15 @@ class _V4Tensors:
         self.cache: list[Tensor | None] = [None] * len(self.names)
 
     def error(self, msg: str, i: int) -> FormatError:
-        return self.rows.fb.error(msg, f"{self.graph}/{self.names[i]}", int(self.rows.pos[i]))
+        return self.w.fb.error(msg, f"{self.graph}/{self.names[i]}", int(self.pos[i]))
 
     def static_rows(self) -> np.ndarray:
         return np.flatnonzero(self.kinds_np == int(TensorKind.STATIC))
 
     def attach(self, td: np.ndarray, data: _V4Data) -> None:
-        """Check the static rows' data (``td``: their TensorData positions in
-        ``model.params``, -1 when missing): present, in bounds, and exactly the
-        size their shape and data type need."""
+        """Check the static rows' data (``td``: their TensorData rows in the
+        ``model.params`` walk, -1 when missing): present, in bounds, and exactly
+        the size their shape and data type need."""
         self.data = data
         rows = self.static_rows()
         if not rows.size:
@@ -335,8 +449,8 @@ class _V4Tensors:
         i = _first(td < 0)
         if i is not None:
             raise self.error("static tensor has no data in model.params", int(rows[i]))
-        tdr = Rows(data.params, td, "model.params tensor data")
-        ref = tdr.refs(_V4.TD_REF)
+        p = data.params
+        ref = p.column("TensorData", "ref")[0][td]
         has_ref = ref >= 0
         nbytes = np.zeros(rows.size, np.float64)
         start = np.zeros(rows.size, np.int64)
@@ -347,9 +461,8 @@ class _V4Tensors:
                 r = int(rows[int(np.argmax(has_ref))])
                 raise data.doc.error("refers to model.params.bin, which the archive lacks",
                                      f"{self.graph}/{self.names[r]}", "model.params")
-            br = Rows(data.params, ref[has_ref], "model.params tensor data ref")
-            off = br.scalars(_V4.REF_OFFSET, "Q")
-            size = br.scalars(_V4.REF_SIZE, "Q")
+            off = p.scalars("BinRef", "offset")[ref[has_ref]]
+            size = p.scalars("BinRef", "size")[ref[has_ref]]
             total = np.uint64(len(data.params_bin))
             bad = (off > total) | (size > total - np.minimum(off, total))
             j = _first(bad)
@@ -361,15 +474,15 @@ class _V4Tensors:
             offs, sizes = off.astype(np.int64).tolist(), size.astype(np.int64).tolist()
             nbytes[has_ref] = size.astype(np.float64)
             start[has_ref] = off.astype(np.int64)
+        td_pos = p.pos("TensorData")[td]
         if not has_ref.all():
             inline = ~has_ref
-            present = tdr.refs(_V4.TD_BYTES) >= 0
-            j = _first(inline & ~present)
+            vs, vc = (c[td] for c in p.column("TensorData", "bytes"))
+            j = _first(inline & (vs < 0))
             if j is not None:
-                raise data.params.error("static tensor has neither inline bytes nor a model.params.bin reference",
-                                        f"{self.graph}/{self.names[int(rows[j])]}", int(td[j]))
-            vs, vc = tdr.vectors(_V4.TD_BYTES, 1)
-            start[inline] = data.params.start + vs[inline]
+                raise p.fb.error("static tensor has neither inline bytes nor a model.params.bin reference",
+                                 f"{self.graph}/{self.names[int(rows[j])]}", int(td_pos[j]))
+            start[inline] = p.fb.start + vs[inline]
             nbytes[inline] = vc[inline]
         # every static tensor's byte count must be its element count times its element size;
         # float products are exact below 2**52, the rest (and every mismatch) is re-checked exactly
@@ -377,12 +490,13 @@ class _V4Tensors:
         d = np.append(self.dims_np.astype(np.float64), 1.0)
         prod = np.multiply.reduceat(d, np.minimum(self.ends - counts, d.size - 1))
         prod = np.where(counts == 0, 1.0, prod)[rows]
-        item = np.array([_ITEMSIZES[c] for c in self.dtypes_np[rows].tolist()], np.float64)
+        item = _ITEMSIZES[np.searchsorted(_DTYPE_CODES, self.dtypes_np[rows])]  # data types checked at init
         need = prod * item
         suspect = (item == 0) | (need != nbytes) | (need >= 2.0**52)
         refs = iter(zip(offs, sizes))
-        for k, r in enumerate(rows.tolist()):
-            self.blobs[r] = (0, *next(refs)) if has_ref[k] else (1, int(start[k]), int(nbytes[k]), int(td[k]))
+        for r, inl, s, n, tp in zip(rows.tolist(), (~has_ref).tolist(), start.tolist(), nbytes.tolist(),
+                                    td_pos.tolist()):
+            self.blobs[r] = (1, s, int(n), tp) if inl else (0, *next(refs))
         for k in np.flatnonzero(suspect).tolist():
             self.check_size(int(rows[k]))
 
@@ -415,113 +529,93 @@ class _V4Tensors:
             self.data.regions[(off, size)] = b
             return b
         _, start, n, td = where
-        raw = memoryview(self.data.params.buf)[start : start + n]
-        return Blob(raw, origin=(doc.path, obj, self.data.params.base + td))
+        params = self.data.params.fb
+        raw = memoryview(params.buf)[start : start + n]
+        return Blob(raw, origin=(doc.path, obj, params.base + td))
 
     def tensor(self, i: int) -> Tensor:
         """Row ``i`` as a Tensor, made once; its scale/offset tables are decoded here."""
         t = self.cache[i]
         if t is None:
             name = self.names[i]
-            obj = f"{self.graph}/{name}"
             q = self.quant[i]
-            enc = _v4_quant(self.rows.fb.table_at(q, f"{obj}.quantization"), obj, self.doc) if q >= 0 else None
+            enc = self._quant().encoding(q, f"{self.graph}/{name}.quantization") if q >= 0 else None
             t = self.cache[i] = Tensor(name, DType(self.dtypes[i]), self.shape(i), TensorKind(self.kinds[i]), enc,
                                        self.blob(i))
         return t
 
 
+class _Once:
+    """A value made on first call, then kept (a failure is raised again next time)."""
+
+    __slots__ = ("_make", "_value")
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make: Callable[[], Any] | None = make
+        self._value: Any = None
+
+    def __call__(self) -> Any:
+        if self._make is not None:
+            self._value = self._make()
+            self._make = None
+        return self._value
+
+
 def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
-    root = _flatbuffer(doc, "model", model, b"NETD")
+    fb = _flatbuffer(doc, "model", model, b"NETD")
+    w = walk(fb, _V4_OPEN)
     data, params = _v4_params(doc)
+    quant = _Once(partial(_V4Quant, w))
+    nodes_walk = _Once(partial(walk, fb, _V4_NODES))
     graphs = []
-    for g in root.tables(_V4.GRAPHS, "model.graphs"):
-        name = g.string(_V4.G_NAME, obj=g.obj)
+    g_names = w.texts("Graph", "name")
+    g_pos = w.pos("Graph").tolist()
+    t_first, t_count = (c.tolist() for c in w.column("Graph", "tensors"))
+    n_count = w.column("Graph", "nodes")[1].tolist()
+    for gi, name in enumerate(g_names):
         if name not in params:
-            raise doc.error("graph has no parameters in model.params", name, "model")
+            raise doc.error("graph has no parameters in model.params", name, "model", _PREFIX + g_pos[gi])
         tensor_data, node_params = params[name]
-        cols = _V4Tensors(g.rows(_V4.G_TENSORS, f"{name}.tensors"), doc, name)
+        cols = _V4Tensors(w, np.arange(t_first[gi], t_first[gi] + t_count[gi]), doc, name, quant)
         row_of = dict(zip(cols.names, range(len(cols.names))))
         if len(row_of) != len(cols.names):
             dup = next(n for i, n in enumerate(cols.names) if row_of[n] != i)
             raise doc.error("duplicate tensor name", f"{name}/{dup}", "model")
         statics = cols.static_rows().tolist()
         cols.attach(np.array([tensor_data.get(cols.names[i], -1) for i in statics], np.int64), data)
-        nodes = g.rows(_V4.G_NODES, f"{name}.nodes")  # node tables checked here, decoded on first use
         kinds = cols.kinds
         graphs.append(Graph(
             name=name,
             inputs=tuple(cols.tensor(i) for i, k in enumerate(kinds) if k == TensorKind.INPUT),
             outputs=tuple(cols.tensor(i) for i, k in enumerate(kinds) if k == TensorKind.OUTPUT),
-            nodes=LazyTuple(len(nodes), partial(_v4_nodes, nodes, node_params, doc, name, data)),
+            nodes=LazyTuple(n_count[gi], partial(_v4_nodes, nodes_walk, gi, node_params, doc, name, data)),
             tensors=LazyTable(row_of, cols.tensor, f"tensor table of {cols.graph!r}"),
         ))
     return graphs
 
 
-def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[dict[str, int], Rows]]]:
-    """Per graph: static tensor name -> its TensorData position, and the
-    NodeParameters tables (one per node, decoded with the nodes)."""
+def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[dict[str, int], tuple[int, int]]]]:
+    """Per graph: static tensor name -> its TensorData row, and the range of
+    its NodeParameters rows (one per node, decoded with the nodes)."""
     raw = doc.entry("model.params")
     major, _ = _prefix(raw, doc, "model.params")
     if major != 4:
         raise UnsupportedVersionError(f"model.params has major version {major} in a v4 DLC", path=doc.path, obj="model.params", offset=2)
-    root = _flatbuffer(doc, "model.params", raw, b"NETP")
+    p = walk(_flatbuffer(doc, "model.params", raw, b"NETP"), _V4_PARAMS)
     params_bin = doc.weights_entry("model.params.bin") if "model.params.bin" in doc.zf else None
+    td_first, td_count = (c.tolist() for c in p.column("GraphParameters", "tensors"))
+    np_first, np_count = (c.tolist() for c in p.column("GraphParameters", "nodes"))
+    td_names = p.texts("TensorData", "name")
+    td_pos = p.pos("TensorData")
     out = {}
-    for g in root.tables(_V4.P_GRAPHS, "model.params.graphs"):
-        name = g.string(_V4.PG_NAME, obj=g.obj)
-        out[name] = (_by_name(g.rows(_V4.PG_TENSORS, f"{name}.tensor_params")),
-                     g.rows(_V4.PG_NODES, f"{name}.node_params"))
-    return _V4Data(doc, root.fb, params_bin), out
-
-
-def _by_name(rows: Rows) -> dict[str, int]:
-    """TensorData name -> table position (names unique)."""
-    names = rows.strings(_V4.TD_NAME)
-    out = dict(zip(names, rows.pos.tolist()))
-    if len(out) != len(names):
-        i = next(i for i, n in enumerate(names) if out[n] != int(rows.pos[i]))
-        raise rows.fb.error(f"duplicate tensor data {names[i]!r}", f"{rows.obj}[{i}]", int(rows.pos[i]))
-    return out
-
-
-def _v4_scale_offset(so: Table) -> tuple[float, int, int, bool]:
-    return (
-        float(so.scalar(_V4.SO_SCALE, "f", 0.0)),
-        int(so.scalar(_V4.SO_OFFSET, "i")),
-        int(so.scalar(_V4.SO_BITWIDTH, "i")),
-        bool(so.scalar(_V4.SO_SYMMETRIC, "B")),
-    )
-
-
-def _v4_quant(q: Table, obj: str, doc: _Doc) -> QuantEncoding | None:
-    code = q.scalar(_V4.Q_ENCODING, "i")  # absent = 0 = SCALE_OFFSET
-    if code == QuantKind.NONE:
-        return None
-    if code == QuantKind.SCALE_OFFSET:
-        so = q.table(_V4.Q_SCALE_OFFSET, f"{obj}.scale_offset")
-        if so is None:
-            raise q.fb.error("scale/offset encoding without its scale/offset table", obj, q.pos)
-        scale, offset, bits, sym = _v4_scale_offset(so)
-        return QuantEncoding(QuantKind.SCALE_OFFSET, (scale,), (offset,), None, bits, sym)
-    if code == QuantKind.AXIS_SCALE_OFFSET:
-        ax = q.table(_V4.Q_AXIS, f"{obj}.axis_scale_offset")
-        if ax is None:
-            raise q.fb.error("per-axis encoding without its axis table", obj, q.pos)
-        chans = [_v4_scale_offset(so) for so in ax.tables(_V4.AX_LIST, f"{obj}.axis_scale_offset.list")]
-        if not chans:
-            raise ax.fb.error("per-axis encoding with no channels", obj, ax.pos)
-        return QuantEncoding(
-            QuantKind.AXIS_SCALE_OFFSET,
-            tuple(c[0] for c in chans), tuple(c[1] for c in chans), int(ax.scalar(_V4.AX_AXIS, "i")),
-            chans[0][2], all(c[3] for c in chans),
-        )
-    try:
-        label = QuantKind(code).name
-    except ValueError:
-        label = "unknown"
-    raise q.fb.error(f"quantization encoding {code} ({label}) is not decoded by ctxbin yet", obj, q.pos)
+    for gi, name in enumerate(p.texts("GraphParameters", "name")):
+        lo, hi = td_first[gi], td_first[gi] + td_count[gi]
+        by_name = dict(zip(td_names[lo:hi], range(lo, hi)))
+        if len(by_name) != hi - lo:
+            i = next(i for i in range(lo, hi) if by_name[td_names[i]] != i)
+            raise p.fb.error(f"duplicate tensor data {td_names[i]!r}", f"{name}.tensor_params[{i - lo}]", int(td_pos[i]))
+        out[name] = (by_name, (np_first[gi], np_count[gi]))
+    return _V4Data(doc, p, params_bin), out
 
 
 def _scalar_dtype(value: bool | int | float | str) -> DType | None:
@@ -566,65 +660,82 @@ def _v4_scalar(code: int, raw: int, real: float, text: str, fail: Callable[[str]
         raise fail(f"scalar parameter {value!r} cannot be held as data type 0x{code & 0xFFFFFFFF:04x}") from None
 
 
-def _v4_nodes(nodes: Rows, node_params: Rows, doc: _Doc, graph: str, data: _V4Data) -> list[Node]:
-    """Every node of a graph, decoded column-wise (run on first access of
-    ``Graph.nodes``; a bad table raises FormatError then)."""
-    names = nodes.strings(_V4.N_NAME)
-    types = nodes.strings(_V4.N_TYPE)
-    ins, in_ends = nodes.string_vectors(_V4.N_INPUTS)
-    outs, out_ends = nodes.string_vectors(_V4.N_OUTPUTS)
-    params, p_ends = nodes.table_vectors(_V4.N_ATTRS, f"{graph}.params")
-    owner = np.repeat(np.arange(len(nodes)), np.diff(p_ends, prepend=0))  # node of each param
-    keys = params.strings(_V4.A_NAME)
-    kinds = params.scalars(_V4.A_KIND, "i")
+def _v4_nodes(nodes_walk: Callable[[], Walk], gi: int, node_params: tuple[int, int], doc: _Doc, graph: str,
+              data: _V4Data) -> list[Node]:
+    """Every node of graph ``gi``, decoded column-wise from the nodes walk of
+    ``model`` (run on first access of ``Graph.nodes``: a bad table raises
+    FormatError then)."""
+    w = nodes_walk()
+    first, count = (int(c[gi]) for c in w.column("Graph", "nodes"))
+    rows = np.arange(max(first, 0), max(first, 0) + count)
+    names = w.texts("Node", "name", rows)
+    types = w.texts("Node", "type", rows)
+
+    def lists(field: str) -> list[tuple[str, ...]]:
+        at, n = (c[rows] for c in w.column("Node", field))
+        hi = int((at + n).max()) if rows.size else 0
+        lo = int(at[at >= 0].min()) if (at >= 0).any() else hi
+        s = w.strings(lo, hi)
+        return [tuple(s[a - lo : a - lo + k]) if a >= 0 else () for a, k in zip(at.tolist(), n.tolist())]
+
+    ins, outs = lists("inputs"), lists("outputs")
+    pf, pc = (c[rows] for c in w.column("Node", "params"))
+    prow = _ranges(np.where(pf >= 0, pf, 0), pc)
+    p_ends = np.cumsum(pc)
+    owner = np.repeat(np.arange(rows.size), pc)  # node of each param
+    keys = w.texts("Param", "name", prow)
+    kinds = w.scalars("Param", "kind")[prow]
+    ppos = w.pos("Param")[prow]
 
     def where(j: int) -> str:
         return f"{graph}/{names[int(owner[j])]}.{keys[j]}"
 
     j = _first((kinds != 0) & (kinds != 1))
     if j is not None:
-        raise params.fb.error(f"parameter kind {int(kinds[j])} is unknown (0 scalar, 1 tensor)", where(j),
-                              int(params.pos[j]))
+        raise w.fb.error(f"parameter kind {int(kinds[j])} is unknown (0 scalar, 1 tensor)", where(j), int(ppos[j]))
     values: list[AttrValue | None] = [None] * len(keys)
-    for kind, field, what in ((0, _V4.A_VALUE, "a value"), (1, _V4.A_TENSOR, "a tensor")):
+    for kind, field, what in ((0, "value", "a value"), (1, "tensor", "a tensor")):
         sel = np.flatnonzero(kinds == kind)
-        at = params.refs(field)[sel]
+        at = w.column("Param", field)[0][prow[sel]]
         j = _first(at < 0)
         if j is not None:
             p = int(sel[j])
-            raise params.fb.error(f"{'scalar' if kind == 0 else 'tensor'} parameter without {what}", where(p),
-                                  int(params.pos[p]))
+            raise w.fb.error(f"{'scalar' if kind == 0 else 'tensor'} parameter without {what}", where(p), int(ppos[p]))
         if kind == 0:
-            v = Rows(params.fb, at, f"{graph}.params.value")
-            cols = zip(v.scalars(_V4.V_DTYPE, "i", _QNN_UNDEFINED).tolist(), v.scalars(_V4.V_INT, "q").tolist(),
-                       v.scalars(_V4.V_FLOAT, "d").tolist(), v.strings(_V4.V_STRING), sel.tolist(), at.tolist())
+            cols = zip(w.scalars("Scalar", "dtype", _QNN_UNDEFINED)[at].tolist(), w.scalars("Scalar", "int")[at].tolist(),
+                       w.scalars("Scalar", "float")[at].tolist(), w.texts("Scalar", "string", at), sel.tolist(),
+                       w.pos("Scalar")[at].tolist())
             for code, raw, real, text, p, pos in cols:
-                values[p] = _v4_scalar(code, raw, real, text,
-                                       lambda msg, p=p, pos=pos: params.fb.error(msg, where(p), pos))
+                values[p] = _v4_scalar(code, raw, real, text, lambda msg, p=p, pos=pos: w.fb.error(msg, where(p), pos))
+            continue
+        if not sel.size:
             continue
         # tensor params: static tensors whose data is in the node's NodeParameters, by name
-        t = _V4Tensors(Rows(params.fb, at, f"{graph}.params.tensor"), doc, graph)
-        td_rows, td_ends = node_params.table_vectors(_V4.PN_TENSORS, f"{graph}.node_params.tensors")
-        td_owner = np.repeat(np.arange(len(node_params)), np.diff(td_ends, prepend=0)).tolist()
-        td_names = td_rows.strings(_V4.TD_NAME)
-        per_node: list[dict[str, int]] = [{} for _ in range(len(node_params))]
-        for k, (n, name) in enumerate(zip(td_owner, td_names)):
+        t = _V4Tensors(w, at, doc, graph, _Once(partial(_V4Quant, w)))
+        pw = data.params
+        np_first, np_count = node_params
+        td_first, td_count = (c[np_first : np_first + np_count] for c in pw.column("NodeParameters", "tensors"))
+        td_rows = _ranges(np.where(td_first >= 0, td_first, 0), td_count)
+        td_owner = np.repeat(np.arange(np_count), td_count).tolist()
+        td_names = pw.texts("TensorData", "name", td_rows)
+        per_node: list[dict[str, int]] = [{} for _ in range(np_count)]
+        for k, (n, name, r) in enumerate(zip(td_owner, td_names, td_rows.tolist())):
             if name in per_node[n]:
-                raise td_rows.fb.error(f"duplicate tensor data {name!r}", f"{td_rows.obj}[{k}]", int(td_rows.pos[k]))
-            per_node[n][name] = int(td_rows.pos[k])
-        statics = t.static_rows()
+                raise pw.fb.error(f"duplicate tensor data {name!r}", f"{graph}.node_params.tensors[{k}]",
+                                  int(pw.pos("TensorData")[r]))
+            per_node[n][name] = r
         j = _first(t.kinds_np != int(TensorKind.STATIC))
         if j is not None:
             raise t.error("tensor parameter is not static", j)
         own = owner[sel].tolist()
-        t.attach(np.array([per_node[own[r]].get(t.names[r], -1) if own[r] < len(per_node) else -1
-                           for r in statics.tolist()], np.int64), data)
+        t.attach(np.array([per_node[own[r]].get(t.names[r], -1) if own[r] < np_count else -1
+                           for r in range(sel.size)], np.int64), data)
         for r, p in enumerate(sel.tolist()):
             values[p] = t.tensor(r).numpy()
     out = []
-    p_start = in_start = out_start = 0
+    p_start = 0
     for i, (name, op) in enumerate(zip(names, types)):
-        p_end, in_end, out_end = int(p_ends[i]), int(in_ends[i]), int(out_ends[i])
+        p_end = int(p_ends[i])
         attrs: dict[str, AttrValue] = {}
         package = ""
         for key, value in zip(keys[p_start:p_end], values[p_start:p_end]):
@@ -632,9 +743,8 @@ def _v4_nodes(nodes: Rows, node_params: Rows, doc: _Doc, graph: str, data: _V4Da
                 package = value
             else:
                 attrs[key] = value  # type: ignore[assignment]
-        out.append(Node(name, op, NAMESPACE_V4, tuple(ins[in_start:in_end]), tuple(outs[out_start:out_end]),
-                        attrs, package))
-        p_start, in_start, out_start = p_end, in_end, out_end
+        out.append(Node(name, op, NAMESPACE_V4, ins[i], outs[i], attrs, package))
+        p_start = p_end
     return out
 
 
@@ -718,7 +828,7 @@ def _per_output(value: AttrValue | None, i: int) -> AttrValue | None:
 
 
 def _read_v3(doc: _Doc, model: memoryview) -> list[Graph]:
-    root = _flatbuffer(doc, "model", model, b"NETD")
+    root = _flatbuffer(doc, "model", model, b"NETD").root(obj="model")
     buffer_info = _v3_attrs(root.tables(_V3.M_ATTRS, "model.attributes"), "model").get("BufferInfos", ())
     infos = {k: _nested(v) for k, v in _nested(buffer_info).items()}
     weights = _v3_weights(doc) if "model.params" in doc.zf else {}
@@ -758,7 +868,7 @@ def _v3_weights(doc: _Doc) -> dict[str, list[Tensor]]:
     major, _ = _prefix(raw, doc, "model.params")
     if major != 3:
         raise UnsupportedVersionError(f"model.params has major version {major} in a v3 DLC", path=doc.path, obj="model.params", offset=2)
-    root = _flatbuffer(doc, "model.params", raw, b"NETP")
+    root = _flatbuffer(doc, "model.params", raw, b"NETP").root(obj="model.params")
     out: dict[str, list[Tensor]] = {}
     for np_ in root.tables(_V3.P_NODES, "model.params.nodes"):
         layer = np_.string(_V3.PN_NAME, obj=np_.obj)

@@ -1,0 +1,183 @@
+"""The schema walk of ctxbin.flatbuf: the C core's walker and the numpy
+fallback give the same rows, strings and budget on real DLC flatbuffers
+(written by ctxbin's own lowering) and on mutated ones, or both raise
+FormatError; hostile sharing and bad strings are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ctxbin import hashing
+from ctxbin.errors import FormatError
+from ctxbin.flatbuf import STRING, STRINGS, TABLES, Field, FlatBuffer, Schema, TableType, walk
+from ctxbin.formats import dlc
+from ctxbin.ziparchive import ZipArchive
+
+from .native_paths import both_paths
+
+SCHEMAS = {"model": (dlc._V4_OPEN, dlc._V4_NODES), "model.params": (dlc._V4_PARAMS,)}
+
+
+@pytest.fixture(scope="module")
+def own_dlc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DLC written by ctxbin's own lowering (no vendor library needed)."""
+    from ctxbin.convert import convert
+
+    from .models import build_fcn, save_with_external_data
+
+    d = tmp_path_factory.mktemp("walk")
+    save_with_external_data(build_fcn(32, 48, tiny=True), d / "fcn.onnx")
+    convert(d / "fcn.onnx", d / "fcn.dlc", name="fcn", route="ctxbin")
+    return d / "fcn.dlc"
+
+
+@pytest.fixture(scope="module")
+def entries(own_dlc: Path) -> dict[str, bytes]:
+    """Its flatbuffers, without the 8-byte prefix."""
+    z = ZipArchive.open(own_dlc)
+    return {name: bytes(z.read(name)[8:]) for name in SCHEMAS}
+
+
+def _outcome(buf: bytes, schema: Schema) -> list[object]:
+    """What each path gives: (cells, spans, pool, strings, budget left) or the error."""
+    got = []
+    for _ in both_paths():
+        fb = FlatBuffer(buf, what="fb")
+        try:
+            w = walk(fb, schema)
+            got.append((w.cells, w.spans, w.pool, w.strings(0, w.spans.shape[0]), fb.budget))
+        except FormatError as e:
+            got.append(e)
+    return got
+
+
+def _same(got: list[object]) -> None:
+    if len(got) == 1:
+        return
+    a, b = got
+    if isinstance(a, FormatError) or isinstance(b, FormatError):
+        assert isinstance(a, FormatError) and isinstance(b, FormatError), got
+        assert a.path == b.path and a.obj and b.obj and a.offset is not None and b.offset is not None
+        return
+    assert all(np.array_equal(x, y) for x, y in zip(a[0], b[0]))
+    assert np.array_equal(a[1], b[1]) and a[2:] == b[2:]
+
+
+def test_native_walker_is_built() -> None:
+    if hashing._native_core is None:
+        pytest.skip("the C core is not built here (python native/build.py): only the numpy walk runs")
+    assert hasattr(hashing._native_core.lib, "ctxbin_fb_walk")
+
+
+@pytest.mark.parametrize("entry", sorted(SCHEMAS))
+def test_real_flatbuffers_walk_the_same(entries: dict[str, bytes], entry: str) -> None:
+    for schema in SCHEMAS[entry]:
+        got = _outcome(entries[entry], schema)
+        assert not any(isinstance(g, FormatError) for g in got)
+        _same(got)
+    fb = FlatBuffer(entries["model"])
+    w = walk(fb, dlc._V4_OPEN)
+    names = w.texts("Tensor", "name")
+    assert w.count("Graph") == 1 and w.texts("Graph", "name") == ["fcn"]
+    assert len(names) == len(set(names)) == w.count("Tensor") > 10
+    # the same values as the table-at-a-time reader
+    g = fb.root().tables(0)[0]
+    assert names == [t.string(1) for t in g.tables(2)]
+    assert w.scalars("Tensor", "dtype").tolist() == [t.scalar(6, "i") for t in g.tables(2)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_flatbuffers_walk_the_same_or_both_fail(entries: dict[str, bytes], data: st.DataObject) -> None:
+    entry = data.draw(st.sampled_from(sorted(SCHEMAS)))
+    schema = data.draw(st.sampled_from(SCHEMAS[entry]))
+    buf = bytearray(entries[entry])
+    for _ in range(data.draw(st.integers(1, 8))):
+        at = data.draw(st.integers(0, min(len(buf), 4096) - 1))  # the head holds the offsets and vtables
+        buf[at] = data.draw(st.sampled_from([0, 0xFF, 0x7F, 0x80, data.draw(st.integers(0, 255))]))
+    if data.draw(st.booleans()):
+        buf = buf[: data.draw(st.integers(0, len(buf)))]
+    _same(_outcome(bytes(buf), schema))
+
+
+_SHARED = Schema((
+    TableType("Root", (Field("items", 0, TABLES, child="Item"),)),
+    TableType("Item", (Field("name", 0, STRING), Field("tags", 1, STRINGS))),
+))
+
+
+def _shared_buffer(n: int, name: str = "k") -> bytes:
+    """A root whose vector holds n references to one table, whose tags are n
+    references to one string: n * n strings from O(n) bytes."""
+    b = flatbuffers.Builder(0)
+    s = b.CreateString(name)
+
+    def shared(target: int) -> int:
+        b.StartVector(4, n, 4)
+        for _ in range(n):
+            b.PrependUOffsetTRelative(target)
+        return b.EndVector()
+
+    tags = shared(s)
+    b.StartObject(2)
+    b.PrependUOffsetTRelativeSlot(0, s, 0)
+    b.PrependUOffsetTRelativeSlot(1, tags, 0)
+    item = b.EndObject()
+    vec = shared(item)
+    b.StartObject(1)
+    b.PrependUOffsetTRelativeSlot(0, vec, 0)
+    b.Finish(b.EndObject())
+    return bytes(b.Output())
+
+
+def test_hostile_sharing_is_refused_on_both_paths() -> None:
+    buf = _shared_buffer(20_000)
+    for _ in both_paths():
+        with pytest.raises(FormatError, match="shared beyond"):
+            walk(FlatBuffer(buf, what="fb"), _SHARED)
+
+
+def test_errors_name_type_row_and_offset() -> None:
+    buf = bytearray(_shared_buffer(3))
+    buf[0:4] = (len(buf) - 2).to_bytes(4, "little")  # root offset pointing past the end
+    for _ in both_paths():
+        with pytest.raises(FormatError, match="run past the end") as e:
+            walk(FlatBuffer(bytes(buf), what="fb", path="x.bin", base=100), _SHARED)
+        assert e.value.path == "x.bin" and "Root[0]" in str(e.value.obj) and e.value.offset >= 100
+
+
+def test_bad_utf8_is_named_when_decoded() -> None:
+    buf = bytearray(_shared_buffer(2, "ab"))
+    at = bytes(buf).index(b"ab")
+    buf[at] = 0xFF
+    for _ in both_paths():
+        w = walk(FlatBuffer(bytes(buf), what="fb"), _SHARED)  # bounds and NUL are checked by the walk
+        with pytest.raises(FormatError, match="not valid UTF-8") as e:
+            w.texts("Item", "name")
+        assert e.value.offset == at
+
+
+def test_strings_with_nul_inside_decode_one_by_one() -> None:
+    buf = _shared_buffer(2, "a\0b")
+    for _ in both_paths():
+        assert walk(FlatBuffer(buf), _SHARED).texts("Item", "name") == ["a\0b", "a\0b"]
+
+
+def test_schema_children_must_follow_parents() -> None:
+    with pytest.raises(ValueError, match="must follow"):
+        Schema((TableType("A", (Field("b", 0, TABLES, child="A"),)),))
+
+
+def test_dlc_read_is_the_same_on_both_paths(own_dlc: Path) -> None:
+    seen = []
+    for _ in both_paths():
+        (g,) = dlc.read(own_dlc).graphs
+        seen.append((g.name, [(t.name, t.dtype, t.shape, t.kind, t.encoding) for t in g.tensors.values()],
+                     [(n.name, n.op_type, n.inputs, n.outputs, sorted(n.attrs)) for n in g.nodes]))
+    assert all(s == seen[0] for s in seen)
