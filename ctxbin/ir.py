@@ -339,14 +339,29 @@ class LazyTable(Mapping[str, T]):
     """A read-only name → item mapping whose names are known up front and whose
     items are made one by one on first lookup (``make(row)``; the caller caches).
     Readers hand out a graph's tensor table this way, so opening a file costs
-    no per-tensor objects."""
+    no per-tensor objects.
 
-    __slots__ = ("_rows", "_make", "_what")
+    ``arrays``, when given, makes what :meth:`Graph.arrays` returns for a graph
+    with this table straight from the reader's columns, without making items."""
 
-    def __init__(self, rows: dict[str, int], make: Callable[[int], T], what: str = "") -> None:
+    __slots__ = ("_rows", "_make", "_what", "_arrays")
+
+    def __init__(
+        self,
+        rows: dict[str, int],
+        make: Callable[[int], T],
+        what: str = "",
+        arrays: Callable[[], dict[str, np.ndarray]] | None = None,
+    ) -> None:
         self._rows = rows
         self._make = make
         self._what = what
+        self._arrays = arrays
+
+    def arrays(self) -> dict[str, np.ndarray] | None:
+        """Every static item's data by name, as :meth:`Graph.arrays` defines
+        it, made in bulk by the reader; None when the reader has no bulk path."""
+        return None if self._arrays is None else self._arrays()
 
     def __getitem__(self, name: str) -> T:
         return self._make(self._rows[name])
@@ -400,12 +415,18 @@ class Graph:
     def arrays(self) -> dict[str, np.ndarray]:
         """Every weight as a read-only zero-copy numpy view, by name.
 
-        The recorded checksums of all their blobs are verified first, in one
-        batch on the native thread pool (a failing blob raises
-        :class:`~ctxbin.errors.ChecksumError` naming file, tensor and offset).
+        The recorded checksums of all their blobs not verified yet are checked
+        first, in one batch on the native thread pool (a failing blob raises
+        :class:`~ctxbin.errors.ChecksumError` naming file, tensor and offset,
+        before any view is made). Tables read from a ``.ctxbin`` file make
+        the views from their columns, without making :class:`Tensor` objects.
         """
         from .weights import hash_blobs
 
+        if isinstance(self.tensors, LazyTable):
+            bulk = self.tensors.arrays()
+            if bulk is not None:
+                return bulk
         weights = self.weights
         hash_blobs(list({id(t.data): t.data for t in weights}.values()), release=False)  # type: ignore[misc]
         return {t.name: t.numpy() for t in weights}

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 
+from . import hashing
 from .errors import ChecksumError, FormatError
 
 __all__ = ["Blob", "hash_blobs", "coalesce", "write_blobs"]
@@ -74,9 +75,7 @@ class Blob:
     def hash(self) -> int:
         """XXH3-64 (seed 0) of the bytes; computed once."""
         if self._hash is None:
-            from .hashing import xxh3_64
-
-            self._hash = xxh3_64(self.raw())
+            self._hash = hashing.xxh3_64(self.raw())
         return self._hash
 
     @property
@@ -167,7 +166,7 @@ class Blob:
                 path=path, obj=obj, offset=at,
             )
         self.verify()
-        a = np.frombuffer(self._buf, dtype=dt, count=count, offset=self.offset).reshape(shape)
+        a = np.ndarray(shape, dt, self._buf, self.offset)
         if a.flags.writeable:
             a.flags.writeable = False
         return a
@@ -201,8 +200,6 @@ def hash_blobs(
     one batch of resident memory; callers about to read the bytes keep them.
     ``progress(done, total)`` is called after each batch, in bytes.
     """
-    from .hashing import hash_buffers
-
     todo = [b for b in blobs if b._hash is None]
     total = sum(b.nbytes for b in todo)
     done = 0
@@ -213,7 +210,7 @@ def hash_blobs(
             size += todo[end].nbytes
             end += 1
         batch = todo[start:end]
-        for b, h in zip(batch, hash_buffers([b.raw() for b in batch])):
+        for b, h in zip(batch, hashing.hash_buffers([b.raw() for b in batch])):
             b.set_hash(int(h))
             if release:
                 b.release()

@@ -15,7 +15,7 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import flatbuffers
 import numpy as np
@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import ChecksumError, FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
 from ..flatbuf import FlatBuffer, Table
-from ..hashing import xxh3_64
+from ..hashing import hash_many, xxh3_64
 from ..ir import (
     BackendBinary,
     Container,
@@ -111,7 +111,10 @@ _DTYPES = {int(d): d for d in DType}
 _KINDS = {int(k): k for k in TensorKind}
 _QKINDS = {int(k): k for k in QuantKind}
 _ITEMSIZE = {int(d): (0 if d in (DType.STRING, DType.UNDEFINED) else d.itemsize) for d in DType}
+_NUMPY = {int(d): d.numpy for d in DType if _ITEMSIZE[int(d)]}
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+#: bytes hashed between page releases when a whole file is checked
+_RELEASE_BATCH = 32 << 20
 
 
 def _align(n: int) -> int:
@@ -502,17 +505,6 @@ def write(container: Container, path: "str | os.PathLike[str]", *, durable: bool
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """Where things are in an opened file."""
-
-    path: str
-    buf: Any  # the read-only mmap
-    data_offset: int
-    blob_offsets: np.ndarray  # relative to data_offset
-    blob_sizes: np.ndarray
-
-
 class _Reader:
     """Decodes and validates the metadata of one opened file."""
 
@@ -551,7 +543,7 @@ class _Reader:
                 raise self.err(f"{obj}[{i}]", f"index {int(arr[i])} outside [{lo}, {limit})", at + i * arr.itemsize)
 
     # -- container
-    def container(self, version: str, data_offset: int, data_size: int) -> tuple[Container, _Layout]:
+    def container(self, version: str, data_offset: int, data_size: int) -> Container:
         root = self.fb.root(IDENTIFIER, "metadata root")
         offs, at = self.column(root, _C_BLOB_OFFSETS, "<u8", "blob index offsets")
         sizes, _ = self.column(root, _C_BLOB_SIZES, "<u8", "blob index sizes", len(offs))
@@ -563,6 +555,7 @@ class _Reader:
         self.blob_offsets, self.blob_sizes, self.blob_hashes = offs, sizes, hashes
         self.data_offset = data_offset
         self.blobs = [None] * nblobs
+        self.verified = np.zeros(nblobs, bool)  # by a batch (blobs made one by one keep their own state)
         self.blob_users = np.zeros(nblobs, np.int64)
 
         keys = root.strings(_C_META_KEYS, "container metadata keys")
@@ -585,9 +578,10 @@ class _Reader:
             raise self.err(f"blob #{i}", "blob is not referenced by any tensor or binary",
                            data_offset + int(offs[i]))
         graphs = tuple(p.build(self) for p in parsed)
-        c = Container(graphs=graphs, target=target, metadata=dict(zip(keys, values)),
-                      source=self.path, format="ctxbin", format_version=version)
-        return c, _Layout(self.path, self.buf, data_offset, offs, sizes)
+        # who uses each blob, for error messages (plain columns: no reference cycle keeps the mapping alive)
+        self.users = [(p.name, p.t_blob, p.names, p.binary_blob) for p in parsed]
+        return Container(graphs=graphs, target=target, metadata=dict(zip(keys, values)),
+                         source=self.path, format="ctxbin", format_version=version)
 
     def check_blob_layout(self, offs: np.ndarray, sizes: np.ndarray, data_size: int, at: int) -> None:
         n = len(offs)
@@ -630,7 +624,69 @@ class _Reader:
             b = self.blobs[i] = Blob(self.buf, start, int(self.blob_sizes[i]),
                                      expected_hash=int(self.blob_hashes[i]), origin=(self.path, obj, start),
                                      file=self.path)
+            if self.verified[i]:
+                b.set_hash(int(self.blob_hashes[i]))  # checked by a batch: never hashed again
         return b
+
+    def owner(self, i: int) -> str:
+        """How errors name blob ``i``: its only user, or ``blob #i`` when several share it."""
+        if self.blob_users[i] == 1:
+            for graph, t_blob, names, binary_blob in self.users:
+                rows = np.flatnonzero(t_blob == i)
+                if rows.size:
+                    return f"tensor {graph}/{names[int(rows[0])]}"
+                if binary_blob == i:
+                    return f"binary of graph {graph}"
+        return f"blob #{i}"
+
+    def failing(self, idx: np.ndarray, release: bool = False) -> list[tuple[int, int]]:
+        """``(k, hash)`` for every ``idx[k]`` (distinct blob indices) whose bytes
+        fail the recorded hash, with the hash they have. Blobs verified before,
+        in a batch or one by one, are not hashed again; the others are hashed
+        in one call on the native thread pool, or with ``release`` in runs of
+        about ``_RELEASE_BATCH`` bytes whose pages are dropped after hashing
+        (so checking a whole file costs about one run of resident memory)."""
+        blobs = self.blobs
+        made = [i for i in idx[~self.verified[idx]].tolist() if blobs[i] is not None]
+        for i in made:
+            if blobs[i].expected_hash is None:  # type: ignore[union-attr]  # verified one by one since
+                self.verified[i] = True
+        todo = np.flatnonzero(~self.verified[idx])
+        if not todo.size:
+            return []
+        which = idx[todo]
+        starts = self.blob_offsets[which] + np.uint64(self.data_offset)
+        sizes = self.blob_sizes[which]
+        hashes = np.empty(which.size, np.uint64)
+        bounds = [0, which.size]
+        if release:  # a run ends where the running total crosses a multiple of the batch size
+            run = (np.cumsum(sizes) - sizes) // np.uint64(_RELEASE_BATCH)
+            bounds = [0, *(np.flatnonzero(np.diff(run)) + 1).tolist(), which.size]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            hashes[lo:hi] = hash_many(self.buf, starts[lo:hi], sizes[lo:hi])
+            if release:
+                first, end = int(starts[lo]), int(starts[hi - 1] + sizes[hi - 1])
+                Blob(self.buf, first, end - first).release()
+        ok = hashes == self.blob_hashes[which]
+        self.verified[which[ok]] = True
+        for i in made:  # Blob objects already handed out learn the outcome (no second hash)
+            if self.verified[i] and blobs[i].expected_hash is not None:  # type: ignore[union-attr]
+                blobs[i].set_hash(int(self.blob_hashes[i]))  # type: ignore[union-attr]
+        return [(int(todo[j]), int(hashes[j])) for j in np.flatnonzero(~ok).tolist()]
+
+    def mismatch(self, i: int, actual: int, obj: str) -> ChecksumError:
+        start = self.data_offset + int(self.blob_offsets[i])
+        return ChecksumError(f"content hash {actual:016x} does not match the recorded "
+                             f"{int(self.blob_hashes[i]):016x}", path=self.path, obj=obj, offset=start)
+
+    def verify(self, idx: np.ndarray, owner: Callable[[int], str]) -> None:
+        """Check the distinct blobs ``idx`` not verified yet in one batch (see
+        :meth:`failing`): :class:`ChecksumError` for the first failing ``idx[k]``,
+        named ``owner(k)``."""
+        bad = self.failing(idx)
+        if bad:
+            k, actual = bad[0]
+            raise self.mismatch(int(idx[k]), actual, owner(k))
 
 
 class _GraphColumns:
@@ -811,7 +867,7 @@ class _GraphColumns:
             inputs=tuple(self.tensor(i) for i in self.inputs.tolist()),
             outputs=tuple(self.tensor(i) for i in self.outputs.tolist()),
             nodes=LazyTuple(len(self.n_name), self.nodes),
-            tensors=LazyTable(row_of, self.tensor, f"tensor table of {self.name!r}"),
+            tensors=LazyTable(row_of, self.tensor, f"tensor table of {self.name!r}", self.arrays),
             opsets=opsets,
             metadata=meta,
             binary=binary,
@@ -836,6 +892,25 @@ class _GraphColumns:
                 None if bi < 0 else self.reader.blob(bi, f"tensor {self.name}/{name}"),
             )
         return t
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every weight of the table as a read-only view of the mapping, by name,
+        straight from the columns (shapes and sizes were checked at open); the
+        blobs are verified first, in one batch."""
+        r, names = self.reader, self.names
+        rows = np.flatnonzero(self.t_blob[: self.table_size] >= 0)
+        blob = self.t_blob[rows]
+        # verified in the order of their first tensor, so a failure names the first tensor of a bad blob
+        uniq, first = np.unique(blob, return_index=True)
+        order = np.argsort(first)
+        r.verify(uniq[order], lambda k: f"tensor {self.name}/{names[int(rows[first[order[k]]])]}")
+        dims, buf, nd = self.dims.tolist(), r.buf, np.ndarray
+        starts = (r.blob_offsets[blob] + np.uint64(r.data_offset)).tolist()
+        return {
+            names[i]: nd(dims[end - rank : end], _NUMPY[code], buf, start)
+            for i, end, rank, code, start in zip(rows.tolist(), self.ends[rows].tolist(),
+                                                 self.t_rank[rows].tolist(), self.t_dtype[rows].tolist(), starts)
+        }
 
     def encoding(self, r: _Reader, t: Table, i: int) -> QuantEncoding:
         obj = f"{self.where} encodings[{i}]"
@@ -992,7 +1067,7 @@ class _GraphColumns:
         return dt, tuple(shape), raw if raw is not None else b""
 
 
-def _open(path: "str | os.PathLike[str]") -> tuple[Container, _Layout]:
+def _open(path: "str | os.PathLike[str]") -> tuple[Container, _Reader]:
     spath = os.fspath(path)
     with open(spath, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -1035,38 +1110,21 @@ def _open(path: "str | os.PathLike[str]") -> tuple[Container, _Layout]:
     if buf[HEADER_SIZE + meta_size : data_off].strip(b"\0"):
         raise bad("padding after the metadata is not zero", HEADER_SIZE + meta_size, obj="padding")
     reader = _Reader(spath, buf, meta, HEADER_SIZE)
-    return reader.container(f"{major}.{minor}", data_off, data_size)
+    return reader.container(f"{major}.{minor}", data_off, data_size), reader
 
 
-def _problems(layout: _Layout, blobs: Iterable[Blob | None]) -> Iterable[FormatError]:
-    """Every non-zero padding run and every blob whose bytes fail their hash."""
-    buf, base = layout.buf, layout.data_offset
-    ends = (layout.blob_offsets + layout.blob_sizes).tolist()
-    for i, (end, nxt) in enumerate(zip(ends, layout.blob_offsets[1:].tolist())):
+def _problems(r: _Reader) -> Iterator[FormatError]:
+    """Every non-zero padding run, then every blob whose bytes fail their hash
+    (every blob is used: the reader refuses unreferenced ones), all hashed in
+    batches on the native thread pool without keeping the pages resident."""
+    buf, base = r.buf, r.data_offset
+    ends = (r.blob_offsets + r.blob_sizes).tolist()
+    for i, (end, nxt) in enumerate(zip(ends, r.blob_offsets[1:].tolist())):
         if buf[base + end : base + nxt].strip(b"\0"):
-            yield FormatError("alignment padding is not zero", path=layout.path,
+            yield FormatError("alignment padding is not zero", path=r.path,
                               obj=f"padding after blob #{i}", offset=base + end)
-    for blob in blobs:
-        if blob is None:
-            continue
-        try:
-            blob.verify()
-        except ChecksumError as e:
-            yield e
-
-
-def _used_blobs(c: Container) -> list[Blob]:
-    seen: dict[int, Blob] = {}
-    for g in c.graphs:
-        for t in g.tensors.values():
-            if t.data is not None:
-                seen.setdefault(id(t.data), t.data)
-        for t in g.inputs + g.outputs:
-            if t.data is not None:
-                seen.setdefault(id(t.data), t.data)
-        if g.binary is not None:
-            seen.setdefault(id(g.binary.blob), g.binary.blob)
-    return list(seen.values())
+    for i, actual in r.failing(np.arange(len(r.blobs)), release=True):
+        yield r.mismatch(i, actual, r.owner(i))
 
 
 def read(path: "str | os.PathLike[str]", *, verify: bool = False) -> Container:
@@ -1076,9 +1134,9 @@ def read(path: "str | os.PathLike[str]", *, verify: bool = False) -> Container:
     ``verify=True`` also checks every blob's hash and the zero padding now.
     Raises :class:`FormatError` (``UnsupportedVersionError``, ``ChecksumError``).
     """
-    c, layout = _open(path)
+    c, reader = _open(path)
     if verify:
-        for problem in _problems(layout, _used_blobs(c)):
+        for problem in _problems(reader):
             raise problem
     return c
 
@@ -1091,7 +1149,7 @@ def check(path: "str | os.PathLike[str]") -> list[str]:
     checksum and every non-zero padding run is listed.
     """
     try:
-        c, layout = _open(path)
+        _, reader = _open(path)
     except FormatError as e:
         return [str(e)]
-    return [str(p) for p in _problems(layout, _used_blobs(c))]
+    return [str(p) for p in _problems(reader)]
