@@ -89,7 +89,7 @@ def bench_large(size_mb: int, rounds: int) -> None:
         ffi, lib = core.ffi, core.lib
         ptr, out = ffi.from_buffer(data), ffi.new("uint64_t *")
         mask = lib.ctxbin_impls_available()
-        for impl in range(1, 5):
+        for impl in range(1, 6):
             if mask & (1 << impl):
                 name = ffi.string(lib.ctxbin_impl_name(impl)).decode()
                 contenders[f"ctxbin C loop: {name}"] = (

@@ -33,7 +33,8 @@ enum {
     CTXBIN_IMPL_SCALAR = 1,
     CTXBIN_IMPL_SSE2 = 2,
     CTXBIN_IMPL_AVX2 = 3,
-    CTXBIN_IMPL_NEON = 4
+    CTXBIN_IMPL_NEON = 4,
+    CTXBIN_IMPL_AVX512 = 5
 };
 
 const char *ctxbin_strerror(int status);

@@ -1,7 +1,7 @@
 /* XXH3-64, written from the public algorithm description (xxHash's
  * doc/xxhash_spec.md). Inputs over 240 bytes run an 8-lane accumulate loop
  * with one implementation per instruction set: scalar everywhere, SSE2 as the
- * x86_64 baseline, AVX2 picked at run time, NEON on aarch64.
+ * x86_64 baseline, AVX2 and AVX-512 picked at run time, NEON on aarch64.
  */
 #include "ctxbin_core.h"
 #include "core_internal.h"
@@ -354,6 +354,41 @@ DEFINE_HASH_LONG(avx2, CB_AVX2)
 
 #endif /* CB_HAVE_AVX2 */
 
+#if defined(CB_HAVE_AVX2)
+
+/* One stripe is one 512-bit register: in cache this runs ~1.3x the AVX2 loop
+ * (the xxhash package's speed); from DRAM both are memory bound. */
+#define CB_AVX512 __attribute__((target("avx512f")))
+
+CB_AVX512 CB_INLINE void accumulate_avx512(uint64_t acc[8], const uint8_t *in,
+                                           const uint8_t *secret, size_t nstripes) {
+    __m512i a = _mm512_loadu_si512((const void *)acc);
+    for (size_t n = 0; n < nstripes; n++) {
+        const uint8_t *p = in + n * STRIPE_LEN;
+        CB_PREFETCH(p + CB_PREFETCH_DIST);
+        __m512i d = _mm512_loadu_si512((const void *)p);
+        __m512i k = _mm512_xor_si512(d, _mm512_loadu_si512((const void *)(secret + n * 8)));
+        __m512i prod = _mm512_mul_epu32(k, _mm512_srli_epi64(k, 32));
+        __m512i swapped = _mm512_shuffle_epi32(d, (_MM_PERM_ENUM)_MM_SHUFFLE(1, 0, 3, 2));
+        a = _mm512_add_epi64(a, _mm512_add_epi64(prod, swapped));
+    }
+    _mm512_storeu_si512((void *)acc, a);
+}
+
+CB_AVX512 CB_INLINE void scramble_avx512(uint64_t acc[8], const uint8_t *secret) {
+    const __m512i prime = _mm512_set1_epi32((int)P32_1);
+    __m512i a = _mm512_loadu_si512((const void *)acc);
+    a = _mm512_xor_si512(a, _mm512_srli_epi64(a, 47));
+    a = _mm512_xor_si512(a, _mm512_loadu_si512((const void *)(secret + SECRET_SIZE - STRIPE_LEN)));
+    __m512i lo = _mm512_mul_epu32(a, prime);
+    __m512i hi = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), prime);
+    _mm512_storeu_si512((void *)acc, _mm512_add_epi64(lo, _mm512_slli_epi64(hi, 32)));
+}
+
+DEFINE_HASH_LONG(avx512, CB_AVX512)
+
+#endif /* CB_HAVE_AVX2 */
+
 #if defined(CB_HAVE_NEON)
 
 CB_INLINE void accumulate_neon(uint64_t acc[8], const uint8_t *in, const uint8_t *secret,
@@ -403,12 +438,23 @@ static int cpu_has_avx2(void) {
 #endif
 }
 
+/* (libgcc also checks that the OS saves the 512-bit state) */
+static int cpu_has_avx512(void) {
+#if defined(CB_HAVE_AVX2)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
 unsigned ctxbin_impls_available(void) {
     unsigned mask = 1u << CTXBIN_IMPL_SCALAR;
 #if defined(CB_X86_64)
     mask |= 1u << CTXBIN_IMPL_SSE2;
 #endif
     if (cpu_has_avx2()) mask |= 1u << CTXBIN_IMPL_AVX2;
+    if (cpu_has_avx512()) mask |= 1u << CTXBIN_IMPL_AVX512;
 #if defined(CB_HAVE_NEON)
     mask |= 1u << CTXBIN_IMPL_NEON;
 #endif
@@ -416,6 +462,7 @@ unsigned ctxbin_impls_available(void) {
 }
 
 int ctxbin_best_impl(void) {
+    if (cpu_has_avx512()) return CTXBIN_IMPL_AVX512;
     if (cpu_has_avx2()) return CTXBIN_IMPL_AVX2;
 #if defined(CB_X86_64)
     return CTXBIN_IMPL_SSE2;
@@ -431,6 +478,7 @@ const char *ctxbin_impl_name(int impl) {
     case CTXBIN_IMPL_SCALAR: return "scalar";
     case CTXBIN_IMPL_SSE2: return "sse2";
     case CTXBIN_IMPL_AVX2: return "avx2";
+    case CTXBIN_IMPL_AVX512: return "avx512";
     case CTXBIN_IMPL_NEON: return "neon";
     default: return "unknown";
     }
@@ -455,6 +503,7 @@ void ctxbin_xxh3_long_blocks(ctxbin_xxh3_long *st, const uint8_t *p, size_t nblo
     const uint8_t *secret = st->seeded ? st->secret : k_secret;
     switch (st->impl) {
 #if defined(CB_HAVE_AVX2)
+    case CTXBIN_IMPL_AVX512: blocks_avx512(st->acc, p, nblocks, secret); return;
     case CTXBIN_IMPL_AVX2: blocks_avx2(st->acc, p, nblocks, secret); return;
 #endif
 #if defined(CB_X86_64)
@@ -473,6 +522,7 @@ uint64_t ctxbin_xxh3_long_finish(ctxbin_xxh3_long *st, const uint8_t *p, size_t 
     memcpy(acc, st->acc, sizeof acc); /* finishing leaves the state reusable */
     switch (st->impl) {
 #if defined(CB_HAVE_AVX2)
+    case CTXBIN_IMPL_AVX512: tail_avx512(acc, p, len, secret); break;
     case CTXBIN_IMPL_AVX2: tail_avx2(acc, p, len, secret); break;
 #endif
 #if defined(CB_X86_64)
@@ -515,7 +565,7 @@ uint64_t ctxbin_xxh3_64(const void *data, size_t len, uint64_t seed) {
 int ctxbin_xxh3_64_impl(const void *data, size_t len, uint64_t seed, int impl,
                         uint64_t *out) {
     if (out == NULL || (data == NULL && len != 0)) return CTXBIN_EINVAL;
-    if (impl < CTXBIN_IMPL_AUTO || impl > CTXBIN_IMPL_NEON) return CTXBIN_EINVAL;
+    if (impl < CTXBIN_IMPL_AUTO || impl > CTXBIN_IMPL_AVX512) return CTXBIN_EINVAL;
     if (impl == CTXBIN_IMPL_AUTO) impl = ctxbin_best_impl();
     if (!(ctxbin_impls_available() & (1u << impl))) return CTXBIN_EUNSUPPORTED;
     static const uint8_t empty[1] = {0};

@@ -210,7 +210,7 @@ def test_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
 def available_impls() -> list[int]:
     lib = hashing._native_core.lib
     mask = lib.ctxbin_impls_available()
-    return [i for i in range(1, 5) if mask & (1 << i)]
+    return [i for i in range(1, 6) if mask & (1 << i)]
 
 
 def c_hash(data: bytes, seed: int, impl: int) -> int:
@@ -236,9 +236,9 @@ def test_each_simd_path_at_boundaries(seed: int) -> None:
 def test_simd_dispatch_and_status_codes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
     ffi, lib = hashing._native_core.ffi, hashing._native_core.lib
-    assert hashing.simd_impl() in {"scalar", "sse2", "avx2", "neon"}
+    assert hashing.simd_impl() in {"scalar", "sse2", "avx2", "avx512", "neon"}
     out = ffi.new("uint64_t *")
-    missing = [i for i in range(1, 5) if i not in available_impls()]
+    missing = [i for i in range(1, 6) if i not in available_impls()]
     for impl in missing:  # e.g. NEON on x86_64
         assert lib.ctxbin_xxh3_64_impl(b"x" * 300, 300, 0, impl, out) == lib.CTXBIN_EUNSUPPORTED
     assert lib.ctxbin_xxh3_64_impl(b"x", 1, 0, 99, out) == lib.CTXBIN_EINVAL
@@ -301,7 +301,7 @@ int main(void) {
         unsigned char *buf = malloc(len + 1);
         for (unsigned long long i = 0; i < len; i++) buf[i] = (unsigned char)((i * 131u + len * 7u) & 255u);
         unsigned mask = ctxbin_impls_available();
-        for (int impl = 1; impl <= 4; impl++) {
+        for (int impl = 1; impl <= 5; impl++) {
             uint64_t h;
             if ((mask & (1u << impl)) && ctxbin_xxh3_64_impl(buf, len, seed, impl, &h) == CTXBIN_OK)
                 printf("%d:%llu ", impl, (unsigned long long)h);
