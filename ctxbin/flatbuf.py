@@ -482,6 +482,7 @@ class Schema:
     index: dict[str, int] = dataclass_field(init=False, repr=False, compare=False)
     fields: dict[tuple[str, str], int] = dataclass_field(init=False, repr=False, compare=False)
     native: tuple[np.ndarray, np.ndarray] = dataclass_field(init=False, repr=False, compare=False)
+    widths: tuple[int, ...] = dataclass_field(init=False, repr=False, compare=False)  # cells per row, per type
 
     def __post_init__(self) -> None:
         index = {t.name: i for i, t in enumerate(self.types)}
@@ -497,6 +498,7 @@ class Schema:
         object.__setattr__(self, "index", index)
         object.__setattr__(self, "fields", {(tt.name, f.name): i for tt in self.types for i, f in enumerate(tt.fields)})
         object.__setattr__(self, "native", (np.array(rows, _FIELD_DTYPE), np.array(starts, np.uint32)))
+        object.__setattr__(self, "widths", tuple(1 + 2 * len(tt.fields) for tt in self.types))
 
 
 class Walk:
@@ -530,6 +532,8 @@ class Walk:
         raw, present = self.column(type_, field)
         width = struct.calcsize("<" + f.fmt)
         value = raw.astype(np.dtype(_UNSIGNED[width])).view(np.dtype(f.fmt))
+        if not default:  # absent scalars are walked as 0 already
+            return value
         return np.where(present.astype(bool), value, np.array(default, value.dtype))
 
     def texts(self, type_: str, field: str, rows: np.ndarray | None = None, default: str = "") -> list[str]:
@@ -614,22 +618,22 @@ def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[list[np.nda
         check_status(st)
     res = out[0]
     try:
-        cells = []
-        ptr = ffi.new("const int64_t **")
-        for t, tt in enumerate(schema.types):
-            n = lib.ctxbin_fb_rows(res, t, ptr)
-            w = 1 + 2 * len(tt.fields)
-            cells.append(np.frombuffer(ffi.buffer(ptr[0], n * w * 8), np.int64).reshape(n, w).copy() if n
-                         else np.zeros((0, w), np.int64))
-        pool = ffi.new("const uint8_t **")
-        pool_len = ffi.new("size_t *")
-        n = lib.ctxbin_fb_strings(res, ptr, pool, pool_len)
-        spans = (np.frombuffer(ffi.buffer(ptr[0], n * 16), np.int64).reshape(n, 2).copy() if n
-                 else np.zeros((0, 2), np.int64))
-        raw = ffi.buffer(pool[0], pool_len[0])[:] if n else b""
+        nrows = np.empty(len(schema.types), np.uint64)
+        sizes = ffi.new("uint64_t[2]")
+        lib.ctxbin_fb_sizes(res, ffi.from_buffer("uint64_t[]", nrows), sizes, sizes + 1)
+        counts = nrows.tolist()
+        flat = np.empty(sum(n * w for n, w in zip(counts, schema.widths)), np.int64)
+        spans = np.empty((sizes[0], 2), np.int64)
+        pool = bytearray(sizes[1])
+        lib.ctxbin_fb_export(res, ffi.from_buffer("int64_t[]", flat), ffi.from_buffer("int64_t[]", spans),
+                             ffi.from_buffer("uint8_t[]", pool))
     finally:
         lib.ctxbin_fb_free(res)
-    return cells, spans, raw
+    cells, at = [], 0
+    for n, w in zip(counts, schema.widths):
+        cells.append(flat[at : at + n * w].reshape(n, w))
+        at += n * w
+    return cells, spans, bytes(pool)
 
 
 def _walk_numpy(fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.ndarray, bytes]:

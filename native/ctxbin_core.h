@@ -177,12 +177,15 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
                    const uint32_t *type_start, uint32_t ntypes, int64_t *budget,
                    ctxbin_fb_result **out, ctxbin_fb_error *err);
 
-/* Rows of one type (*cells: nrows x (1 + 2 * nfields) int64, valid until free). */
-size_t ctxbin_fb_rows(const ctxbin_fb_result *r, uint32_t type, const int64_t **cells);
+/* Sizes of a walk's result: nrows[t] rows of each type t (ntypes entries),
+ * *nstr strings, *npool pool bytes. */
+void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr, uint64_t *npool);
 
-/* Strings found: *spans holds (position, length) per string; *pool all their
- * bytes in order, each followed by a NUL (*pool_len bytes in all). */
-size_t ctxbin_fb_strings(const ctxbin_fb_result *r, const int64_t **spans, const uint8_t **pool, size_t *pool_len);
+/* Copy a walk's result out in one go (sizes from ctxbin_fb_sizes): cells gets
+ * every type's rows, type after type (nrows[t] x (1 + 2 * nfields) int64
+ * each); spans the (position, length) of every string; pool their bytes in
+ * order, each followed by a NUL. */
+void ctxbin_fb_export(const ctxbin_fb_result *r, int64_t *cells, int64_t *spans, uint8_t *pool);
 
 void ctxbin_fb_free(ctxbin_fb_result *r);
 /* CFFI-END */

@@ -20,7 +20,7 @@
 
 struct ctxbin_fb_result {
     uint32_t ntypes;
-    size_t *nrows, *caprows;
+    size_t *nrows, *caprows, *width;
     int64_t **rows;   /* per type: nrows x (1 + 2 * nfields) cells */
     int64_t *spans;   /* (position, length) per string */
     size_t nstr, capstr;
@@ -209,6 +209,7 @@ void ctxbin_fb_free(ctxbin_fb_result *r) {
     free(r->rows);
     free(r->nrows);
     free(r->caprows);
+    free(r->width);
     free(r->spans);
     free(r->pool);
     free(r);
@@ -244,10 +245,12 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
     r->nrows = calloc(ntypes, sizeof *r->nrows);
     r->caprows = calloc(ntypes, sizeof *r->caprows);
     r->rows = calloc(ntypes, sizeof *r->rows);
-    if (!r->nrows || !r->caprows || !r->rows) {
+    r->width = calloc(ntypes, sizeof *r->width);
+    if (!r->nrows || !r->caprows || !r->rows || !r->width) {
         ctxbin_fb_free(r);
         return CTXBIN_ENOMEM;
     }
+    for (uint32_t t = 0; t < ntypes; t++) r->width[t] = 1 + 2 * (size_t)(type_start[t + 1] - type_start[t]);
     walker w = {buf, size, *budget, fields, type_start, r, err};
     int64_t root;
     if (!inside(&w, 0, 4)) {
@@ -266,18 +269,18 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
     return CTXBIN_OK;
 }
 
-size_t ctxbin_fb_rows(const ctxbin_fb_result *r, uint32_t type, const int64_t **cells) {
-    if (!r || type >= r->ntypes) {
-        *cells = NULL;
-        return 0;
-    }
-    *cells = r->rows[type];
-    return r->nrows[type];
+void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr, uint64_t *npool) {
+    for (uint32_t t = 0; t < r->ntypes; t++) nrows[t] = r->nrows[t];
+    *nstr = r->nstr;
+    *npool = r->npool;
 }
 
-size_t ctxbin_fb_strings(const ctxbin_fb_result *r, const int64_t **spans, const uint8_t **pool, size_t *pool_len) {
-    *spans = r->spans;
-    *pool = r->pool;
-    *pool_len = r->npool;
-    return r->nstr;
+void ctxbin_fb_export(const ctxbin_fb_result *r, int64_t *cells, int64_t *spans, uint8_t *pool) {
+    for (uint32_t t = 0; t < r->ntypes; t++) {
+        size_t bytes = r->nrows[t] * r->width[t] * sizeof(int64_t);
+        if (bytes) memcpy(cells, r->rows[t], bytes);
+        cells += r->nrows[t] * r->width[t];
+    }
+    if (r->nstr) memcpy(spans, r->spans, r->nstr * 2 * sizeof(int64_t));
+    if (r->npool) memcpy(pool, r->pool, r->npool);
 }

@@ -394,56 +394,50 @@ class _V4Quant:
 
 class _V4Tensors:
     """Some rows of the ``Tensor`` tables of a walk (``rows``: their row
-    numbers): names, types, data types, shapes, encoding kinds and (after
-    :meth:`attach`) where each static tensor's bytes are, all checked at once.
-    :class:`Tensor` objects (with their encodings) are made per row on first use."""
+    numbers): names, types, data types and encoding kinds checked at once, and
+    (after :meth:`attach`) where each static tensor's bytes are, checked at
+    once too. Shapes, blobs and :class:`Tensor` objects (with their encodings)
+    are made per row on first use."""
 
     def __init__(self, w: Walk, rows: np.ndarray, doc: _Doc, graph: str, quant: Callable[[], _V4Quant]) -> None:
-        self.w, self.doc, self.graph, self._quant = w, doc, graph, quant
-        self.pos = w.pos("Tensor")[rows]
+        self.w, self.rows, self.doc, self.graph, self._quant = w, rows, doc, graph, quant
         self.names = w.texts("Tensor", "name", rows)
-        kinds = w.scalars("Tensor", "type")[rows]
+        self.kinds_np = kinds = w.scalars("Tensor", "type")[rows]
         i = _first(~_known(kinds, _KIND_CODES))
         if i is not None:
             raise self.error(f"tensor type {int(kinds[i])} is not one ctxbin models", i)
-        dtypes = w.scalars("Tensor", "dtype", _QNN_UNDEFINED)[rows]
+        self.dtypes_np = dtypes = w.scalars("Tensor", "dtype", _QNN_UNDEFINED)[rows]
         i = _first(~_known(dtypes, _DTYPE_CODES))
         if i is not None:
             raise self.error(f"unknown QNN data type 0x{int(dtypes[i]) & 0xFFFFFFFF:04x}", i)
-        at, count = (c[rows] for c in w.column("Tensor", "dims"))
-        self.ends = np.cumsum(count)
-        elems = _ranges(at, count, 4)
-        dims = w.fb.column("I", elems, f"{graph}.tensors") if elems.size else np.empty(0, np.uint32)
-        quant = w.column("Tensor", "quant")[0][rows].copy()
-        has_q = quant >= 0
-        if has_q.any():
+        quant = w.column("Tensor", "quant")[0][rows]
+        has_q = np.flatnonzero(quant >= 0)
+        if has_q.size:
             codes = w.scalars("Quant", "encoding")[quant[has_q]]
             i = _first(~_known(codes, _QUANT_DECODED))
             if i is not None:
                 code = int(codes[i])
                 label = QuantKind(code).name if code in _QUANT_KINDS else "unknown"
-                raise self.error(f"quantization encoding {code} ({label}) is not decoded by ctxbin yet",
-                                 int(np.flatnonzero(has_q)[i]))
-            quant[np.flatnonzero(has_q)[codes == int(QuantKind.NONE)]] = -1
-        self.kinds_np, self.dtypes_np = kinds, dtypes
-        self.kinds, self.dtypes = kinds.tolist(), dtypes.tolist()
-        self.dims, self.quant = dims.tolist(), quant.tolist()
-        self.dims_np = dims
-        self.blobs: list[tuple[int, ...] | None] = [None] * len(self.names)
-        self.cache: list[Tensor | None] = [None] * len(self.names)
+                raise self.error(f"quantization encoding {code} ({label}) is not decoded by ctxbin yet", int(has_q[i]))
+            quant = quant.copy()
+            quant[has_q[codes == int(QuantKind.NONE)]] = -1  # no encoding: no need to decode the Quant tables
+        self.quant = quant
+        self.statics = np.flatnonzero(kinds == int(TensorKind.STATIC))
+        # per row: its index among the statics (-1: no data); blob places per static
+        self.static_of = np.full(rows.size, -1, np.int64)
+        self.where: np.ndarray | None = None
+        self.dims_at, self.dims_count = (c[rows] for c in w.column("Tensor", "dims"))
+        self.cache: list[Tensor | None] = [None] * rows.size
 
     def error(self, msg: str, i: int) -> FormatError:
-        return self.w.fb.error(msg, f"{self.graph}/{self.names[i]}", int(self.pos[i]))
-
-    def static_rows(self) -> np.ndarray:
-        return np.flatnonzero(self.kinds_np == int(TensorKind.STATIC))
+        return self.w.fb.error(msg, f"{self.graph}/{self.names[i]}", int(self.w.pos("Tensor")[self.rows[i]]))
 
     def attach(self, td: np.ndarray, data: _V4Data) -> None:
         """Check the static rows' data (``td``: their TensorData rows in the
         ``model.params`` walk, -1 when missing): present, in bounds, and exactly
         the size their shape and data type need."""
         self.data = data
-        rows = self.static_rows()
+        rows = self.statics
         if not rows.size:
             return
         i = _first(td < 0)
@@ -452,10 +446,9 @@ class _V4Tensors:
         p = data.params
         ref = p.column("TensorData", "ref")[0][td]
         has_ref = ref >= 0
-        nbytes = np.zeros(rows.size, np.float64)
-        start = np.zeros(rows.size, np.int64)
-        offs: list[int] = []
-        sizes: list[int] = []
+        # (inline?, start, size, TensorData position) per static
+        where = np.zeros((rows.size, 4), np.int64)
+        where[:, 3] = p.pos("TensorData")[td]
         if has_ref.any():
             if data.params_bin is None:
                 r = int(rows[int(np.argmax(has_ref))])
@@ -464,84 +457,77 @@ class _V4Tensors:
             off = p.scalars("BinRef", "offset")[ref[has_ref]]
             size = p.scalars("BinRef", "size")[ref[has_ref]]
             total = np.uint64(len(data.params_bin))
-            bad = (off > total) | (size > total - np.minimum(off, total))
-            j = _first(bad)
+            j = _first((off > total) | (size > total - np.minimum(off, total)))
             if j is not None:
                 r = int(rows[np.flatnonzero(has_ref)[j]])
                 raise FormatError(
                     f"blob of {int(size[j])} bytes at {int(off[j])} lies outside its {int(total)}-byte buffer",
                     path=data.doc.path, obj=f"{self.graph}/{self.names[r]}", offset=int(off[j]))
-            offs, sizes = off.astype(np.int64).tolist(), size.astype(np.int64).tolist()
-            nbytes[has_ref] = size.astype(np.float64)
-            start[has_ref] = off.astype(np.int64)
-        td_pos = p.pos("TensorData")[td]
+            where[has_ref, 1] = off
+            where[has_ref, 2] = size
         if not has_ref.all():
             inline = ~has_ref
             vs, vc = (c[td] for c in p.column("TensorData", "bytes"))
             j = _first(inline & (vs < 0))
             if j is not None:
                 raise p.fb.error("static tensor has neither inline bytes nor a model.params.bin reference",
-                                 f"{self.graph}/{self.names[int(rows[j])]}", int(td_pos[j]))
-            start[inline] = p.fb.start + vs[inline]
-            nbytes[inline] = vc[inline]
+                                 f"{self.graph}/{self.names[int(rows[j])]}", int(where[j, 3]))
+            where[inline, 0] = 1
+            where[inline, 1] = p.fb.start + vs[inline]
+            where[inline, 2] = vc[inline]
+        self.where = where
+        self.static_of[rows] = np.arange(rows.size)
         # every static tensor's byte count must be its element count times its element size;
         # float products are exact below 2**52, the rest (and every mismatch) is re-checked exactly
-        counts = np.diff(self.ends, prepend=0)
-        d = np.append(self.dims_np.astype(np.float64), 1.0)
-        prod = np.multiply.reduceat(d, np.minimum(self.ends - counts, d.size - 1))
-        prod = np.where(counts == 0, 1.0, prod)[rows]
-        item = _ITEMSIZES[np.searchsorted(_DTYPE_CODES, self.dtypes_np[rows])]  # data types checked at init
-        need = prod * item
-        suspect = (item == 0) | (need != nbytes) | (need >= 2.0**52)
-        refs = iter(zip(offs, sizes))
-        for r, inl, s, n, tp in zip(rows.tolist(), (~has_ref).tolist(), start.tolist(), nbytes.tolist(),
-                                    td_pos.tolist()):
-            self.blobs[r] = (1, s, int(n), tp) if inl else (0, *next(refs))
-        for k in np.flatnonzero(suspect).tolist():
+        at, count = self.dims_at[rows], self.dims_count[rows]
+        dims = self.w.fb.column("I", _ranges(at, count, 4), f"{self.graph}.tensors").astype(np.float64)
+        ends = np.cumsum(count)
+        prod = np.multiply.reduceat(np.append(dims, 1.0), np.minimum(ends - count, dims.size))
+        need = np.where(count == 0, 1.0, prod) * _ITEMSIZES[np.searchsorted(_DTYPE_CODES, self.dtypes_np[rows])]
+        for k in np.flatnonzero((need == 0) | (need != where[:, 2]) | (need >= 2.0**52)).tolist():
             self.check_size(int(rows[k]))
 
     def shape(self, i: int) -> tuple[int, ...]:
-        return tuple(self.dims[int(self.ends[i - 1]) if i else 0 : int(self.ends[i])])
+        count = int(self.dims_count[i])  # the walk checked the vector's bounds
+        return struct.unpack_from(f"<{count}I", self.w.fb.buf, self.w.fb.start + int(self.dims_at[i])) if count else ()
 
     def check_size(self, i: int) -> None:
         """The exact (Python int) size check of row ``i``, raising the error."""
-        _check_size(self.shape(i), DType(self.dtypes[i]), self.blob(i), self.doc.path,  # type: ignore[arg-type]
+        _check_size(self.shape(i), DType(int(self.dtypes_np[i])), self.blob(i), self.doc.path,  # type: ignore[arg-type]
                     f"{self.graph}/{self.names[i]}")
 
     def blob(self, i: int) -> Blob | None:
-        where = self.blobs[i]
-        if where is None:
+        s = int(self.static_of[i])
+        if s < 0:
             return None
+        inline, start, size, td = self.where[s].tolist()  # type: ignore[union-attr]
         doc, obj = self.doc, f"{self.graph}/{self.names[i]}"
-        if where[0] == 0:
-            _, off, size = where
-            b = self.data.regions.get((off, size))
+        if not inline:
+            b = self.data.regions.get((start, size))
             if b is not None:
                 return b
-            at = doc.file_offset("model.params.bin", off)
-            origin = (doc.path, obj, at if at is not None else off)
+            at = doc.file_offset("model.params.bin", start)
+            origin = (doc.path, obj, at if at is not None else start)
             mapping = doc.zf.buffer
             if at is not None and isinstance(mapping, mmap.mmap):
                 # the same bytes addressed in the file mapping, so streaming writers can release their pages
                 b = Blob(mapping, at, size, origin=origin, file=doc.path)
             else:
-                b = Blob(self.data.params_bin, off, size, origin=origin)  # type: ignore[arg-type]
-            self.data.regions[(off, size)] = b
+                b = Blob(self.data.params_bin, start, size, origin=origin)  # type: ignore[arg-type]
+            self.data.regions[(start, size)] = b
             return b
-        _, start, n, td = where
         params = self.data.params.fb
-        raw = memoryview(params.buf)[start : start + n]
-        return Blob(raw, origin=(doc.path, obj, params.base + td))
+        return Blob(memoryview(params.buf)[start : start + size], origin=(doc.path, obj, params.base + td))
 
     def tensor(self, i: int) -> Tensor:
         """Row ``i`` as a Tensor, made once; its scale/offset tables are decoded here."""
         t = self.cache[i]
         if t is None:
             name = self.names[i]
-            q = self.quant[i]
+            q = int(self.quant[i])
             enc = self._quant().encoding(q, f"{self.graph}/{name}.quantization") if q >= 0 else None
-            t = self.cache[i] = Tensor(name, DType(self.dtypes[i]), self.shape(i), TensorKind(self.kinds[i]), enc,
-                                       self.blob(i))
+            t = self.cache[i] = Tensor(name, DType(int(self.dtypes_np[i])), self.shape(i),
+                                       TensorKind(int(self.kinds_np[i])), enc, self.blob(i))
         return t
 
 
@@ -568,35 +554,35 @@ def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
     quant = _Once(partial(_V4Quant, w))
     nodes_walk = _Once(partial(walk, fb, _V4_NODES))
     graphs = []
-    g_names = w.texts("Graph", "name")
-    g_pos = w.pos("Graph").tolist()
     t_first, t_count = (c.tolist() for c in w.column("Graph", "tensors"))
     n_count = w.column("Graph", "nodes")[1].tolist()
-    for gi, name in enumerate(g_names):
+    for gi, name in enumerate(w.texts("Graph", "name")):
         if name not in params:
-            raise doc.error("graph has no parameters in model.params", name, "model", _PREFIX + g_pos[gi])
-        tensor_data, node_params = params[name]
+            raise doc.error("graph has no parameters in model.params", name, "model", _PREFIX + int(w.pos("Graph")[gi]))
+        td_names, td_first, node_params = params[name]
         cols = _V4Tensors(w, np.arange(t_first[gi], t_first[gi] + t_count[gi]), doc, name, quant)
-        row_of = dict(zip(cols.names, range(len(cols.names))))
-        if len(row_of) != len(cols.names):
-            dup = next(n for i, n in enumerate(cols.names) if row_of[n] != i)
+        names = cols.names
+        row_of = dict(zip(names, range(len(names))))
+        if len(row_of) != len(names):
+            dup = next(n for i, n in enumerate(names) if row_of[n] != i)
             raise doc.error("duplicate tensor name", f"{name}/{dup}", "model")
-        statics = cols.static_rows().tolist()
-        cols.attach(np.array([tensor_data.get(cols.names[i], -1) for i in statics], np.int64), data)
-        kinds = cols.kinds
+        by_name = dict(zip(td_names, range(td_first, td_first + len(td_names))))
+        cols.attach(np.array([by_name.get(names[i], -1) for i in cols.statics.tolist()], np.int64), data)
+        kinds = cols.kinds_np
         graphs.append(Graph(
             name=name,
-            inputs=tuple(cols.tensor(i) for i, k in enumerate(kinds) if k == TensorKind.INPUT),
-            outputs=tuple(cols.tensor(i) for i, k in enumerate(kinds) if k == TensorKind.OUTPUT),
+            inputs=tuple(cols.tensor(i) for i in np.flatnonzero(kinds == int(TensorKind.INPUT)).tolist()),
+            outputs=tuple(cols.tensor(i) for i in np.flatnonzero(kinds == int(TensorKind.OUTPUT)).tolist()),
             nodes=LazyTuple(n_count[gi], partial(_v4_nodes, nodes_walk, gi, node_params, doc, name, data)),
-            tensors=LazyTable(row_of, cols.tensor, f"tensor table of {cols.graph!r}"),
+            tensors=LazyTable(row_of, cols.tensor, f"tensor table of {name!r}"),
         ))
     return graphs
 
 
-def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[dict[str, int], tuple[int, int]]]]:
-    """Per graph: static tensor name -> its TensorData row, and the range of
-    its NodeParameters rows (one per node, decoded with the nodes)."""
+def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[list[str], int, tuple[int, int]]]]:
+    """Per graph: its TensorData names and the row of the first (names are
+    unique), and the range of its NodeParameters rows (one per node, decoded
+    with the nodes)."""
     raw = doc.entry("model.params")
     major, _ = _prefix(raw, doc, "model.params")
     if major != 4:
@@ -606,15 +592,16 @@ def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[dict[str, int], tupl
     td_first, td_count = (c.tolist() for c in p.column("GraphParameters", "tensors"))
     np_first, np_count = (c.tolist() for c in p.column("GraphParameters", "nodes"))
     td_names = p.texts("TensorData", "name")
-    td_pos = p.pos("TensorData")
     out = {}
     for gi, name in enumerate(p.texts("GraphParameters", "name")):
         lo, hi = td_first[gi], td_first[gi] + td_count[gi]
-        by_name = dict(zip(td_names[lo:hi], range(lo, hi)))
-        if len(by_name) != hi - lo:
-            i = next(i for i in range(lo, hi) if by_name[td_names[i]] != i)
-            raise p.fb.error(f"duplicate tensor data {td_names[i]!r}", f"{name}.tensor_params[{i - lo}]", int(td_pos[i]))
-        out[name] = (by_name, (np_first[gi], np_count[gi]))
+        names = td_names[lo:hi]
+        if len(set(names)) != len(names):
+            first = dict(zip(names, range(lo, hi)))
+            i = next(i for i in range(lo, hi) if first[td_names[i]] != i)
+            raise p.fb.error(f"duplicate tensor data {td_names[i]!r}", f"{name}.tensor_params[{i - lo}]",
+                             int(p.pos("TensorData")[i]))
+        out[name] = (names, lo, (np_first[gi], np_count[gi]))
     return _V4Data(doc, p, params_bin), out
 
 
