@@ -17,12 +17,12 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-import flatbuffers
 import numpy as np
 
 from ..errors import ChecksumError, FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
 from ..flatbuf import FlatBuffer, Table
+from ..flatbuild import REF, Builder, Layout
 from ..hashing import hash_many, xxh3_64
 from ..ir import (
     BackendBinary,
@@ -94,7 +94,6 @@ _BB_BACKEND, _BB_BLOB, _BB_GRAPH = range(3)
  _G_N_OUTPUTS, _G_N_ATTR_COUNT, _G_A_NAME, _G_A_KIND, _G_A_REF, _G_A_LEN,
  _G_A_INTS, _G_A_FLOATS, _G_A_BYTES, _G_A_ARRAYS, _G_OPSET_DOMAIN,
  _G_OPSET_VERSION, _G_META_KEY, _G_META_VALUE, _G_BINARY) = range(35)
-_G_FIELDS = 35
 (_C_META_KEYS, _C_META_VALUES, _C_TARGET, _C_BLOB_OFFSETS, _C_BLOB_SIZES,
  _C_BLOB_HASHES, _C_GRAPHS) = range(7)
 
@@ -156,8 +155,8 @@ class _Writer:
     def __init__(self, container: Container, path: str) -> None:
         self.c = container
         self.path = path
-        self.b = flatbuffers.Builder(1 << 16)
-        self.b.ForceDefaults(True)
+        self.b = Builder(force_defaults=True)
+        self.layouts: dict[tuple[tuple[int, str], ...], Layout] = {}
         self.blobs: list[Blob] = []
         self.blob_ids: dict[int, int] = {}
 
@@ -173,23 +172,19 @@ class _Writer:
 
     # -- flatbuffer helpers
     def vec(self, values: Any, dtype: str) -> int:
-        return self.b.CreateNumpyVector(np.asarray(values, dtype=dtype).reshape(-1))
+        return self.b.vector(np.asarray(values, dtype=dtype).reshape(-1))
 
     def offsets(self, offs: Sequence[int]) -> int:
-        b = self.b
-        b.StartVector(4, len(offs), 4)
-        for off in reversed(offs):
-            b.PrependUOffsetTRelative(off)
-        return b.EndVector()
+        return self.b.refs(offs)
 
-    def table(self, nfields: int, refs: Mapping[int, int], scalars: Iterable[tuple[int, str, Any]] = ()) -> int:
-        b = self.b
-        b.StartObject(nfields)
-        for slot, off in refs.items():
-            b.PrependUOffsetTRelativeSlot(slot, off, 0)
-        for slot, kind, value in scalars:
-            getattr(b, f"Prepend{kind}Slot")(slot, value, 0)
-        return b.EndObject()
+    def table(self, refs: Mapping[int, int], scalars: Iterable[tuple[int, str, Any]] = ()) -> int:
+        """A table of references, then scalars given as (slot, struct format, value)."""
+        scalars = list(scalars)
+        spec = (*((slot, REF) for slot in refs), *((slot, fmt) for slot, fmt, _ in scalars))
+        layout = self.layouts.get(spec)
+        if layout is None:
+            layout = self.layouts[spec] = Layout(*spec)
+        return self.b.table(layout, [*refs.values(), *(v for _, _, v in scalars)])
 
     # -- objects
     def build(self) -> bytes:
@@ -208,14 +203,14 @@ class _Writer:
         for k, v in meta.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise self.fail("container metadata", f"key {k!r}: keys and values must be strings")
-        keys = self.offsets([self.b.CreateString(k) for k in meta])
-        values = self.offsets([self.b.CreateString(v) for v in meta.values()])
+        keys = self.offsets([self.b.string(k) for k in meta])
+        values = self.offsets([self.b.string(v) for v in meta.values()])
         target = self.target(c.target)
         sizes = [blob.nbytes for blob in self.blobs]
         offsets = _layout(sizes)[0]
         hash_blobs(self.blobs)
         hashes = [blob.hash for blob in self.blobs]
-        root = self.table(7, {
+        root = self.table({
             _C_META_KEYS: keys,
             _C_META_VALUES: values,
             _C_TARGET: target,
@@ -224,17 +219,16 @@ class _Writer:
             _C_BLOB_HASHES: self.vec(hashes, "<u8"),
             _C_GRAPHS: self.offsets(graphs),
         })
-        self.b.Finish(root, file_identifier=IDENTIFIER)
-        out = bytes(self.b.Output())
+        out = self.b.finish(root, IDENTIFIER)
         if len(out) > LIMITS.metadata_size:
             raise self.fail("metadata", f"{len(out)} bytes (limit {LIMITS.metadata_size})")
         return out
 
     def target(self, t: Target) -> int:
-        backend = self.b.CreateString(t.backend)
-        sdk = self.b.CreateString(t.sdk_version)
-        scalars = [(s, "Int64", v) for s, v in ((_T_SOC, t.soc_model), (_T_ARCH, t.htp_arch)) if v is not None]
-        return self.table(4, {_T_BACKEND: backend, _T_SDK: sdk}, scalars)
+        backend = self.b.string(t.backend)
+        sdk = self.b.string(t.sdk_version)
+        scalars = [(s, "q", v) for s, v in ((_T_SOC, t.soc_model), (_T_ARCH, t.htp_arch)) if v is not None]
+        return self.table({_T_BACKEND: backend, _T_SDK: sdk}, scalars)
 
     def encoding(self, e: QuantEncoding, where: str) -> int:
         refs = {
@@ -244,16 +238,16 @@ class _Writer:
             _Q_BLOCK_SCALES: self.vec(e.block_scales, "<i8"),
         }
         scalars = [
-            (_Q_KIND, "Uint32", int(e.kind)),
-            (_Q_BITWIDTH, "Uint32", int(e.bitwidth)),
-            (_Q_SYM, "Bool", bool(e.is_symmetric)),
-            (_Q_BLOCK_BW, "Uint32", int(e.block_scale_bitwidth)),
+            (_Q_KIND, "I", int(e.kind)),
+            (_Q_BITWIDTH, "I", int(e.bitwidth)),
+            (_Q_SYM, "?", bool(e.is_symmetric)),
+            (_Q_BLOCK_BW, "I", int(e.block_scale_bitwidth)),
         ]
         if e.axis is not None:
-            scalars.append((_Q_AXIS, "Int32", int(e.axis)))
+            scalars.append((_Q_AXIS, "i", int(e.axis)))
         if int(e.kind) not in _QKINDS:
             raise self.fail(where, f"unknown quantization kind {e.kind}")
-        return self.table(9, refs, scalars)
+        return self.table(refs, scalars)
 
     def graph(self, g: Graph) -> int:
         where = f"graph {g.name!r}"
@@ -345,14 +339,14 @@ class _Writer:
         binary = None
         if g.binary is not None:
             bb = g.binary
-            binary = self.table(3, {
-                _BB_BACKEND: self.b.CreateString(bb.backend),
-                _BB_GRAPH: self.b.CreateString(bb.graph_name),
-            }, [(_BB_BLOB, "Uint32", self.blob(bb.blob))])
+            binary = self.table({
+                _BB_BACKEND: self.b.string(bb.backend),
+                _BB_GRAPH: self.b.string(bb.graph_name),
+            }, [(_BB_BLOB, "I", self.blob(bb.blob))])
 
         refs = {
-            _G_NAME: self.b.CreateString(g.name),
-            _G_STRINGS: self.b.CreateByteVector(pool.encode()),
+            _G_NAME: self.b.string(g.name),
+            _G_STRINGS: self.b.byte_vector(pool.encode()),
             _G_T_NAME: self.vec(t_name, "<u4"),
             _G_T_DTYPE: self.vec(t_dtype, "<u4"),
             _G_T_KIND: self.vec(t_kind, "u1"),
@@ -379,7 +373,7 @@ class _Writer:
             _G_A_INTS: self.vec(attrs.ints, "<i8"),
             _G_A_FLOATS: self.vec(attrs.floats, "<f8"),
             _G_A_BYTES: self.offsets([
-                self.table(1, {0: self.b.CreateByteVector(bytes(x))}) for x in attrs.bytes_
+                self.table({0: self.b.byte_vector(bytes(x))}) for x in attrs.bytes_
             ]),
             _G_A_ARRAYS: self.offsets([self.array(a) for a in attrs.arrays]),
             _G_OPSET_DOMAIN: self.vec(opset_domain, "<u4"),
@@ -389,7 +383,7 @@ class _Writer:
         }
         if binary is not None:
             refs[_G_BINARY] = binary
-        return self.table(_G_FIELDS, refs, [(_G_TABLE_SIZE, "Uint32", len(table))])
+        return self.table(refs, [(_G_TABLE_SIZE, "I", len(table))])
 
     def check_static(self, t: Tensor, where: str) -> None:
         if not all(isinstance(d, (int, np.integer)) for d in t.shape):
@@ -403,10 +397,10 @@ class _Writer:
             raise self.fail(where, f"shape {t.shape} needs {need} bytes, its blob has {t.data.nbytes}")  # type: ignore[union-attr]
 
     def array(self, a: np.ndarray) -> int:
-        dtype = self.b.CreateString(a.dtype.str)
+        dtype = self.b.string(a.dtype.str)
         shape = self.vec(a.shape, "<i8")
-        data = self.b.CreateByteVector(np.ascontiguousarray(a).tobytes())
-        return self.table(3, {_A_DTYPE: dtype, _A_SHAPE: shape, _A_DATA: data})
+        data = self.b.byte_vector(np.ascontiguousarray(a).tobytes())
+        return self.table({_A_DTYPE: dtype, _A_SHAPE: shape, _A_DATA: data})
 
 
 class _AttrColumns:

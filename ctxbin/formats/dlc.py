@@ -40,6 +40,7 @@ import numpy as np
 from ..errors import FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
 from ..flatbuf import SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field, FlatBuffer, Schema, Table, TableType, Walk, walk
+from ..flatbuild import REF, Builder, Layout
 from ..hashing import crc32, crc32_combine, crc32_many, hash_and_crc
 from ..ir import (
     AttrValue,
@@ -951,6 +952,10 @@ def write(
     source). ONNX-namespace graphs must be lowered to QNN ops first
     (:func:`ctxbin.convert.convert`); v3 (SNPE layer) graphs cannot be written.
     ``durable=False`` skips the fsyncs (the rename stays atomic).
+    Every CRC-32 is computed from the bytes written, except when the weights
+    entry is a verbatim copy of a source DLC's that records one: that one is
+    carried over (no weight is read again, and damage the source has taken
+    since it was written stays detectable).
     """
     out = os.fspath(path)
     chosen = list(container.graphs) if graphs is None else [container.graph(n) for n in graphs]
@@ -963,17 +968,18 @@ def write(
     statics = [s for p in plans for s in p.statics]
     weights = _layout(statics, share)
     meta, history = _metadata_entries(container.metadata, names)
-    # The weights are copied (kernel) and their CRC-32 taken (C core) on two
-    # workers without the GIL while this thread builds the flatbuffers
-    # (Python); the CRC goes into the local header afterwards.
-    with atomic_write(out, fsync=durable) as f, ThreadPoolExecutor(2) as pool:  # workers end before the file closes
+    # The weights are copied (kernel, on a worker, no GIL) while this thread
+    # builds the flatbuffers (Python), then takes their CRC-32 (recorded by
+    # the source, or read by the C core without the GIL); the CRC goes into
+    # the local header afterwards.
+    with atomic_write(out, fsync=durable) as f, ThreadPoolExecutor(1) as pool:  # the worker ends before the file closes
         z = _ZipWriter(f)
         z.begin(_PARAMS_BIN, weights.size)
         copy = pool.submit(weights.write, f)
-        crc = pool.submit(weights.crc)
         model, params = _model_entry(plans), _params_entry(plans, weights.offsets)
+        crc = weights.crc()
         copy.result()
-        z.end(crc.result())
+        z.end(crc)
         for name, data in ((_HISTORY_ENTRY, history), (_META_ENTRY, meta), ("model", model), ("model.params", params)):
             z.add(name, data)
         z.close()
@@ -982,8 +988,9 @@ def write(
 @dataclass(frozen=True)
 class _GraphPlan:
     """One graph as it will be written: tensor ids and types, each node's
-    params sorted by name (tensor params as static tensors), and its static
-    tensors in ``model.params`` order (graph weights by name, then node params)."""
+    params sorted by name (tensor params as static tensors, scalars as their
+    QNN type and plain value), and its static tensors in ``model.params``
+    order (graph weights by name, then node params)."""
 
     graph: Graph
     tensors: tuple[tuple[Tensor, TensorKind], ...]
@@ -1024,10 +1031,14 @@ def _plan_graph(g: Graph, path: str) -> _GraphPlan:
             kind = TensorKind.INPUT if t.name in inputs else TensorKind.OUTPUT if t.name in outputs else t.kind
         tensors.append((t, kind))
     taken = set(g.tensors)
-    missing = [t.name for t in (*g.inputs, *g.outputs) if t.name not in taken]
-    missing += [i for n in g.nodes for i in (*n.inputs, *n.outputs) if i and i not in taken]
+    used = [t.name for t in (*g.inputs, *g.outputs)]
+    for n in g.nodes:
+        used += n.inputs
+        used += n.outputs
+    missing = set(used).difference(taken, ("",))  # "" = an optional input left out
     if missing:
-        raise FormatError(f"names tensors missing from the graph's tensor table: {sorted(set(missing))[:8]}", path=path, obj=f"graph {g.name!r}")
+        raise FormatError(f"names tensors missing from the graph's tensor table: {sorted(missing)[:8]}",
+                          path=path, obj=f"graph {g.name!r}")
     params, node_weights = [], []
     for n in g.nodes:
         items, weights = _node_params(n, g.name, taken, path)
@@ -1063,13 +1074,13 @@ def _check_writable(t: Tensor, graph: str, path: str) -> None:
 
 
 def _node_params(n: Node, graph: str, taken: set[str], path: str) -> tuple[tuple[tuple[str, Any], ...], tuple[Tensor, ...]]:
-    """(name, scalar or static Tensor) pairs sorted by name, as QNN stores them, and the tensors."""
-    items: list[tuple[str, Any]] = [("packageName", n.domain or _PACKAGE)]
-    weights = []
+    """(name, static Tensor or (DType, plain scalar)) pairs sorted by name, as
+    QNN stores them, and the tensors in that order."""
+    items: list[tuple[str, Any]] = [("packageName", (DType.STRING, n.domain or _PACKAGE))]
+    tensors = False
     for key, value in n.attrs.items():
-        obj = f"{graph}/{n.name}.{key}"
         if key == "packageName":
-            raise FormatError("packageName belongs in Node.domain", path=path, obj=obj)
+            raise FormatError("packageName belongs in Node.domain", path=path, obj=f"{graph}/{n.name}.{key}")
         if isinstance(value, np.ndarray) and value.ndim > 0:
             name = f"{n.name}_{key}"
             k = 1
@@ -1079,33 +1090,30 @@ def _node_params(n: Node, graph: str, taken: set[str], path: str) -> tuple[tuple
             try:
                 dtype = DType.from_numpy(value.dtype)
             except TypeError as e:
-                raise FormatError(str(e), path=path, obj=obj) from None
-            t = Tensor(name, dtype, tuple(int(d) for d in value.shape), TensorKind.STATIC, None, Blob.from_array(value))
-            weights.append(t)
-            items.append((key, t))
+                raise FormatError(str(e), path=path, obj=f"{graph}/{n.name}.{key}") from None
+            items.append((key, Tensor(name, dtype, value.shape, TensorKind.STATIC, None, Blob.from_array(value))))
+            tensors = True
         else:
-            _scalar_value(value, path, obj)  # fail here, with the parameter's name, not mid-write
-            items.append((key, value))
+            try:  # here, with the parameter's name, not mid-write
+                items.append((key, _scalar_value(value)))
+            except TypeError as e:
+                raise FormatError(str(e), path=path, obj=f"{graph}/{n.name}.{key}") from None
     items.sort(key=lambda kv: kv[0])
-    order = {id(t): i for i, (_, t) in enumerate(items)}
-    return tuple(items), tuple(sorted(weights, key=lambda t: order[id(t)]))
+    return tuple(items), tuple(t for _, t in items if isinstance(t, Tensor)) if tensors else ()
 
 
-def _scalar_value(value: Any, path: str, obj: str) -> tuple[DType, bool | int | float | str]:
-    """The QNN type and plain value of a scalar parameter (0-d arrays keep their type)."""
+def _scalar_value(value: Any) -> tuple[DType, bool | int | float | str]:
+    """The QNN type and plain value of a scalar parameter (0-d arrays keep
+    their type); TypeError for values a DLC cannot hold."""
     if isinstance(value, np.ndarray):
-        try:
-            return DType.from_numpy(value.dtype), value.item()
-        except TypeError as e:
-            raise FormatError(str(e), path=path, obj=obj) from None
+        return DType.from_numpy(value.dtype), value.item()
     if isinstance(value, (bool, int, float, str)):
         dtype = _scalar_dtype(value)
         if dtype is not None:
             return dtype, value
-    raise FormatError(
+    raise TypeError(
         f"parameter value {value!r} ({type(value).__name__}) has no DLC form: "
-        "scalars are bool/int/float/str or 0-d arrays, tensor params numpy arrays",
-        path=path, obj=obj,
+        "scalars are bool/int/float/str or 0-d arrays, tensor params numpy arrays"
     )
 
 
@@ -1126,9 +1134,14 @@ class _Weights:
         write_blobs(f, [b for _, b in self.runs], [o for o, _ in self.runs])
 
     def crc(self) -> int:
-        """CRC-32 of the entry, combined per blob. Blobs the layout did not
-        hash are read here in one call of the C core (no GIL, one thread),
-        which can run while :meth:`write` copies in the kernel."""
+        """CRC-32 of the entry: the one the source records when the entry is
+        a verbatim copy of a source DLC's (:func:`_recorded_crc`), else
+        combined per blob. Blobs the layout did not hash are read here in one
+        call of the C core (no GIL, one thread), which runs while
+        :meth:`write` copies in the kernel."""
+        recorded = _recorded_crc(self.runs, self.size)
+        if recorded is not None:
+            return recorded
         crcs = dict(self.known)
         todo = list({id(b): b for _, b in self.runs if id(b) not in crcs}.values())
         more = crc32_many([b.raw() for b in todo], release=[True] * len(todo), threads=1)
@@ -1138,6 +1151,44 @@ class _Weights:
             crc = crc32_combine(crc32(bytes(off - end), crc), crcs[id(blob)], blob.nbytes)
             end = off + blob.nbytes
         return crc
+
+
+_SMALL_BLOB = 1 << 16  # in-memory blobs up to this size may be compared with a source's bytes
+
+
+def _recorded_crc(runs: list[tuple[int, Blob]], size: int) -> int | None:
+    """The CRC-32 the source archive records for the entry being written, when
+    the entry is a verbatim copy of a stored source entry: every blob mapped
+    from the source sits at its source position, the few small ones in
+    memory (tensor params) hold the source's bytes there, the gaps are zero:
+    e.g. a DLC rewritten with its weights unchanged. The archive is parsed
+    from the blobs' own mapping, so the recorded value and the bytes belong
+    to one file. Carrying it instead of reading every weight again also keeps
+    damage the source has since taken detectable in the copy. None when the
+    source records no CRC (QNN writes 0), is no ZIP archive, or differs."""
+    first = next((b for _, b in runs if b.file is not None), None)
+    if first is None:
+        return None
+    source = first.raw().obj  # the source file, mapped from byte 0
+    try:
+        entries = ZipArchive(source, path=first.file).entries
+    except FormatError:
+        return None
+    base = first.offset - next(o for o, b in runs if b is first)
+    entry = next((e for e in entries if e.method == 0 and e.data_offset == base and e.size == size and e.crc), None)
+    if entry is None:
+        return None
+    src = memoryview(source).cast("B")[base : base + size]
+    end = 0
+    for off, blob in runs:
+        if blob.file is not None:
+            same = blob.offset == base + off and blob.raw().obj is source
+        else:  # compared byte for byte: only small ones, larger ones are changed weights
+            same = blob.nbytes <= _SMALL_BLOB and blob.raw() == src[off : off + blob.nbytes]
+        if not same or any(src[end:off]):
+            return None
+        end = off + blob.nbytes
+    return None if any(src[end:]) else entry.crc
 
 
 def _layout(statics: list[Tensor], share: str) -> _Weights:
@@ -1190,178 +1241,110 @@ def _layout(statics: list[Tensor], share: str) -> _Weights:
     return _Weights(offsets, runs, end, {k: int(c) for k, c in zip(blobs, crcs.tolist())})
 
 
-def _prefixed(builder: Any) -> bytes:
+def _prefixed(flatbuffer: bytes) -> bytes:
     major, minor = _V4_VERSION
-    return _MAGIC + major.to_bytes(2, "little") + minor.to_bytes(2, "little") + bytes(2) + bytes(builder.Output())
+    return _MAGIC + major.to_bytes(2, "little") + minor.to_bytes(2, "little") + bytes(2) + flatbuffer
 
 
-def _vector(b: Any, offsets: Sequence[int]) -> int:
-    b.StartVector(4, len(offsets), 4)
-    for o in reversed(offsets):
-        b.PrependUOffsetTRelative(o)
-    return b.EndVector()
+# Tables as QNN writes them, fields in the order they are written (docs/DLC.md).
+_SCALE_OFFSET = Layout((_V4.SO_BITWIDTH, "i"), (_V4.SO_SCALE, "f"), (_V4.SO_OFFSET, "i"), (_V4.SO_SYMMETRIC, "B"))
+_AXIS = Layout((_V4.AX_AXIS, "i"), (_V4.AX_LIST, REF))
+_QUANT = Layout((_V4.Q_ENCODING, "i"), (_V4.Q_DEFINED, "B"), (_V4.Q_SCALE_OFFSET, REF), (_V4.Q_AXIS, REF))
+_TENSOR = Layout(
+    (_V4.T_ID, "I"), (_V4.T_NAME, REF), (_V4.T_TYPE, "i"), (_V4.T_DIMS, REF), (_V4.T_UNK4, "i"), (_V4.T_QUANT, REF),
+    (_V4.T_DTYPE, "i"), (_V4.T_DTYPE2, "i"), (_V4.T_UNK8, "B"), (_V4.T_UNK12, "i"), (_V4.T_DYNAMIC, REF),
+)
+# one of string, double, unsigned or signed 64-bit value is given
+_VALUE = Layout((_V4.V_DTYPE, "i"), (_V4.V_STRING, REF), (_V4.V_FLOAT, "d"), (_V4.V_INT, "Q"), (_V4.V_INT, "q"))
+_ATTR = Layout((_V4.A_NAME, REF), (_V4.A_KIND, "i"), (_V4.A_FLAG, "B"), (_V4.A_VALUE, REF), (_V4.A_TENSOR, REF))
+_NODE = Layout((_V4.N_NAME, REF), (_V4.N_TYPE, REF), (_V4.N_INPUTS, REF), (_V4.N_OUTPUTS, REF), (_V4.N_ATTRS, REF))
+_GRAPH = Layout((_V4.G_NAME, REF), (_V4.G_NODES, REF), (_V4.G_TENSORS, REF), (_V4.G_NAME2, REF))
+_MODEL = Layout((_V4.GRAPHS, REF))
+_DATA_REF = Layout((_V4.REF_OFFSET, "Q"), (_V4.REF_SIZE, "Q"))
+_TENSOR_DATA = Layout((_V4.TD_NAME, REF), (_V4.TD_REF, REF))
+_NODE_PARAMS = Layout((_V4.PN_TENSORS, REF))
+_GRAPH_PARAMS = Layout((_V4.PG_NAME, REF), (_V4.PG_TENSORS, REF), (_V4.PG_NODES, REF))
+_PARAMS = Layout((_V4.P_GRAPHS, REF))
 
 
-def _string_vector(b: Any, items: Iterable[str]) -> int:
-    return _vector(b, [b.CreateString(s) for s in items])
-
-
-def _fb_scale_offset(b: Any, scale: float, offset: int, bits: int, symmetric: bool) -> int:
-    b.StartObject(6)
-    b.PrependInt32Slot(_V4.SO_BITWIDTH, bits, 0)
-    b.PrependFloat32Slot(_V4.SO_SCALE, scale, 0.0)
-    b.PrependInt32Slot(_V4.SO_OFFSET, offset, 0)
-    b.PrependUint8Slot(_V4.SO_SYMMETRIC, int(symmetric), 0)
-    return b.EndObject()
-
-
-def _fb_quant(b: Any, enc: QuantEncoding | None) -> int:
+def _fb_quant(b: Builder, enc: QuantEncoding | None) -> int:
     if enc is None:
-        b.StartObject(4)
-        b.PrependInt32Slot(_V4.Q_ENCODING, QuantKind.NONE, 0)
-        return b.EndObject()
-    chans = [_fb_scale_offset(b, s, o, enc.bitwidth, enc.is_symmetric) for s, o in zip(enc.scales, enc.offsets)]
+        return b.table(_QUANT, (QuantKind.NONE, None, None, None))
+    bits, sym = enc.bitwidth, int(enc.is_symmetric)
+    chans = [b.table(_SCALE_OFFSET, (bits, s, o, sym)) for s, o in zip(enc.scales, enc.offsets)]
     if enc.kind == QuantKind.SCALE_OFFSET:
-        field, child = _V4.Q_SCALE_OFFSET, chans[0]
-    else:
-        vec = _vector(b, chans)
-        b.StartObject(2)
-        b.PrependInt32Slot(_V4.AX_AXIS, enc.axis or 0, 0)
-        b.PrependUOffsetTRelativeSlot(_V4.AX_LIST, vec, 0)
-        field, child = _V4.Q_AXIS, b.EndObject()
-    b.StartObject(4)
-    b.PrependInt32Slot(_V4.Q_ENCODING, enc.kind, 0)
-    b.PrependUint8Slot(_V4.Q_DEFINED, 1, 0)
-    b.PrependUOffsetTRelativeSlot(field, child, 0)
-    return b.EndObject()
+        return b.table(_QUANT, (enc.kind, 1, chans[0], None))
+    axis = b.table(_AXIS, (enc.axis or 0, b.refs(chans)))
+    return b.table(_QUANT, (enc.kind, 1, None, axis))
 
 
-def _fb_tensor(b: Any, t: Tensor, kind: TensorKind, tid: int) -> int:
-    name = b.CreateString(t.name)
-    dims = b.CreateNumpyVector(np.asarray(t.shape, np.uint32))
+def _fb_tensor(b: Builder, t: Tensor, kind: TensorKind, tid: int) -> int:
+    name = b.string(t.name)
+    dims = b.vector(t.shape, np.uint32)
     quant = _fb_quant(b, t.encoding)
-    dynamic = b.CreateNumpyVector(np.zeros(0, np.uint8))
-    b.StartObject(15)
-    b.PrependUint32Slot(_V4.T_ID, tid, 0)
-    b.PrependUOffsetTRelativeSlot(_V4.T_NAME, name, 0)
-    b.PrependInt32Slot(_V4.T_TYPE, kind, 0)
-    b.PrependUOffsetTRelativeSlot(_V4.T_DIMS, dims, 0)
-    b.PrependInt32Slot(_V4.T_UNK4, -1, 0)
-    b.PrependUOffsetTRelativeSlot(_V4.T_QUANT, quant, 0)
-    b.PrependInt32Slot(_V4.T_DTYPE, t.dtype, 0)
-    b.PrependInt32Slot(_V4.T_DTYPE2, t.dtype, 0)
-    # QNN sets this flag on float32 and fixed-point tensors only (meaning unknown; docs/DLC.md)
-    b.PrependUint8Slot(_V4.T_UNK8, int(t.dtype == DType.FLOAT32 or t.dtype.is_quantized), 0)
-    b.PrependInt32Slot(_V4.T_UNK12, -1, 0)
-    b.PrependUOffsetTRelativeSlot(_V4.T_DYNAMIC, dynamic, 0)
-    return b.EndObject()
+    dynamic = b.byte_vector(b"")
+    dtype = t.dtype
+    # QNN sets T_UNK8 on float32 and fixed-point tensors only (meaning unknown; docs/DLC.md)
+    flag = int(dtype == DType.FLOAT32 or dtype.is_quantized)
+    return b.table(_TENSOR, (tid, name, kind, dims, -1, quant, dtype, dtype, flag, -1, dynamic))
 
 
-def _fb_scalar(b: Any, dtype: DType, value: bool | int | float | str) -> int:
+def _fb_scalar(b: Builder, dtype: DType, value: bool | int | float | str) -> int:
     cls = dtype >> 8
-    text = b.CreateString(value) if dtype == DType.STRING else None
-    b.StartObject(4)
-    b.PrependInt32Slot(_V4.V_DTYPE, dtype, 0)
-    if text is not None:
-        b.PrependUOffsetTRelativeSlot(_V4.V_STRING, text, 0)
-    elif cls == 2:  # floats are stored as doubles holding the value of their own type
-        b.PrependFloat64Slot(_V4.V_FLOAT, float(np.array(value, dtype.numpy)), 0.0)
-    elif cls in (1, 4):
-        b.PrependUint64Slot(_V4.V_INT, int(value), 0)
-    else:
-        b.PrependInt64Slot(_V4.V_INT, int(value), 0)
-    return b.EndObject()
+    if dtype == DType.STRING:
+        return b.table(_VALUE, (dtype, b.string(value), None, None, None))  # type: ignore[arg-type]
+    if cls == 2:  # floats are stored as doubles holding the value of their own type
+        return b.table(_VALUE, (dtype, None, float(np.array(value, dtype.numpy)), None, None))
+    if cls in (1, 4):
+        return b.table(_VALUE, (dtype, None, None, int(value), None))
+    return b.table(_VALUE, (dtype, None, None, None, int(value)))
 
 
-def _fb_node(b: Any, n: Node, params: tuple[tuple[str, Any], ...], plan: _GraphPlan) -> int:
+def _fb_node(b: Builder, n: Node, params: tuple[tuple[str, Any], ...], plan: _GraphPlan) -> int:
     entries = []
     for key, value in params:
-        tensor = isinstance(value, Tensor)
-        if tensor:
+        if isinstance(value, Tensor):
             child = _fb_tensor(b, value, TensorKind.STATIC, plan.ids[value.name])
+            entries.append(b.table(_ATTR, (b.string(key), 1, 1, None, child)))
         else:
-            dtype, scalar = _scalar_value(value, "", key)
-            child = _fb_scalar(b, dtype, scalar)
-        name = b.CreateString(key)
-        b.StartObject(5)
-        b.PrependUOffsetTRelativeSlot(_V4.A_NAME, name, 0)
-        b.PrependInt32Slot(_V4.A_KIND, int(tensor), 0)
-        # QNN marks string params 2 and all others 1 (meaning unknown; docs/DLC.md)
-        b.PrependUint8Slot(_V4.A_FLAG, 2 if isinstance(value, str) else 1, 0)
-        b.PrependUOffsetTRelativeSlot(_V4.A_TENSOR if tensor else _V4.A_VALUE, child, 0)
-        entries.append(b.EndObject())
-    attrs = _vector(b, entries)
-    name, op = b.CreateString(n.name), b.CreateString(n.op_type)
-    ins, outs = _string_vector(b, n.inputs), _string_vector(b, n.outputs)
-    b.StartObject(5)
-    b.PrependUOffsetTRelativeSlot(_V4.N_NAME, name, 0)
-    b.PrependUOffsetTRelativeSlot(_V4.N_TYPE, op, 0)
-    b.PrependUOffsetTRelativeSlot(_V4.N_INPUTS, ins, 0)
-    b.PrependUOffsetTRelativeSlot(_V4.N_OUTPUTS, outs, 0)
-    b.PrependUOffsetTRelativeSlot(_V4.N_ATTRS, attrs, 0)
-    return b.EndObject()
+            child = _fb_scalar(b, *value)
+            # QNN marks string params 2 and all others 1 (meaning unknown; docs/DLC.md)
+            entries.append(b.table(_ATTR, (b.string(key), 0, 2 if value[0] == DType.STRING else 1, child, None)))
+    attrs = b.refs(entries)
+    name, op = b.string(n.name), b.string(n.op_type)
+    ins, outs = b.refs(b.strings(n.inputs)), b.refs(b.strings(n.outputs))
+    return b.table(_NODE, (name, op, ins, outs, attrs))
 
 
 def _model_entry(plans: list[_GraphPlan]) -> bytes:
-    import flatbuffers
-
-    b = flatbuffers.Builder(1 << 16)
+    b = Builder()
     graphs = []
     for p in plans:
-        nodes = _vector(b, [_fb_node(b, n, params, p) for n, params in zip(p.graph.nodes, p.params)])
-        tensors = _vector(b, [_fb_tensor(b, t, kind, p.ids[t.name]) for t, kind in p.tensors])
-        name, name2 = b.CreateString(p.graph.name), b.CreateString(p.graph.name)
-        b.StartObject(5)
-        b.PrependUOffsetTRelativeSlot(_V4.G_NAME, name, 0)
-        b.PrependUOffsetTRelativeSlot(_V4.G_NODES, nodes, 0)
-        b.PrependUOffsetTRelativeSlot(_V4.G_TENSORS, tensors, 0)
-        b.PrependUOffsetTRelativeSlot(_V4.G_NAME2, name2, 0)
-        graphs.append(b.EndObject())
-    vec = _vector(b, graphs)
-    b.StartObject(1)
-    b.PrependUOffsetTRelativeSlot(_V4.GRAPHS, vec, 0)
-    b.Finish(b.EndObject(), b"NETD")
-    return _prefixed(b)
+        nodes = b.refs([_fb_node(b, n, params, p) for n, params in zip(p.graph.nodes, p.params)])
+        tensors = b.refs([_fb_tensor(b, t, kind, p.ids[t.name]) for t, kind in p.tensors])
+        name, name2 = b.string(p.graph.name), b.string(p.graph.name)
+        graphs.append(b.table(_GRAPH, (name, nodes, tensors, name2)))
+    return _prefixed(b.finish(b.table(_MODEL, (b.refs(graphs),)), b"NETD"))
 
 
-def _fb_tensor_data(b: Any, name: str, offset: int, size: int) -> int:
-    text = b.CreateString(name)
-    b.StartObject(2)
-    b.PrependUint64Slot(_V4.REF_OFFSET, offset, 0)
-    b.PrependUint64Slot(_V4.REF_SIZE, size, 0)
-    ref = b.EndObject()
-    b.StartObject(4)
-    b.PrependUOffsetTRelativeSlot(_V4.TD_NAME, text, 0)
-    b.PrependUOffsetTRelativeSlot(_V4.TD_REF, ref, 0)
-    return b.EndObject()
+def _fb_tensor_data(b: Builder, name: str, offset: int, size: int) -> int:
+    text = b.string(name)
+    return b.table(_TENSOR_DATA, (text, b.table(_DATA_REF, (offset, size))))
 
 
 def _params_entry(plans: list[_GraphPlan], offsets: list[int]) -> bytes:
-    import flatbuffers
-
-    b = flatbuffers.Builder(1 << 16)
+    b = Builder()
     at = iter(offsets)  # offsets follow the plans' statics order
     graphs = []
     for p in plans:
-        weights = _vector(b, [_fb_tensor_data(b, t.name, next(at), t.nbytes) for t in p.weights])
-        nodes = []
-        for ts in p.node_weights:
-            vec = _vector(b, [_fb_tensor_data(b, t.name, next(at), t.nbytes) for t in ts])
-            b.StartObject(1)
-            b.PrependUOffsetTRelativeSlot(_V4.PN_TENSORS, vec, 0)
-            nodes.append(b.EndObject())
-        node_vec = _vector(b, nodes)
-        name = b.CreateString(p.graph.name)
-        b.StartObject(3)
-        b.PrependUOffsetTRelativeSlot(_V4.PG_NAME, name, 0)
-        b.PrependUOffsetTRelativeSlot(_V4.PG_TENSORS, weights, 0)
-        b.PrependUOffsetTRelativeSlot(_V4.PG_NODES, node_vec, 0)
-        graphs.append(b.EndObject())
-    vec = _vector(b, graphs)
-    b.StartObject(1)
-    b.PrependUOffsetTRelativeSlot(_V4.P_GRAPHS, vec, 0)
-    b.Finish(b.EndObject(), b"NETP")
-    return _prefixed(b)
+        weights = b.refs([_fb_tensor_data(b, t.name, next(at), t.nbytes) for t in p.weights])
+        nodes = [
+            b.table(_NODE_PARAMS, (b.refs([_fb_tensor_data(b, t.name, next(at), t.nbytes) for t in ts]),))
+            for ts in p.node_weights
+        ]
+        node_vec = b.refs(nodes)
+        graphs.append(b.table(_GRAPH_PARAMS, (b.string(p.graph.name), weights, node_vec)))
+    return _prefixed(b.finish(b.table(_PARAMS, (b.refs(graphs),)), b"NETP"))
 
 
 def _metadata_entries(metadata: Mapping[str, str], names: list[str]) -> tuple[bytes, bytes]:
