@@ -5,6 +5,7 @@
 >>> b = ctxbin.from_onnx("fcn_portrait.onnx", name="portrait")
 >>> c, report = ctxbin.link([a, b], share="name+content")
 >>> ctxbin.save(c, "fcn.ctxbin")
+>>> report = ctxbin.link_to_file([a, b], "fcn.ctxbin")  # the same file, faster
 >>> ctxbin.load("fcn.ctxbin").graph("portrait").run({"image": x}, backend="emulator")
 """
 
@@ -28,7 +29,7 @@ from .errors import (
 )
 from .hashing import native_available
 from .ir import Container, DType, Graph, Node, QuantEncoding, QuantKind, Target, Tensor, TensorKind
-from .link import LinkReport, link
+from .link import LinkReport, link, link_to_file
 from .runtime.session import RunResult
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ __all__ = [
     "load",
     "save",
     "link",
+    "link_to_file",
     "from_onnx",
     "inspect",
     "native_available",

@@ -159,7 +159,7 @@ def _compile_htp(args: argparse.Namespace) -> tuple[Any, list[str]]:
 
 
 def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
-    from . import link, load, save
+    from . import link_to_file, load
 
     if args.target == "htp" or (args.target is None and args.output.lower().endswith(".bin")):
         report, lines = _compile_htp(args)
@@ -168,17 +168,17 @@ def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
         progress: Callable[[int, int], None] | None = None
         if not args.json and sys.stderr.isatty():
             progress = _ProgressBar("hashing weights")
-        container, report = link(
+        report = link_to_file(
             inputs,
+            args.output,
             share=args.share,
             names=_split_names(args.names),
             include=_split_names(args.include),
             exclude=_split_names(args.exclude),
             progress=progress,
         )
-        save(container, args.output)
         lines = [
-            f"linked {len(container.graphs)} graphs into {clean(args.output)} "
+            f"linked {len(report.graphs)} graphs into {clean(args.output)} "
             f"({_human(os.path.getsize(args.output))})"
         ]
     if args.json:

@@ -12,14 +12,19 @@ Modes: ``"name+content"`` groups by tensor name (the default sharing rule),
 :func:`hash_and_plan` also returns every tensor's hash and reads each byte
 about once: candidates (same key and length) are compared chunk by chunk while
 the first one is hashed, so a tensor equal to its candidate is never hashed
-on its own (same bytes, same hash).
+on its own (same bytes, same hash). :func:`hash_and_write` is that pass for a
+writer that has laid its output out for :func:`candidate_plan` (every
+candidate equal): it also writes each canonical tensor to the output file
+from cache while it is read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import mmap
+import os
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -27,7 +32,7 @@ import xxhash
 
 from .hashing import _threads, byte_view, check_status, hash_pinned, native_core, pinned
 
-__all__ = ["MODES", "plan", "hash_and_plan"]
+__all__ = ["MODES", "plan", "hash_and_plan", "candidate_plan", "hash_and_write"]
 
 MODES = ("name+content", "content", "none")
 
@@ -128,10 +133,66 @@ def hash_and_plan(
     cache on the next access), so resident memory stays small whatever the
     total size. ``progress(done, total)`` is called as bytes are done.
     """
-    key_ids = _key_ids(keys, len(buffers), mode)
-    if release is not None and len(release) != len(buffers):
+    return _hash_and_plan(_key_ids(keys, len(buffers), mode), buffers, release, progress)
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """Candidate groups in the order the C core runs them: runs of equal
+    (key, length) in index order, cut into groups of at most _GROUP_MAX."""
+
+    order: np.ndarray  # tensor indices sorted by (key, length, index)
+    new_run: np.ndarray  # per position of order: a run starts here
+    run_start: np.ndarray  # per position of order: where its run starts
+    cut: np.ndarray  # per position of order: a group starts here
+    members: np.ndarray  # uint64 tensor indices, group by group
+    bounds: np.ndarray  # uint64: group g is members[bounds[g]:bounds[g + 1]]
+    done: np.ndarray  # bytes in the groups up to and including each one
+
+
+def _schedule(key_ids: np.ndarray, lengths: np.ndarray) -> _Schedule:
+    n = len(key_ids)
+    order = np.lexsort((np.arange(n), lengths, key_ids))
+    k, ln = key_ids[order], lengths[order]
+    new_run = np.r_[True, (k[1:] != k[:-1]) | (ln[1:] != ln[:-1])]
+    run_start = np.maximum.accumulate(np.where(new_run, np.arange(n), 0))
+    cut = new_run | ((np.arange(n) - run_start) % _GROUP_MAX == 0)
+    starts = np.flatnonzero(cut)
+    count = np.diff(np.r_[starts, n])
+    size = ln[starts] * count.astype(np.uint64)
+    # groups of 1 MiB or more first, largest first (the threads then finish
+    # together), then the others in index order (memory order, mostly);
+    # members of a group together and in index order
+    big = size >= _BIG_GROUP
+    rank = np.lexsort((order[starts], np.where(big, -size.astype(np.float64), 0.0), ~big))
+    place = np.empty_like(rank)
+    place[rank] = np.arange(rank.size)
+    members = order[np.argsort(place[np.cumsum(cut) - 1], kind="stable")].astype(np.uint64)
+    bounds = np.r_[0, np.cumsum(count[rank])].astype(np.uint64)
+    return _Schedule(order, new_run, run_start, cut, members, bounds, np.cumsum(size[rank]))
+
+
+def _release_flags(buffers: Sequence[Any], release: Sequence[bool] | None) -> np.ndarray | None:
+    # only views into an mmap are ever released: dropping pages of ordinary
+    # memory would lose its contents
+    if release is None:
+        return None
+    if len(release) != len(buffers):
         raise ValueError(f"{len(release)} release flags for {len(buffers)} buffers")
-    return _hash_and_plan(key_ids, buffers, release, progress)
+    return np.fromiter(
+        (bool(r) and isinstance(memoryview(b).obj, mmap.mmap) for r, b in zip(release, buffers)), np.uint8, len(buffers))
+
+
+def _slices(s: _Schedule, progress: Callable[[int, int], None] | None) -> list[tuple[int, int]]:
+    """Group ranges for one native call each: one, or one per ~_PROGRESS_BYTES
+    when progress is reported."""
+    ngroups = s.bounds.size - 1
+    edges = [0, ngroups]
+    if progress is not None:
+        total = int(s.done[-1])
+        cuts = np.searchsorted(s.done, np.arange(_PROGRESS_BYTES, total, _PROGRESS_BYTES), side="right")
+        edges = sorted({0, *cuts.tolist(), ngroups})  # (np.unique would import numpy.ma: ~10 ms)
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _hash_and_plan(
@@ -152,39 +213,11 @@ def _hash_and_plan(
         else:
             views = [byte_view(b, f"buffer {i}") for i, b in enumerate(buffers)]
             lengths = np.fromiter((v.nbytes for v in views), np.uint64, n)
-        # runs of equal (key, length) in index order are the candidate groups;
-        # longer runs are cut into groups of at most _GROUP_MAX
-        order = np.lexsort((np.arange(n), lengths, key_ids))
-        k, ln = key_ids[order], lengths[order]
-        new_run = np.r_[True, (k[1:] != k[:-1]) | (ln[1:] != ln[:-1])]
-        run_start = np.maximum.accumulate(np.where(new_run, np.arange(n), 0))
-        cut = new_run | ((np.arange(n) - run_start) % _GROUP_MAX == 0)
-        starts = np.flatnonzero(cut)
-        count = np.diff(np.r_[starts, n])
-        size = ln[starts] * count.astype(np.uint64)
-        # groups of 1 MiB or more first, largest first (the threads then finish
-        # together), then the others in index order (memory order, mostly);
-        # members of a group together and in index order
-        big = size >= _BIG_GROUP
-        rank = np.lexsort((order[starts], np.where(big, -size.astype(np.float64), 0.0), ~big))
-        place = np.empty_like(rank)
-        place[rank] = np.arange(rank.size)
-        members = order[np.argsort(place[np.cumsum(cut) - 1], kind="stable")].astype(np.uint64)
-        bounds = np.r_[0, np.cumsum(count[rank])].astype(np.uint64)
-        # only views into an mmap are ever released: dropping pages of
-        # ordinary memory would lose its contents
-        flags = None if release is None else np.fromiter(
-            (bool(r) and isinstance(memoryview(b).obj, mmap.mmap) for r, b in zip(release, buffers)), np.uint8, n)
-        # one native call, or one per ~_PROGRESS_BYTES when progress is reported
-        done = np.cumsum(size[rank])
-        total = int(done[-1])
-        edges = [0, rank.size]
-        if progress is not None:
-            cuts = np.searchsorted(done, np.arange(_PROGRESS_BYTES, total, _PROGRESS_BYTES), side="right")
-            edges = np.unique(np.r_[0, cuts, rank.size]).tolist()
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            m = members[int(bounds[lo]) : int(bounds[hi])]
-            g = bounds[lo : hi + 1] - bounds[lo]
+        s = _schedule(key_ids, lengths)
+        flags = _release_flags(buffers, release)
+        for lo, hi in _slices(s, progress):
+            m = s.members[int(s.bounds[lo]) : int(s.bounds[hi])]
+            g = s.bounds[lo : hi + 1] - s.bounds[lo]
             if core is None:
                 _groups_python(views, m, g, flags, canon, hashes)
             else:
@@ -196,10 +229,11 @@ def _hash_and_plan(
                     0, ffi.from_buffer("uint64_t[]", hashes), ffi.from_buffer("int64_t[]", canon), _threads(None),
                 ))
             if progress is not None:
-                progress(int(done[hi - 1]), total)
+                progress(int(s.done[hi - 1]), int(s.done[-1]))
     # runs cut into several groups: the groups' first copies may still match
-    multi = np.flatnonzero(~new_run & cut)
+    multi = np.flatnonzero(~s.new_run & s.cut)
     if multi.size:
+        order, run_start = s.order, s.run_start
         in_runs = np.isin(run_start, np.unique(run_start[multi]))
         reps = np.sort(order[in_runs & (canon[order] == order)])
         rep_canon = plan(key_ids[reps], [buffers[i] for i in reps], hashes[reps])
@@ -207,6 +241,82 @@ def _hash_and_plan(
         remap[reps] = reps[rep_canon]
         canon = remap[canon]
     return canon, hashes
+
+
+def candidate_plan(keys: Sequence[Hashable] | None, lengths: Sequence[int], *, mode: str = "name+content") -> np.ndarray:
+    """The plan :func:`hash_and_plan` gives when every candidate's bytes equal
+    those of the first tensor with its key and length, computed from keys and
+    lengths alone: ``canon[i]`` is that first tensor."""
+    key_ids = _key_ids(keys, len(lengths), mode)
+    ln = np.asarray(lengths, np.uint64).reshape(-1)
+    canon = np.arange(ln.size, dtype=np.int64)
+    if ln.size:
+        s = _schedule(key_ids, ln)
+        canon[s.order] = s.order[s.run_start]
+    return canon
+
+
+def hash_and_write(
+    keys: Sequence[Hashable] | None,
+    buffers: Sequence[Any],
+    fd: int,
+    offsets: Sequence[int],
+    *,
+    mode: str = "name+content",
+    release: Sequence[bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray | None:
+    """Check :func:`candidate_plan` and write its canonical tensors, in one pass.
+
+    Every tensor ``i`` with ``canon[i] == i`` is written (``pwrite``) to the
+    open file ``fd`` at ``offsets[i]`` while its candidates are compared with
+    it and it is hashed, so its bytes are read from memory once. Returns every
+    buffer's XXH3-64 when each candidate equals its canonical tensor; ``None``
+    when one differs (found as soon as it is read: the pass stops and the file
+    is incomplete), when more than one native group's worth (64) of tensors
+    share a key and length, or without the C core or ``pwrite``: then
+    :func:`hash_and_plan` and a separate write are the way. ``release`` and
+    ``progress`` as in :func:`hash_and_plan`. A failed write raises
+    ``OSError``.
+    """
+    key_ids = _key_ids(keys, len(buffers), mode)
+    n = len(buffers)
+    if len(offsets) != n:
+        raise ValueError(f"{len(offsets)} offsets for {n} buffers")
+    hashes = np.zeros(n, np.uint64)
+    core = native_core()
+    if core is None:
+        return None
+    if n == 0:
+        return hashes
+    ffi = core.ffi
+    out = np.ascontiguousarray(offsets, np.uint64)
+    with pinned(buffers) as (pointers, lengths):
+        s = _schedule(key_ids, lengths)
+        if (s.cut & ~s.new_run).any():
+            return None  # a run longer than one group: its groups' firsts need the second step
+        flags = _release_flags(buffers, release)
+        differs, err = ffi.new("int *"), ffi.new("int *")
+        for lo, hi in _slices(s, progress):
+            m = s.members[int(s.bounds[lo]) : int(s.bounds[hi])]
+            g = s.bounds[lo : hi + 1] - s.bounds[lo]
+            status = core.lib.ctxbin_hash_groups_write(
+                n, pointers, ffi.from_buffer("uint64_t[]", lengths),
+                ffi.from_buffer("uint64_t[]", m), m.size, ffi.from_buffer("uint64_t[]", g), g.size - 1,
+                ffi.NULL if flags is None else ffi.from_buffer("uint8_t[]", flags),
+                fd, ffi.from_buffer("uint64_t[]", out), ffi.from_buffer("uint64_t[]", hashes),
+                differs, err, _threads(None),
+            )
+            if status == core.lib.CTXBIN_EUNSUPPORTED:
+                return None
+            check_status(status)
+            if err[0]:
+                raise OSError(err[0], f"writing the output: {os.strerror(err[0])}")
+            if differs[0]:
+                return None
+            if progress is not None:
+                progress(int(s.done[hi - 1]), int(s.done[-1]))
+    return hashes
 
 
 def _groups_python(

@@ -81,6 +81,20 @@ int ctxbin_hash_groups(size_t n, const void *const *ptrs, const uint64_t *length
                        const uint64_t *groups, size_t ngroups, const uint8_t *release,
                        uint64_t seed, uint64_t *hashes, int64_t *canon, int nthreads);
 
+/* The pass of ctxbin_hash_groups for a linker that assumes every member
+ * equals the first of its group, with the first members written out: each
+ * group's first member i is written (pwrite) to the file fd at offset
+ * out_offsets[i] as it is compared and hashed, and hashes[i] is set for every
+ * member. The first member found to differ from its group's first stops the
+ * pass with *differs = 1; a failed write stops it with *err = its errno. On
+ * a stop, hashes and the file are incomplete. CTXBIN_EUNSUPPORTED where the
+ * platform has no pwrite. */
+int ctxbin_hash_groups_write(size_t n, const void *const *ptrs, const uint64_t *lengths,
+                             const uint64_t *members, size_t nmembers,
+                             const uint64_t *groups, size_t ngroups, const uint8_t *release,
+                             int fd, const uint64_t *out_offsets, uint64_t *hashes,
+                             int *differs, int *err, int nthreads);
+
 /* canon[i] = the first j <= i (input order) whose key, length, hash and bytes
  * all equal those of tensor i; i itself when there is none. Bytes are always
  * compared: an equal hash alone never makes two tensors the same. */

@@ -52,6 +52,7 @@ __all__ = [
     "sniff",
     "read",
     "write",
+    "write_filled",
     "check",
 ]
 
@@ -486,14 +487,67 @@ def write(container: Container, path: "str | os.PathLike[str]", *, durable: bool
     meta = w.build()
     offsets, data_size = _layout([b.nbytes for b in w.blobs])
     data_offset = _align(HEADER_SIZE + len(meta))
-    head = _HEADER.pack(MAGIC, VERSION[0], VERSION[1], 0, HEADER_SIZE, len(meta),
-                        data_offset, data_size, _hash(meta), 0)
-    head = head[:-8] + struct.pack("<Q", _hash(head[:-8]))
     with atomic_write(spath, fsync=durable) as f:
-        f.write(head)
+        f.write(_header(meta, data_offset, data_size))
         f.write(meta)
         f.write(bytes(data_offset - HEADER_SIZE - len(meta)))
         write_blobs(f, w.blobs, offsets)
+
+
+#: ``fill(fd, blobs, offsets)`` for :func:`write_filled`: writes each blob at
+#: its file offset and returns the blobs' XXH3-64, or None to give up.
+Fill = Callable[[int, Sequence[Blob], Sequence[int]], "Sequence[int] | None"]
+
+
+def write_filled(container: Container, path: "str | os.PathLike[str]", fill: Fill, *, durable: bool = True) -> bool:
+    """Write ``container`` as :func:`write` does, the blob bytes written by ``fill``.
+
+    For writers that produce the bytes and their hashes in one pass (linking
+    compares, hashes and writes each blob while it is in cache). The hashes
+    the blobs carry may be placeholders (blobs without one are hashed first,
+    as :func:`write` does): the metadata's size does not depend on their
+    values, so the data section's place is known before ``fill`` runs, and
+    the hashes ``fill`` returns go into the metadata after it. ``fill`` gets
+    the descriptor of the temporary file (sized to its final length, zero
+    filled), the blobs in file order and their absolute offsets. Returns
+    False, leaving ``path`` untouched, when ``fill`` returns None; otherwise
+    the file is the one :func:`write` would have written with those hashes,
+    committed as atomically.
+    """
+    spath = os.fspath(path)
+    w = _Writer(container, spath)
+    meta = bytearray(w.build())
+    offsets, data_size = _layout([b.nbytes for b in w.blobs])
+    data_offset = _align(HEADER_SIZE + len(meta))
+    try:
+        with atomic_write(spath, fsync=durable) as f:
+            fd = f.fileno()
+            os.ftruncate(fd, data_offset + data_size)
+            hashes = fill(fd, w.blobs, [data_offset + o for o in offsets])
+            if hashes is None:
+                raise _GaveUp
+            values = np.asarray(hashes, "<u8")
+            if values.shape != (len(w.blobs),):
+                raise ValueError(f"fill returned {values.size} hashes for {len(w.blobs)} blobs")
+            at, _ = FlatBuffer(meta).root(IDENTIFIER).vector_span(_C_BLOB_HASHES, 8)  # type: ignore[misc]
+            meta[at : at + values.nbytes] = values.tobytes()
+            head = memoryview(_header(meta, data_offset, data_size) + meta)
+            done = 0
+            while done < len(head):
+                done += os.pwrite(fd, head[done:], done)
+    except _GaveUp:
+        return False
+    return True
+
+
+class _GaveUp(Exception):
+    """``fill`` returned None: the temporary file is dropped."""
+
+
+def _header(meta: "bytes | bytearray", data_offset: int, data_size: int) -> bytes:
+    head = _HEADER.pack(MAGIC, VERSION[0], VERSION[1], 0, HEADER_SIZE, len(meta),
+                        data_offset, data_size, _hash(meta), 0)
+    return head[:-8] + struct.pack("<Q", _hash(head[:-8]))
 
 
 # --------------------------------------------------------------------------- reading
