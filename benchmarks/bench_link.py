@@ -10,7 +10,7 @@ timed: ``link_to_file`` (what ``ctxbin link -o out.ctxbin`` runs: compare,
 hash and write in one pass) and ``link`` then ``save`` (the two-pass path);
 both outputs must be byte-identical. fsync is left out of both
 (the benchmark replaces ``os.fsync`` with a no-op in the child). Importing
-the format modules (``onnx`` among them, and ``numpy.ma``) happens before
+the format modules (``onnx`` among them) happens before
 the clock starts and is printed separately: it is the interpreter's
 start-up, not linking.
 Targets: output <= 1.01x the unique weight bytes; link <= 1.5x the copy;
@@ -55,9 +55,6 @@ def child(way: str, a: str, b: str, out: str) -> None:
 
     for fmt in ctxbin.formats.FORMATS:
         ctxbin.formats.module(fmt)
-    # numpy (2.4) imports numpy.ma on the first np.unique, which the .ctxbin
-    # reader calls: ~10 ms of start-up that would land in "load"
-    import numpy.ma  # noqa: F401
     imports = time.perf_counter() - t0
 
     base = _status_mb("VmRSS")

@@ -234,7 +234,7 @@ def _hash_and_plan(
     multi = np.flatnonzero(~s.new_run & s.cut)
     if multi.size:
         order, run_start = s.order, s.run_start
-        in_runs = np.isin(run_start, np.unique(run_start[multi]))
+        in_runs = np.isin(run_start, run_start[multi])
         reps = np.sort(order[in_runs & (canon[order] == order)])
         rep_canon = plan(key_ids[reps], [buffers[i] for i in reps], hashes[reps])
         remap = np.arange(n, dtype=np.int64)

@@ -440,3 +440,23 @@ def test_names_defined_twice_are_refused(tmp_path, twice):
     onnx.save(model, path)
     with pytest.raises(FormatError, match=f"{twice} name .* is defined more than once"):
         onnx_format.read(path)
+
+
+@pytest.mark.parametrize("field", ["node name", "initializer location"])
+def test_invalid_utf8_in_a_string_field_is_named(tmp_path, field):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    w = numpy_helper.from_array(np.ones(2, np.float32), "w")
+    w.data_location = TensorProto.EXTERNAL
+    onnx.external_data_helper.set_external_data(w, "QQQQ.bin")
+    w.ClearField("raw_data")
+    node = helper.make_node("Add", ["x", "w"], ["y"], name="ZZZZ" if field == "node name" else "add")
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y], [w]))
+    model.ir_version = IR_VERSION
+    marker = b"ZZZZ" if field == "node name" else b"QQQQ"
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(model.SerializeToString().replace(marker, b"\xff\xfe\xfd\xfc"))
+    where = "ModelProto.graph.node[0].name" if field == "node name" else "ModelProto.graph.initializer[0].external_data[0].value"
+    with pytest.raises(FormatError, match="not valid UTF-8") as e:
+        onnx_format.read(path)
+    assert e.value.obj == where

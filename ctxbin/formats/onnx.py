@@ -91,19 +91,37 @@ _DEFAULT_OPSET = 17
 # ---------------------------------------------------------------- reading
 
 
-def _require_utf8(msg: Any, path: PathLike, where: str = "ModelProto") -> None:
+def _require_utf8(msg: Any, path: PathLike) -> None:
     """Reject a proto2 ``string`` field holding invalid UTF-8 anywhere in ``msg``.
 
     Python protobuf hands such a field back as ``bytes`` instead of failing,
     which would let bytes pose as names (op types, tensor names, file locations).
+    One flat pass without names (the common, clean case); a second one names
+    the field when there is a culprit.
     """
+    stack = [msg]
+    while stack:
+        for fd, value in stack.pop().ListFields():
+            if fd.type == fd.TYPE_MESSAGE:
+                if fd.is_repeated:
+                    stack.extend(value)
+                else:
+                    stack.append(value)
+            elif fd.type == fd.TYPE_STRING and any(
+                isinstance(v, bytes) for v in (value if fd.is_repeated else (value,))
+            ):
+                _name_bad_utf8(msg, path, "ModelProto")
+
+
+def _name_bad_utf8(msg: Any, path: PathLike, where: str) -> None:
+    """FormatError naming the first string field of ``msg`` holding bytes."""
     for fd, value in msg.ListFields():
         if fd.type not in (fd.TYPE_MESSAGE, fd.TYPE_STRING):
             continue
         for i, v in enumerate(value if fd.is_repeated else (value,)):
             obj = f"{where}.{fd.name}" + (f"[{i}]" if fd.is_repeated else "")
             if fd.type == fd.TYPE_MESSAGE:
-                _require_utf8(v, path, obj)
+                _name_bad_utf8(v, path, obj)
             elif isinstance(v, bytes):
                 raise FormatError(f"string field is not valid UTF-8: {v[:40]!r}", path=path, obj=obj)
 
@@ -115,8 +133,14 @@ class _ExternalFiles:
         self.model_path = model_path
         self.base = os.path.realpath(model_path.parent)
         self.maps: dict[str, Any] = {}
+        self.located: dict[str, tuple[str, Any]] = {}  # location -> (file, mapping), once checked
 
     def buffer(self, location: str, obj: str) -> tuple[str, Any]:
+        """The file behind ``location`` (relative, inside the model's directory,
+        a regular file) and its mapping; each location is resolved once."""
+        hit = self.located.get(location)
+        if hit is not None:
+            return hit
         if (
             not location
             or "\0" in location
@@ -143,7 +167,8 @@ class _ExternalFiles:
             except OSError as e:
                 raise FormatError(f"cannot open external data {location!r}: {e.strerror or e}",
                                   path=self.model_path, obj=obj) from None
-        return target, self.maps[target]
+        hit = self.located[location] = (target, self.maps[target])
+        return hit
 
 
 def _dtype(code: int, path: Path, obj: str) -> DType:
