@@ -281,29 +281,33 @@ class _Writer:
 
         t_name, t_dtype, t_kind, t_rank, dims, t_blob, t_enc = [], [], [], [], [], [], []
         enc_index: dict[QuantEncoding, int] = {}
+        add = pool.add
         for t in rows:
-            tw = f"{where} tensor {t.name!r}"
+            # (the object's description is only made for an error: most rows never need it)
             if len(t.name) > LIMITS.name:
-                raise self.fail(tw, "name longer than 4096 characters")
-            if int(t.dtype) not in _DTYPES or int(t.kind) not in _KINDS:
-                raise self.fail(tw, f"unknown dtype {t.dtype!r} or kind {t.kind!r}")
-            if len(t.shape) > LIMITS.rank:
-                raise self.fail(tw, f"rank {len(t.shape)} (limit {LIMITS.rank})")
-            t_name.append(pool.add(t.name))
-            t_dtype.append(int(t.dtype))
-            t_kind.append(int(t.kind))
-            t_rank.append(len(t.shape))
-            for d in t.shape:
-                if d is None:
+                raise self.fail(f"{where} tensor {t.name!r}", "name longer than 4096 characters")
+            dtype, kind, shape = int(t.dtype), int(t.kind), t.shape
+            if dtype not in _DTYPES or kind not in _KINDS:
+                raise self.fail(f"{where} tensor {t.name!r}", f"unknown dtype {t.dtype!r} or kind {t.kind!r}")
+            if len(shape) > LIMITS.rank:
+                raise self.fail(f"{where} tensor {t.name!r}", f"rank {len(shape)} (limit {LIMITS.rank})")
+            t_name.append(add(t.name))
+            t_dtype.append(dtype)
+            t_kind.append(kind)
+            t_rank.append(len(shape))
+            for d in shape:
+                if d.__class__ is int and 0 <= d <= _INT64[1]:  # the common case first
+                    dims.append(d)
+                elif d is None:
                     dims.append(-1)
                 elif isinstance(d, str):
-                    dims.append(-2 - pool.add(d))
+                    dims.append(-2 - add(d))
                 elif isinstance(d, (int, np.integer)) and 0 <= d <= _INT64[1]:
                     dims.append(int(d))
                 else:
-                    raise self.fail(tw, f"bad dimension {d!r}")
+                    raise self.fail(f"{where} tensor {t.name!r}", f"bad dimension {d!r}")
             if t.data is not None:
-                self.check_static(t, tw)
+                self.check_static(t, f"{where} tensor {t.name!r}")
                 t_blob.append(self.blob(t.data))
             else:
                 t_blob.append(-1)
@@ -316,20 +320,21 @@ class _Writer:
         n_name, n_op, n_ns, n_dom, n_in_c, n_out_c, n_in, n_out, n_attr_c = ([] for _ in range(9))
         attrs = _AttrColumns(self, pool)
         for n in g.nodes:
-            nw = f"{where} node {n.name!r}"
             if len(n.name) > LIMITS.name:
-                raise self.fail(nw, "name longer than 4096 characters")
-            n_name.append(pool.add(n.name))
-            n_op.append(pool.add(n.op_type))
-            n_ns.append(pool.add(n.namespace))
-            n_dom.append(pool.add(n.domain))
+                raise self.fail(f"{where} node {n.name!r}", "name longer than 4096 characters")
+            n_name.append(add(n.name))
+            n_op.append(add(n.op_type))
+            n_ns.append(add(n.namespace))
+            n_dom.append(add(n.domain))
             n_in_c.append(len(n.inputs))
             n_out_c.append(len(n.outputs))
-            n_in.extend(pool.add(s) for s in n.inputs)
-            n_out.extend(pool.add(s) for s in n.outputs)
+            n_in.extend(map(add, n.inputs))
+            n_out.extend(map(add, n.outputs))
             n_attr_c.append(len(n.attrs))
-            for k, v in n.attrs.items():
-                attrs.add(k, v, f"{nw} attribute {k!r}")
+            if n.attrs:
+                nw = f"{where} node {n.name!r}"
+                for k, v in n.attrs.items():
+                    attrs.add(k, v, nw)
         if len(attrs.name) > LIMITS.rows:
             raise self.fail(where, f"{len(attrs.name)} attributes (limit {LIMITS.rows})")
         opsets = dict(g.opsets)
@@ -425,7 +430,16 @@ class _AttrColumns:
             raise self.w.fail(where, f"integer {v} does not fit in 64 bits")
         return v
 
-    def add(self, name: str, v: Any, where: str) -> None:
+    def add(self, name: str, v: Any, node: str) -> None:
+        """Attribute ``name`` = ``v`` of the node described by ``node``."""
+        if v.__class__ is int and _INT64[0] <= v <= _INT64[1]:  # the most common value, fast
+            self.name.append(self.pool.add(name))
+            self.kind.append(_INT)
+            self.ref.append(len(self.ints))
+            self.length.append(1)
+            self.ints.append(v)
+            return
+        where = f"{node} attribute {name!r}"
         self.name.append(self.pool.add(name))
         if isinstance(v, (bool, int, np.integer, np.bool_)):
             kind, ref, n = _INT, len(self.ints), 1
@@ -446,7 +460,10 @@ class _AttrColumns:
             self.arrays.append(a)
         elif isinstance(v, (tuple, list)):
             n = len(v)
-            if all(isinstance(x, (bool, int, np.integer, np.bool_)) for x in v):
+            if all(x.__class__ is int and _INT64[0] <= x <= _INT64[1] for x in v):  # plain ints: no conversion
+                kind, ref = _INTS, len(self.ints)
+                self.ints.extend(v)
+            elif all(isinstance(x, (bool, int, np.integer, np.bool_)) for x in v):
                 kind, ref = _INTS, len(self.ints)
                 self.ints.extend(self._int(x, where) for x in v)
             elif all(isinstance(x, (int, float, np.integer, np.floating)) for x in v):
