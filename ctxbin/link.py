@@ -319,7 +319,7 @@ def _assemble(
             if t.data is not None:
                 blob = shared[canon[job.blob_index[id(t.data)]]]
                 if blob is not t.data:  # tensors keeping their own blob stay as they are
-                    t = dataclasses.replace(t, data=blob)
+                    t = Tensor(t.name, t.dtype, t.shape, t.kind, t.encoding, blob)  # (dataclasses.replace: 3x slower)
             tensors[name] = t
         new_graphs.append(dataclasses.replace(g, tensors=tensors))
     meta = {"linked_graphs": ",".join(g.name for g in new_graphs)}
