@@ -26,6 +26,7 @@ from typing import Any, Iterable, Mapping, Union
 import numpy as np
 import onnx
 import onnx.inliner
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
@@ -99,18 +100,22 @@ def _require_utf8(msg: Any, path: PathLike) -> None:
     One flat pass without names (the common, clean case); a second one names
     the field when there is a culprit.
     """
+    message, string = FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_STRING
     stack = [msg]
     while stack:
         for fd, value in stack.pop().ListFields():
-            if fd.type == fd.TYPE_MESSAGE:
+            kind = fd.type
+            if kind == message:
                 if fd.is_repeated:
                     stack.extend(value)
                 else:
                     stack.append(value)
-            elif fd.type == fd.TYPE_STRING and any(
-                isinstance(v, bytes) for v in (value if fd.is_repeated else (value,))
-            ):
-                _name_bad_utf8(msg, path, "ModelProto")
+            elif kind == string:
+                if fd.is_repeated:
+                    if bytes in set(map(type, value)):
+                        _name_bad_utf8(msg, path, "ModelProto")
+                elif value.__class__ is bytes:
+                    _name_bad_utf8(msg, path, "ModelProto")
 
 
 def _name_bad_utf8(msg: Any, path: PathLike, where: str) -> None:
