@@ -62,8 +62,10 @@ def native_available() -> bool:
 
 
 def simd_impl() -> str:
-    """The accumulate loop used for long inputs: ``avx2``, ``sse2``, ``neon``,
-    ``scalar``, or ``python`` when the C core is not in use."""
+    """The accumulate loop used for inputs over 240 bytes: ``avx2``, ``sse2``,
+    ``neon``, ``scalar``, ``avx2+avx512`` (AVX-512 up to 16 KiB, where it is
+    ahead in cache, AVX2 beyond, where it is ahead streaming from memory), or
+    ``python`` when the C core is not in use."""
     core = native_core()
     if core is None:
         return "python"

@@ -30,7 +30,8 @@ typedef struct {
     uint64_t *out;
     uint32_t *crcs;          /* set: CRC-32 too, seed 0 */
     const uint8_t *release;  /* with crcs: may drop pages of buffer i */
-    int impl;
+    int impl;                /* long inputs */
+    int short_impl;          /* inputs up to CTXBIN_SHORT_MAX bytes (XXH3 alone) */
 } hash_job;
 
 size_t ctxbin_drop_pages(const uint8_t *p, size_t from, size_t to) {
@@ -91,7 +92,8 @@ static void hash_range(void *ctx, size_t lo, size_t hi) {
         if (job->crcs != NULL)
             hash_crc_one(job, i, p ? p : empty, len);
         else
-            job->out[i] = ctxbin_xxh3_64_with(p ? p : empty, len, job->seed, job->impl);
+            job->out[i] = ctxbin_xxh3_64_with(p ? p : empty, len, job->seed,
+                                              len <= CTXBIN_SHORT_MAX ? job->short_impl : job->impl);
     }
 }
 
@@ -110,6 +112,7 @@ static int run_job(hash_job *job, size_t n, int nthreads) {
     if (chunk < 1) chunk = 1;
     if (chunk > 1024) chunk = 1024;
     job->impl = ctxbin_best_impl();
+    job->short_impl = ctxbin_short_impl();
     ctxbin_parallel_for(hash_range, job, n, chunk, nthreads);
     return CTXBIN_OK;
 }
@@ -129,7 +132,7 @@ int ctxbin_hash_many(const void *base, uint64_t base_len,
         if (offsets[i] > base_len || lengths[i] > base_len - offsets[i]) return CTXBIN_ERANGE;
         if (lengths[i] > (uint64_t)SIZE_MAX) return CTXBIN_ERANGE;
     }
-    hash_job job = {(const uint8_t *)base, offsets, NULL, lengths, seed, out, NULL, NULL, 0};
+    hash_job job = {(const uint8_t *)base, offsets, NULL, lengths, seed, out, NULL, NULL, 0, 0};
     return run_job(&job, n, nthreads);
 }
 
@@ -141,7 +144,7 @@ int ctxbin_hash_ptrs(const void *const *ptrs, const uint64_t *lengths,
         if (ptrs[i] == NULL && lengths[i] != 0) return CTXBIN_EINVAL;
         if (lengths[i] > (uint64_t)SIZE_MAX) return CTXBIN_ERANGE;
     }
-    hash_job job = {NULL, NULL, ptrs, lengths, seed, out, NULL, NULL, 0};
+    hash_job job = {NULL, NULL, ptrs, lengths, seed, out, NULL, NULL, 0, 0};
     return run_job(&job, n, nthreads);
 }
 
@@ -153,6 +156,6 @@ int ctxbin_hash_crc_ptrs(const void *const *ptrs, const uint64_t *lengths, size_
         if (ptrs[i] == NULL && lengths[i] != 0) return CTXBIN_EINVAL;
         if (lengths[i] > (uint64_t)SIZE_MAX) return CTXBIN_ERANGE;
     }
-    hash_job job = {NULL, NULL, ptrs, lengths, 0, hashes, crcs, release, 0};
+    hash_job job = {NULL, NULL, ptrs, lengths, 0, hashes, crcs, release, 0, 0};
     return run_job(&job, n, nthreads);
 }

@@ -6,8 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The CTXBIN_IMPL_* the CPU runs best. */
+/* The CTXBIN_IMPL_* the CPU runs best on long inputs streamed from memory,
+ * the one for short inputs (up to CTXBIN_SHORT_MAX bytes, often in cache), and the one AUTO
+ * picks for an input of len bytes. */
+#define CTXBIN_SHORT_MAX (16u << 10)
 int ctxbin_best_impl(void);
+int ctxbin_short_impl(void);
+int ctxbin_auto_impl(size_t len);
 
 /* XXH3-64 with a given accumulate implementation (assumed available). */
 uint64_t ctxbin_xxh3_64_with(const uint8_t *p, size_t len, uint64_t seed, int impl);

@@ -357,7 +357,9 @@ DEFINE_HASH_LONG(avx2, CB_AVX2)
 #if defined(CB_HAVE_AVX2)
 
 /* One stripe is one 512-bit register: in cache this runs ~1.3x the AVX2 loop
- * (the xxhash package's speed); from DRAM both are memory bound. */
+ * (the xxhash package's speed), but streaming from DRAM it was 5-35% slower
+ * than AVX2 on the Xeon of benchmarks/RESULTS.md, so AUTO uses it only for
+ * inputs up to CTXBIN_SHORT_MAX (ctxbin_auto_impl). */
 #define CB_AVX512 __attribute__((target("avx512f")))
 
 CB_AVX512 CB_INLINE void accumulate_avx512(uint64_t acc[8], const uint8_t *in,
@@ -462,7 +464,6 @@ unsigned ctxbin_impls_available(void) {
 }
 
 int ctxbin_best_impl(void) {
-    if (cpu_has_avx512()) return CTXBIN_IMPL_AVX512;
     if (cpu_has_avx2()) return CTXBIN_IMPL_AVX2;
 #if defined(CB_X86_64)
     return CTXBIN_IMPL_SSE2;
@@ -473,7 +474,19 @@ int ctxbin_best_impl(void) {
 #endif
 }
 
+/* Short inputs (CTXBIN_SHORT_MAX): equal from DRAM, AVX-512 ahead in cache (they often are). */
+int ctxbin_short_impl(void) {
+    return cpu_has_avx512() ? CTXBIN_IMPL_AVX512 : ctxbin_best_impl();
+}
+
+int ctxbin_auto_impl(size_t len) {
+    if (len <= CTXBIN_XXH3_MID_MAX) return CTXBIN_IMPL_SCALAR; /* no accumulate loop */
+    return len <= CTXBIN_SHORT_MAX ? ctxbin_short_impl() : ctxbin_best_impl();
+}
+
 const char *ctxbin_impl_name(int impl) {
+    if (impl == CTXBIN_IMPL_AUTO && ctxbin_short_impl() != ctxbin_best_impl())
+        return "avx2+avx512"; /* AVX-512 up to CTXBIN_SHORT_MAX bytes, AVX2 beyond */
     switch (impl == CTXBIN_IMPL_AUTO ? ctxbin_best_impl() : impl) {
     case CTXBIN_IMPL_SCALAR: return "scalar";
     case CTXBIN_IMPL_SSE2: return "sse2";
@@ -557,16 +570,14 @@ uint64_t ctxbin_xxh3_64_with(const uint8_t *p, size_t len, uint64_t seed, int im
 uint64_t ctxbin_xxh3_64(const void *data, size_t len, uint64_t seed) {
     static const uint8_t empty[1] = {0};
     if (data == NULL) return ctxbin_xxh3_64_with(empty, 0, seed, CTXBIN_IMPL_SCALAR);
-    /* the ISA only matters past 240 bytes; skip the CPU query below that */
-    return ctxbin_xxh3_64_with((const uint8_t *)data, len, seed,
-                               len > 240 ? ctxbin_best_impl() : CTXBIN_IMPL_SCALAR);
+    return ctxbin_xxh3_64_with((const uint8_t *)data, len, seed, ctxbin_auto_impl(len));
 }
 
 int ctxbin_xxh3_64_impl(const void *data, size_t len, uint64_t seed, int impl,
                         uint64_t *out) {
     if (out == NULL || (data == NULL && len != 0)) return CTXBIN_EINVAL;
     if (impl < CTXBIN_IMPL_AUTO || impl > CTXBIN_IMPL_AVX512) return CTXBIN_EINVAL;
-    if (impl == CTXBIN_IMPL_AUTO) impl = ctxbin_best_impl();
+    if (impl == CTXBIN_IMPL_AUTO) impl = ctxbin_auto_impl(len);
     if (!(ctxbin_impls_available() & (1u << impl))) return CTXBIN_EUNSUPPORTED;
     static const uint8_t empty[1] = {0};
     *out = ctxbin_xxh3_64_with(data ? (const uint8_t *)data : empty, len, seed, impl);
