@@ -9,24 +9,8 @@ import pytest
 
 import ctxbin
 from ctxbin.errors import LinkError
-from ctxbin.ir import Container, DType, Graph, Node, Target, Tensor, TensorKind
-from ctxbin.weights import Blob
-
-
-def _graph(name: str, weights: dict[str, np.ndarray]) -> Graph:
-    """x -> Add(w0) -> Add(w1) ... : runnable on the emulator."""
-    tensors: dict[str, Tensor] = {}
-    nodes = []
-    prev = "x"
-    for i, (wname, arr) in enumerate(weights.items()):
-        tensors[wname] = Tensor(wname, DType.FLOAT32, arr.shape, TensorKind.STATIC, data=Blob.from_array(arr))
-        out = f"{name}_a{i}"
-        nodes.append(Node(f"add{i}", "Add", "onnx", (prev, wname), (out,)))
-        prev = out
-    x = Tensor("x", DType.FLOAT32, (4,), TensorKind.INPUT)
-    y = Tensor(prev, DType.FLOAT32, (4,), TensorKind.OUTPUT)
-    tensors.update({"x": x, prev: y})
-    return Graph(name, (x,), (y,), tuple(nodes), tensors, opsets={"": 17})
+from ctxbin.ir import Container, Target
+from tests.ir_graphs import add_chain
 
 
 def _w(seed: int) -> np.ndarray:
@@ -72,8 +56,8 @@ def test_linked_graph_runs_like_onnxruntime(tiny_models, tmp_path):
 
 def test_share_modes():
     same = _w(0)
-    g1 = _graph("g1", {"w": same, "v": _w(1)})
-    g2 = _graph("g2", {"w": same.copy(), "u": _w(1)})  # "u" has v's bytes under another name
+    g1 = add_chain("g1", {"w": same, "v": _w(1)})
+    g2 = add_chain("g2", {"w": same.copy(), "u": _w(1)})  # "u" has v's bytes under another name
     _, r = ctxbin.link([g1, g2], share="name+content")
     assert r.bytes_after == 3 * 16  # w shared; v and u kept apart
     _, r = ctxbin.link([g1, g2], share="content")
@@ -84,8 +68,8 @@ def test_share_modes():
 
 
 def test_same_name_different_content_is_reported_never_merged():
-    g1 = _graph("g1", {"w": _w(0)})
-    g2 = _graph("g2", {"w": _w(1)})
+    g1 = add_chain("g1", {"w": _w(0)})
+    g2 = add_chain("g2", {"w": _w(1)})
     c, r = ctxbin.link([g1, g2])
     assert r.bytes_after == r.bytes_before
     (conflict,) = r.conflicts
@@ -95,8 +79,8 @@ def test_same_name_different_content_is_reported_never_merged():
 
 def test_include_and_exclude_give_partial_sharing():
     w, v = _w(0), _w(1)
-    g1 = _graph("g1", {"w": w, "v": v})
-    g2 = _graph("g2", {"w": w.copy(), "v": v.copy()})
+    g1 = add_chain("g1", {"w": w, "v": v})
+    g2 = add_chain("g2", {"w": w.copy(), "v": v.copy()})
     _, r = ctxbin.link([g1, g2], exclude=["v"])
     assert r.bytes_after == 3 * 16 and r.excluded == ("v",)
     _, r = ctxbin.link([g1, g2], include=["v"])
@@ -104,7 +88,7 @@ def test_include_and_exclude_give_partial_sharing():
 
 
 def test_duplicate_graph_names_are_an_error_naming_both():
-    g = _graph("same", {"w": _w(0)})
+    g = add_chain("same", {"w": _w(0)})
     with pytest.raises(LinkError, match="'same'.*input 0.*input 1"):
         ctxbin.link([g, g])
     c, _ = ctxbin.link([g, g], names=["a", "b"])
@@ -114,11 +98,11 @@ def test_duplicate_graph_names_are_an_error_naming_both():
 
 
 def test_different_targets_are_an_error_naming_both():
-    a = Container((_graph("a", {"w": _w(0)}),), target=Target("htp", 60, 75), source="a.ctxbin")
-    b = Container((_graph("b", {"w": _w(0)}),), target=Target("htp", 57, 73), source="b.ctxbin")
+    a = Container((add_chain("a", {"w": _w(0)}),), target=Target("htp", 60, 75), source="a.ctxbin")
+    b = Container((add_chain("b", {"w": _w(0)}),), target=Target("htp", 57, 73), source="b.ctxbin")
     with pytest.raises(LinkError, match=r"a\.ctxbin is for htp soc_model=60 htp_arch=v75.*b\.ctxbin is for htp soc_model=57"):
         ctxbin.link([a, b])
-    same = Container((_graph("c", {"w": _w(0)}),), target=Target("htp", 60, 75))
+    same = Container((add_chain("c", {"w": _w(0)}),), target=Target("htp", 60, 75))
     c, _ = ctxbin.link([a, same])
     assert c.target == Target("htp", 60, 75)
 
@@ -154,7 +138,7 @@ def test_progress_reports_every_byte(tiny_models):
 
 
 def test_corrupted_input_blob_is_caught_while_linking(tmp_path):
-    g = _graph("g", {"w": _w(0)})
+    g = add_chain("g", {"w": _w(0)})
     ctxbin.save(Container((g,)), tmp_path / "g.ctxbin")
     data = bytearray((tmp_path / "g.ctxbin").read_bytes())
     f = ctxbin.load(tmp_path / "g.ctxbin")
@@ -169,8 +153,8 @@ def test_equal_tensors_kept_apart_are_not_reported_as_different_content():
     # share="none" or include/exclude keep equal bytes apart: that is not a
     # same-name-different-content conflict, and the report must not say so
     w = _w(0)
-    g1 = _graph("g1", {"w": w})
-    g2 = _graph("g2", {"w": w.copy()})
+    g1 = add_chain("g1", {"w": w})
+    g2 = add_chain("g2", {"w": w.copy()})
     for kwargs in ({"share": "none"}, {"exclude": ["w"]}, {"share": "content", "include": []}):
         _, r = ctxbin.link([g1, g2], **kwargs)
         assert r.bytes_after == r.bytes_before
@@ -178,8 +162,8 @@ def test_equal_tensors_kept_apart_are_not_reported_as_different_content():
 
 
 def test_include_or_exclude_naming_no_tensor_is_an_error():
-    g1 = _graph("g1", {"w": _w(0)})
-    g2 = _graph("g2", {"w": _w(0)})
+    g1 = add_chain("g1", {"w": _w(0)})
+    g2 = add_chain("g2", {"w": _w(0)})
     with pytest.raises(LinkError, match=r"no weight of the inputs is named 'typo'"):
         ctxbin.link([g1, g2], include=["w", "typo"])
     with pytest.raises(LinkError, match=r"'typo'"):

@@ -22,8 +22,9 @@ from ctxbin import dedup
 from ctxbin.errors import ChecksumError, LinkError
 from ctxbin.fileio import TEMP_SUFFIX
 from ctxbin.formats import ctxbin as ctxbin_format
-from ctxbin.ir import BackendBinary, DType, Graph, Node, Tensor, TensorKind
+from ctxbin.ir import BackendBinary
 from ctxbin.weights import Blob
+from tests.ir_graphs import add_chain
 
 from .native_paths import both_paths
 from .shared_data import DLC_DIR
@@ -33,21 +34,6 @@ link_module = importlib.import_module("ctxbin.link")  # the module, not the func
 # Larger than the C core's chunk (256 KiB), so a difference can sit past the
 # first chunk a pass has already written.
 BIG = 300 << 10
-
-
-def _graph(name: str, weights: dict[str, np.ndarray]) -> Graph:
-    tensors: dict[str, Tensor] = {}
-    nodes = []
-    prev = "x"
-    for i, (wname, arr) in enumerate(weights.items()):
-        tensors[wname] = Tensor(wname, DType.FLOAT32, arr.shape, TensorKind.STATIC, data=Blob.from_array(arr))
-        out = f"{name}_a{i}"
-        nodes.append(Node(f"add{i}", "Add", "onnx", (prev, wname), (out,)))
-        prev = out
-    x = Tensor("x", DType.FLOAT32, (1,), TensorKind.INPUT)
-    y = Tensor(prev, DType.FLOAT32, (1,), TensorKind.OUTPUT)
-    tensors.update({"x": x, prev: y})
-    return Graph(name, (x,), (y,), tuple(nodes), tensors, opsets={"": 17})
 
 
 def _arr(seed: int, n: int) -> np.ndarray:
@@ -142,8 +128,8 @@ def test_conflicts_fall_back_to_two_pass(tmp_path):
     w, v = _arr(0, BIG // 4), _arr(1, 8)
     w2 = w.copy()
     w2[-1] += 1
-    g1 = _graph("g1", {"w": w, "v": v, "s": _arr(2, 3)})
-    g2 = _graph("g2", {"w": w2, "v": v.copy(), "s": _arr(3, 3)})
+    g1 = add_chain("g1", {"w": w, "v": v, "s": _arr(2, 3)})
+    g2 = add_chain("g2", {"w": w2, "v": v.copy(), "s": _arr(3, 3)})
     for native in both_paths():
         d = tmp_path / str(native)
         d.mkdir()
@@ -154,8 +140,8 @@ def test_conflicts_fall_back_to_two_pass(tmp_path):
 
 def test_include_exclude_and_share_modes(tmp_path):
     same, other = _arr(0, BIG // 4), _arr(1, 16)
-    g1 = _graph("g1", {"w": same, "v": other, "u": _arr(5, 4)})
-    g2 = _graph("g2", {"w": same.copy(), "v": other.copy(), "t": _arr(5, 4)})
+    g1 = add_chain("g1", {"w": same, "v": other, "u": _arr(5, 4)})
+    g2 = add_chain("g2", {"w": same.copy(), "v": other.copy(), "t": _arr(5, 4)})
     cases = [
         {"include": ["w"]}, {"exclude": ["w"]}, {"include": ["w", "v"], "exclude": ["v"]},
         {"share": "none"}, {"share": "content"}, {"share": "content", "exclude": ["u"]},
@@ -167,8 +153,8 @@ def test_include_exclude_and_share_modes(tmp_path):
 
 
 def test_share_none_runs_in_one_pass(tmp_path, one_pass_only):
-    g1 = _graph("g1", {"w": _arr(0, 64)})
-    g2 = _graph("g2", {"w": _arr(0, 64)})
+    g1 = add_chain("g1", {"w": _arr(0, 64)})
+    g2 = add_chain("g2", {"w": _arr(0, 64)})
     r = ctxbin.link_to_file([g1, g2], tmp_path / "n.ctxbin", share="none")
     assert r.bytes_after == r.bytes_before == 2 * 256
 
@@ -195,7 +181,7 @@ def test_corrupted_ctxbin_input_is_caught_and_nothing_is_written(tiny_models, tm
 
 
 def test_errors_before_anything_is_written(tmp_path):
-    g = _graph("g", {"w": _arr(0, 4)})
+    g = add_chain("g", {"w": _arr(0, 4)})
     out = tmp_path / "o.ctxbin"
     with pytest.raises(LinkError, match="used by both"):
         ctxbin.link_to_file([g, g], out)
@@ -210,7 +196,7 @@ def test_many_graphs_with_one_name_and_graph_binaries(tmp_path):
     # more same-name candidates than one native group holds (64), and a graph
     # carrying a backend binary: both go the two-pass way, with the same result
     w = _arr(0, 32)
-    graphs = [_graph(f"g{i}", {"w": w.copy()}) for i in range(70)]
+    graphs = [add_chain(f"g{i}", {"w": w.copy()}) for i in range(70)]
     _, report = _both_ways(tmp_path, graphs)
     assert report.bytes_after == w.nbytes
     d = tmp_path / "bin"
@@ -221,7 +207,7 @@ def test_many_graphs_with_one_name_and_graph_binaries(tmp_path):
 
 
 def test_other_formats_are_saved_by_extension(tmp_path):
-    g1 = _graph("g1", {"w": _arr(0, 4)})
+    g1 = add_chain("g1", {"w": _arr(0, 4)})
     report = ctxbin.link_to_file([g1], tmp_path / "one.onnx")
     assert report.bytes_after == 16
     assert ctxbin.load(tmp_path / "one.onnx").graph_names
@@ -285,7 +271,9 @@ def test_hash_and_write_hashes_and_writes_canonical_tensors(tmp_path):
 )
 def test_property_same_as_link_then_save(tmp_path_factory, graphs, share):
     d = tmp_path_factory.mktemp("prop")
-    inputs = [_graph(f"g{i}", {n: _arr(seed, size) for n, (size, seed) in ws.items()}) for i, ws in enumerate(graphs)]
+    inputs = [
+        add_chain(f"g{i}", {n: _arr(seed, size) for n, (size, seed) in ws.items()}) for i, ws in enumerate(graphs)
+    ]
     _both_ways(d, inputs, share=share)
 
 
@@ -307,7 +295,7 @@ def test_a_late_difference_among_many_groups(tmp_path, where):
     ws = {f"w{i}": _arr(i, BIG // 4) for i in range(12)}
     other = {k: v.copy() for k, v in ws.items()}
     other["w7"].view(np.uint8)[where] ^= 1
-    _, report = _both_ways(tmp_path, [_graph("g1", ws), _graph("g2", other)])
+    _, report = _both_ways(tmp_path, [add_chain("g1", ws), add_chain("g2", other)])
     assert [c.name for c in report.conflicts] == ["w7"]
     assert report.bytes_after == 13 * BIG
 
