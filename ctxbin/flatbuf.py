@@ -553,6 +553,13 @@ class Walk:
         got = self.strings(lo, int(present.max()) + 1)
         return [got[i - lo] if i >= 0 else default for i in idx.tolist()]
 
+    def check_utf8(self) -> None:
+        """Raise unless every string of the walk is valid UTF-8 (one decode of the pool)."""
+        try:
+            self.pool.decode("utf-8")
+        except UnicodeDecodeError:
+            self.strings(0, self.spans.shape[0])  # names the bad string
+
     def strings(self, lo: int, hi: int) -> list[str]:
         """Strings ``lo`` to ``hi - 1`` of the walk (the strings of one STRING or
         STRINGS field are consecutive): one decode, split on the NULs, unless a

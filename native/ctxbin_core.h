@@ -202,6 +202,47 @@ void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr,
 void ctxbin_fb_export(const ctxbin_fb_result *r, int64_t *cells, int64_t *spans, uint8_t *pool);
 
 void ctxbin_fb_free(ctxbin_fb_result *r);
+/* DLC v4 (native/dlc_v4.c): the open-time checks of one graph's tensor table
+ * (ctxbin/formats/dlc.py _V4Tensors) over the cells of two ctxbin_fb_walk
+ * results: tensor names unique, tensor types, data types and encoding kinds
+ * known, every STATIC tensor's TensorData found by name (TensorData names
+ * unique), its model.params.bin range inside params_bin_size or its inline
+ * bytes present, and exactly the size its shape and data type need.
+ * Returns CTXBIN_OK with, per tensor row, static_of (index among the statics
+ * or -1) and quant (its Quant row, -1 for none), per static where = (inline?,
+ * start, size, TensorData position) and *nstatic; CTXBIN_ERANGE when any check
+ * fails or the input is unusual (the caller's own checks then decide). */
+enum { /* indices into ctxbin_dlc_v4_in.cols: the cell column of each field's `a` cell */
+    CTXBIN_DLC_T_NAME, CTXBIN_DLC_T_KIND, CTXBIN_DLC_T_DIMS, CTXBIN_DLC_T_QUANT, CTXBIN_DLC_T_DTYPE,
+    CTXBIN_DLC_Q_ENCODING, CTXBIN_DLC_TD_NAME, CTXBIN_DLC_TD_BYTES, CTXBIN_DLC_TD_REF,
+    CTXBIN_DLC_REF_OFFSET, CTXBIN_DLC_REF_SIZE, CTXBIN_DLC_NCOLS
+};
+
+typedef struct {
+    const uint8_t *model;        /* the model flatbuffer (positions are relative to it) */
+    const int64_t *model_spans;  /* its walk's string spans */
+    const int64_t *tensors;      /* this graph's Tensor rows */
+    uint64_t ntensors, tensor_width;
+    const int64_t *quants;       /* every Quant row */
+    uint64_t quant_width;
+    const uint8_t *params;       /* the model.params flatbuffer */
+    const int64_t *params_spans;
+    uint64_t params_start;       /* where that flatbuffer starts in its entry */
+    const int64_t *tdata;        /* this graph's TensorData rows */
+    uint64_t ntdata, tdata_width;
+    const int64_t *binrefs;      /* every BinRef row */
+    uint64_t binref_width;
+    int64_t params_bin_size;     /* -1: the archive has no model.params.bin */
+    const int64_t *cols;         /* CTXBIN_DLC_NCOLS cell columns */
+    const int32_t *kinds;        /* known tensor types */
+    uint32_t nkinds;
+    const int32_t *dtypes;       /* known data types and their item sizes (0: cannot hold data) */
+    const uint8_t *itemsizes;
+    uint32_t ndtypes;
+} ctxbin_dlc_v4_in;
+
+int ctxbin_dlc_v4_tensors(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
+                          uint64_t *nstatic);
 /* CFFI-END */
 
 #ifdef __cplusplus

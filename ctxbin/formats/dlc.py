@@ -33,7 +33,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field as dataclass_field
 from functools import partial
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from ..errors import FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
 from ..flatbuf import SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field, FlatBuffer, Schema, Table, TableType, Walk, walk
 from ..flatbuild import REF, Builder, Layout
-from ..hashing import crc32, crc32_combine, crc32_many, hash_and_crc
+from ..hashing import check_status, crc32, crc32_combine, crc32_many, hash_and_crc, native_core
 from ..ir import (
     AttrValue,
     Container,
@@ -400,14 +400,24 @@ class _V4Tensors:
     once too. Shapes, blobs and :class:`Tensor` objects (with their encodings)
     are made per row on first use."""
 
-    def __init__(self, w: Walk, rows: np.ndarray, doc: _Doc, graph: str, quant: Callable[[], _V4Quant]) -> None:
+    def __init__(self, w: Walk, rows: np.ndarray, doc: _Doc, graph: str, quant: Callable[[], _V4Quant],
+                 checked: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """``checked``: (static_of, quant) from the C core's checks of these rows
+        (:func:`_v4_native`), which then need not be made again here."""
         self.w, self.rows, self.doc, self.graph, self._quant = w, rows, doc, graph, quant
         self.names = w.texts("Tensor", "name", rows)
         self.kinds_np = kinds = w.scalars("Tensor", "type")[rows]
+        self.dtypes_np = w.scalars("Tensor", "dtype", _QNN_UNDEFINED)[rows]
+        self.dims_at, self.dims_count = (c[rows] for c in w.column("Tensor", "dims"))
+        self.cache: list[Tensor | None] = [None] * rows.size
+        self.where: np.ndarray | None = None
+        if checked is not None:
+            self.static_of, self.quant = checked
+            return
         i = _first(~_known(kinds, _KIND_CODES))
         if i is not None:
             raise self.error(f"tensor type {int(kinds[i])} is not one ctxbin models", i)
-        self.dtypes_np = dtypes = w.scalars("Tensor", "dtype", _QNN_UNDEFINED)[rows]
+        dtypes = self.dtypes_np
         i = _first(~_known(dtypes, _DTYPE_CODES))
         if i is not None:
             raise self.error(f"unknown QNN data type 0x{int(dtypes[i]) & 0xFFFFFFFF:04x}", i)
@@ -426,9 +436,6 @@ class _V4Tensors:
         self.statics = np.flatnonzero(kinds == int(TensorKind.STATIC))
         # per row: its index among the statics (-1: no data); blob places per static
         self.static_of = np.full(rows.size, -1, np.int64)
-        self.where: np.ndarray | None = None
-        self.dims_at, self.dims_count = (c[rows] for c in w.column("Tensor", "dims"))
-        self.cache: list[Tensor | None] = [None] * rows.size
 
     def error(self, msg: str, i: int) -> FormatError:
         return self.w.fb.error(msg, f"{self.graph}/{self.names[i]}", int(self.w.pos("Tensor")[self.rows[i]]))
@@ -560,50 +567,141 @@ def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
     for gi, name in enumerate(w.texts("Graph", "name")):
         if name not in params:
             raise doc.error("graph has no parameters in model.params", name, "model", _PREFIX + int(w.pos("Graph")[gi]))
-        td_names, td_first, node_params = params[name]
-        cols = _V4Tensors(w, np.arange(t_first[gi], t_first[gi] + t_count[gi]), doc, name, quant)
-        names = cols.names
-        row_of = dict(zip(names, range(len(names))))
-        if len(row_of) != len(names):
-            dup = next(n for i, n in enumerate(names) if row_of[n] != i)
-            raise doc.error("duplicate tensor name", f"{name}/{dup}", "model")
-        by_name = dict(zip(td_names, range(td_first, td_first + len(td_names))))
-        cols.attach(np.array([by_name.get(names[i], -1) for i in cols.statics.tolist()], np.int64), data)
+        td_lo, td_n, node_params = params.pop(name)
+        rows = np.arange(t_first[gi], t_first[gi] + t_count[gi])
+        checked = _v4_native(w, rows, data, td_lo, td_n)
+        cols = _V4Tensors(w, rows, doc, name, quant, checked and checked[:2])
+        if checked is not None:
+            cols.data, cols.where = data, checked[2]
+            row_of: Mapping[str, int] = _Rows(cols.names)
+        else:
+            names = cols.names
+            row_of = dict(zip(names, range(len(names))))
+            if len(row_of) != len(names):
+                dup = next(n for i, n in enumerate(names) if row_of[n] != i)
+                raise doc.error("duplicate tensor name", f"{name}/{dup}", "model")
+            td_names = _v4_td_names(data.params, name, td_lo, td_n)
+            by_name = dict(zip(td_names, range(td_lo, td_lo + td_n)))
+            cols.attach(np.array([by_name.get(names[i], -1) for i in cols.statics.tolist()], np.int64), data)
         kinds = cols.kinds_np
         graphs.append(Graph(
             name=name,
             inputs=tuple(cols.tensor(i) for i in np.flatnonzero(kinds == int(TensorKind.INPUT)).tolist()),
             outputs=tuple(cols.tensor(i) for i in np.flatnonzero(kinds == int(TensorKind.OUTPUT)).tolist()),
             nodes=LazyTuple(n_count[gi], partial(_v4_nodes, nodes_walk, gi, node_params, doc, name, data)),
-            tensors=LazyTable(row_of, cols.tensor, f"tensor table of {name!r}"),
+            tensors=LazyTable(row_of, cols.tensor, f"tensor table of {name!r}"),  # type: ignore[arg-type]
         ))
+    for name, (td_lo, td_n, _) in params.items():  # graphs only model.params has: their names are still checked
+        if _v4_native(w, np.arange(0), data, td_lo, td_n) is None:
+            _v4_td_names(data.params, name, td_lo, td_n)
     return graphs
 
 
-def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[list[str], int, tuple[int, int]]]]:
-    """Per graph: its TensorData names and the row of the first (names are
-    unique), and the range of its NodeParameters rows (one per node, decoded
-    with the nodes)."""
+class _Rows(Mapping[str, int]):
+    """Tensor name -> row, the dict made on first use (the C core already
+    checked the names are unique, so opening a file makes no dict)."""
+
+    __slots__ = ("_names", "_rows")
+
+    def __init__(self, names: list[str]) -> None:
+        self._names = names
+        self._rows: dict[str, int] | None = None
+
+    def _dict(self) -> dict[str, int]:
+        if self._rows is None:
+            self._rows = dict(zip(self._names, range(len(self._names))))
+        return self._rows
+
+    def __getitem__(self, name: str) -> int:
+        return self._dict()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._dict()
+
+
+def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[int, int, tuple[int, int]]]]:
+    """Per graph: the range of its TensorData rows and of its NodeParameters
+    rows (one per node, decoded with the nodes). TensorData names are checked
+    (UTF-8 here, unique per graph with the graph's tensors)."""
     raw = doc.entry("model.params")
     major, _ = _prefix(raw, doc, "model.params")
     if major != 4:
         raise UnsupportedVersionError(f"model.params has major version {major} in a v4 DLC", path=doc.path, obj="model.params", offset=2)
     p = walk(_flatbuffer(doc, "model.params", raw, b"NETP"), _V4_PARAMS)
+    p.check_utf8()
     params_bin = doc.weights_entry("model.params.bin") if "model.params.bin" in doc.zf else None
     td_first, td_count = (c.tolist() for c in p.column("GraphParameters", "tensors"))
     np_first, np_count = (c.tolist() for c in p.column("GraphParameters", "nodes"))
-    td_names = p.texts("TensorData", "name")
-    out = {}
-    for gi, name in enumerate(p.texts("GraphParameters", "name")):
-        lo, hi = td_first[gi], td_first[gi] + td_count[gi]
-        names = td_names[lo:hi]
-        if len(set(names)) != len(names):
-            first = dict(zip(names, range(lo, hi)))
-            i = next(i for i in range(lo, hi) if first[td_names[i]] != i)
-            raise p.fb.error(f"duplicate tensor data {td_names[i]!r}", f"{name}.tensor_params[{i - lo}]",
-                             int(p.pos("TensorData")[i]))
-        out[name] = (names, lo, (np_first[gi], np_count[gi]))
+    out = {name: (max(td_first[gi], 0), td_count[gi], (np_first[gi], np_count[gi]))
+           for gi, name in enumerate(p.texts("GraphParameters", "name"))}
     return _V4Data(doc, p, params_bin), out
+
+
+def _v4_td_names(p: Walk, graph: str, lo: int, n: int) -> list[str]:
+    """The TensorData names of one graph's rows ``lo`` to ``lo + n``, checked unique."""
+    names = p.texts("TensorData", "name", np.arange(lo, lo + n))
+    if len(set(names)) != len(names):
+        first = dict(zip(names, range(lo, lo + n)))
+        i = next(i for i in range(n) if first[names[i]] != lo + i)
+        raise p.fb.error(f"duplicate tensor data {names[i]!r}", f"{graph}.tensor_params[{i}]",
+                         int(p.pos("TensorData")[lo + i]))
+    return names
+
+
+# what ctxbin_dlc_v4_tensors needs besides the walks: cell columns, known codes
+_NATIVE_COLS = np.array(
+    [1 + 2 * _V4_OPEN.fields[("Tensor", f)] for f in ("name", "type", "dims", "quant", "dtype")]
+    + [1 + 2 * _V4_OPEN.fields[("Quant", "encoding")]]
+    + [1 + 2 * _V4_PARAMS.fields[("TensorData", f)] for f in ("name", "bytes", "ref")]
+    + [1 + 2 * _V4_PARAMS.fields[("BinRef", f)] for f in ("offset", "size")], np.int64)
+_NATIVE_KINDS = _KIND_CODES.astype(np.int32)
+_NATIVE_DTYPES = _DTYPE_CODES.astype(np.uint32).view(np.int32)
+_NATIVE_ITEMSIZES = _ITEMSIZES.astype(np.uint8)
+
+
+def _v4_native(w: Walk, rows: np.ndarray, data: _V4Data, td_lo: int, td_n: int) -> tuple[np.ndarray, ...] | None:
+    """(static_of, quant, where) of the tensor ``rows`` (contiguous) matched
+    with TensorData rows ``td_lo`` to ``td_lo + td_n``, when the C core is
+    built and every check passes; None sends the caller to the numpy checks
+    (which name what is wrong, or accept what the C core leaves to them)."""
+    core = native_core()
+    if core is None:
+        return None
+    ffi, lib = core.ffi, core.lib
+    p = data.params
+    tensors = w.cells[_V4_OPEN.index["Tensor"]]
+    tensors = tensors[int(rows[0]) : int(rows[-1]) + 1] if rows.size else tensors[:0]
+    tdata = p.cells[_V4_PARAMS.index["TensorData"]][td_lo : td_lo + td_n]
+    quants, binrefs = w.cells[_V4_OPEN.index["Quant"]], p.cells[_V4_PARAMS.index["BinRef"]]
+    n = tensors.shape[0]
+    static_of, quant, where = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((n, 4), np.int64)
+    nstatic = ffi.new("uint64_t *")
+    fb, pfb = w.fb, p.fb
+    keep = [ffi.from_buffer("int64_t[]", a) for a in (w.spans, tensors, quants, p.spans, tdata, binrefs, _NATIVE_COLS)]
+    keep += [ffi.from_buffer("uint8_t[]", memoryview(f.buf)[f.start : f.start + f.size]) for f in (fb, pfb)]
+    keep += [ffi.from_buffer("int32_t[]", _NATIVE_KINDS), ffi.from_buffer("int32_t[]", _NATIVE_DTYPES),
+             ffi.from_buffer("uint8_t[]", _NATIVE_ITEMSIZES)]
+    args = ffi.new("ctxbin_dlc_v4_in *", {
+        "model": keep[7], "model_spans": keep[0], "tensors": keep[1], "ntensors": n, "tensor_width": tensors.shape[1],
+        "quants": keep[2], "quant_width": quants.shape[1], "params": keep[8], "params_spans": keep[3],
+        "params_start": pfb.start, "tdata": keep[4], "ntdata": tdata.shape[0], "tdata_width": tdata.shape[1],
+        "binrefs": keep[5], "binref_width": binrefs.shape[1],
+        "params_bin_size": -1 if data.params_bin is None else len(data.params_bin), "cols": keep[6],
+        "kinds": keep[9], "nkinds": _NATIVE_KINDS.size, "dtypes": keep[10], "itemsizes": keep[11],
+        "ndtypes": _NATIVE_DTYPES.size,
+    })
+    st = lib.ctxbin_dlc_v4_tensors(args, ffi.from_buffer("int64_t[]", static_of), ffi.from_buffer("int64_t[]", quant),
+                                   ffi.from_buffer("int64_t[]", where), nstatic)
+    if st == lib.CTXBIN_ERANGE:
+        return None
+    check_status(st)
+    return static_of, quant, where[: nstatic[0]]
 
 
 def _scalar_dtype(value: bool | int | float | str) -> DType | None:

@@ -1,0 +1,188 @@
+"""The C core's DLC v4 open-time checks (``ctxbin_dlc_v4_tensors``, native/dlc_v4.c)
+against the numpy checks of ctxbin/formats/dlc.py, on a DLC written by ctxbin's
+own lowering and on mutated copies of it: both paths give the same container,
+or the same FormatError (the C core only says pass/fail; on fail the numpy
+checks run and name the problem, or accept what the C core leaves to them)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ctxbin.errors import FormatError
+from ctxbin.flatbuf import Rows, walk
+from ctxbin.formats import dlc
+from ctxbin.ziparchive import ZipArchive
+
+from .native_paths import both_paths, needs_native
+
+
+@pytest.fixture(scope="module")
+def own_dlc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DLC written by ctxbin's own lowering (no vendor library needed)."""
+    from ctxbin.convert import convert
+
+    from .models import build_fcn, save_with_external_data
+
+    d = tmp_path_factory.mktemp("own")
+    save_with_external_data(build_fcn(64, 96, tiny=True), d / "fcn.onnx")
+    convert(d / "fcn.onnx", d / "fcn.dlc", name="fcn", route="ctxbin")
+    return d / "fcn.dlc"
+
+
+def _entries(path: Path) -> dict[str, bytes]:
+    z = ZipArchive.open(path)
+    return {e.name: bytes(z.read(e.name)) for e in z}
+
+
+def _rezip(entries: dict[str, bytes], path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return path
+
+
+def _summary(path: Path) -> tuple:
+    """What dlc.read gives at open (every tensor, its data's place), or the error."""
+    out = []
+    try:
+        for g in dlc.read(path).graphs:
+            tensors = [(t.name, t.dtype, t.shape, t.kind, t.encoding,
+                        None if t.data is None else (t.data.nbytes, t.data.origin)) for t in g.tensors.values()]
+            out.append((g.name, [t.name for t in g.inputs], [t.name for t in g.outputs], len(g.nodes), tensors))
+    except FormatError as e:
+        return ("error", type(e).__name__, str(e), len(out))
+    return ("ok", out)
+
+
+def _field_positions(path: Path) -> list[tuple[str, int, int]]:
+    """(entry, byte offset in it, width) of the fields the open-time checks read:
+    tensor types, data types, dims, encoding kinds, TensorData references."""
+    z = ZipArchive.open(path)
+    doc = dlc._Doc(z, str(path))
+    out = []
+    model = dlc._flatbuffer(doc, "model", doc.entry("model"), b"NETD")
+    w = walk(model, dlc._V4_OPEN)
+    t = Rows(model, w.pos("Tensor"), "Tensor")
+    for index in (dlc._V4.T_TYPE, dlc._V4.T_DTYPE, dlc._V4.T_DIMS, dlc._V4.T_NAME):
+        out += [("model", int(p) + 8, 4) for p in t.field(index, 4) if p >= 0]
+    q = Rows(model, w.pos("Quant"), "Quant")
+    out += [("model", int(p) + 8, 4) for p in q.field(dlc._V4.Q_ENCODING, 4) if p >= 0]
+    params = dlc._flatbuffer(doc, "model.params", doc.entry("model.params"), b"NETP")
+    p = walk(params, dlc._V4_PARAMS)
+    td = Rows(params, p.pos("TensorData"), "TensorData")
+    for index in (dlc._V4.TD_NAME, dlc._V4.TD_REF):
+        out += [("model.params", int(x) + 8, 4) for x in td.field(index, 4) if x >= 0]
+    ref = Rows(params, p.pos("BinRef"), "BinRef")
+    for index in (dlc._V4.REF_OFFSET, dlc._V4.REF_SIZE):
+        out += [("model.params", int(x) + 8, 8) for x in ref.field(index, 8) if x >= 0]
+    return out
+
+
+def _walks(path: Path) -> bool:
+    """Whether both flatbuffers pass the open-time schema walks."""
+    doc = dlc._Doc(ZipArchive.open(path), str(path))
+    try:
+        walk(dlc._flatbuffer(doc, "model", doc.entry("model"), b"NETD"), dlc._V4_OPEN)
+        walk(dlc._flatbuffer(doc, "model.params", doc.entry("model.params"), b"NETP"), dlc._V4_PARAMS)
+    except FormatError:
+        return False
+    return True
+
+
+def _both(path: Path) -> list[tuple]:
+    return [_summary(path) for _ in both_paths()]
+
+
+@needs_native
+def test_native_checks_take_the_fast_path_on_a_good_file(own_dlc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
+    calls = []
+    native = dlc._v4_native
+    monkeypatch.setattr(dlc, "_v4_native", lambda *a: calls.append(r := native(*a)) or r)
+    (g,) = dlc.read(own_dlc).graphs
+    assert calls and calls[0] is not None  # the C core accepted it: no numpy re-check
+    static_of, quant, where = calls[0]
+    assert (static_of >= 0).sum() == len(g.weights) == where.shape[0] > 10
+    a, b = _both(own_dlc)
+    assert a == b and a[0] == "ok"
+
+
+@needs_native
+@pytest.mark.parametrize("what", ["dup_tensor", "dup_data", "missing_data", "size"])
+def test_native_failures_are_named_by_the_numpy_checks(own_dlc: Path, tmp_path: Path, what: str) -> None:
+    """Each kind of bad table: the C core refuses, the numpy checks name it, on both paths alike."""
+    e = _entries(own_dlc)
+    doc = dlc._Doc(ZipArchive.open(own_dlc), str(own_dlc))
+    (g,) = dlc.read(own_dlc).graphs
+    w1, w2 = next((a, b) for a in g.weights for b in g.weights if a is not b and len(a.name) == len(b.name))
+    if what in ("dup_tensor", "missing_data"):
+        entry, old, new = "model", w1.name.encode(), (w2.name if what == "dup_tensor" else "x" * len(w1.name)).encode()
+    elif what == "dup_data":
+        entry, old, new = "model.params", w1.name.encode(), w2.name.encode()
+    else:  # a dim of w1 grows: its data no longer has the size its shape needs
+        entry = "model"
+        raw = bytearray(e[entry])
+        model = dlc._flatbuffer(doc, "model", doc.entry("model"), b"NETD")
+        w = walk(model, dlc._V4_OPEN)
+        row = w.texts("Tensor", "name").index(w1.name)
+        at = int(w.column("Tensor", "dims")[0][row]) + 8
+        raw[at : at + 4] = (int.from_bytes(raw[at : at + 4], "little") + 1).to_bytes(4, "little")
+        e[entry] = bytes(raw)
+        old = new = b""
+    if old:
+        assert len(old) == len(new) and e[entry].count(old) >= 1
+        e[entry] = e[entry].replace(old, new, 1)
+    path = _rezip(e, tmp_path / f"{what}.dlc")
+    a, b = _both(path)
+    assert a == b and a[0] == "error", a
+    assert {"dup_tensor": "duplicate tensor name", "dup_data": "duplicate tensor data",
+            "missing_data": "has no data", "size": "data bytes for shape"}[what] in a[2]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_fuzz_native_checks_agree_with_numpy(own_dlc: Path, tmp_path: Path, data: st.DataObject) -> None:
+    """Overwrite the fields the open-time checks read (or any byte of the two
+    flatbuffer entries): both paths give the same container or the same error."""
+    e = _entries(own_dlc)
+    fields = _field_positions(own_dlc)
+    for _ in range(data.draw(st.integers(1, 4))):
+        if data.draw(st.booleans()):
+            entry, at, width = data.draw(st.sampled_from(fields))
+            value = data.draw(st.one_of(st.integers(0, 8), st.integers(0, (1 << (8 * width)) - 1),
+                                        st.sampled_from([0x7FFFFFFF, 0x0232, 0x0108, 0x0416, 4, 3, 0, 1])))
+            raw = bytearray(e[entry])
+            raw[at : at + width] = (value % (1 << (8 * width))).to_bytes(width, "little")
+        else:
+            entry = data.draw(st.sampled_from(["model", "model.params"]))
+            raw = bytearray(e[entry])
+            raw[data.draw(st.integers(8, len(raw) - 1))] = data.draw(st.integers(0, 255))
+        e[entry] = bytes(raw)
+    path = _rezip(e, tmp_path / "m.dlc")
+    if not _walks(path):
+        return  # a table the schema walks refuse: test_flatbuf_walk.py compares those
+    a, b = _both(path)
+    assert a == b
+
+
+def test_rows_mapping_is_the_name_to_row_dict() -> None:
+    rows = dlc._Rows(["a", "b", "c"])
+    assert list(rows) == ["a", "b", "c"] and len(rows) == 3 and rows["c"] == 2 and "b" in rows and "z" not in rows
+    assert dict(rows) == {"a": 0, "b": 1, "c": 2}
+    with pytest.raises(KeyError):
+        rows["z"]
+
+
+def test_walk_check_utf8_names_the_bad_string(own_dlc: Path, tmp_path: Path) -> None:
+    e = _entries(own_dlc)
+    (g,) = dlc.read(own_dlc).graphs
+    name = g.weights[0].name.encode()
+    e["model.params"] = e["model.params"].replace(name, b"\xff" + name[1:], 1)
+    for _ in both_paths():
+        with pytest.raises(FormatError, match="not valid UTF-8"):
+            dlc.read(_rezip(e, tmp_path / "utf8.dlc"))
