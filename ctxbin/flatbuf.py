@@ -49,6 +49,8 @@ WORK_FLOOR = 1 << 16
 #: readers may visit every table more than once, while one table referenced
 #: N times costs N x TABLE_WORK
 TABLE_WORK = 32
+#: a table's signed vtable offset leading outside the buffer (reported at the table)
+_VTABLE_OUTSIDE = "vtable offset {0} leads outside the buffer"
 _SCALARS = {
     "b": struct.Struct("<b"), "B": _U8, "h": struct.Struct("<h"), "H": _U16,
     "i": _I32, "I": _U32, "q": struct.Struct("<q"), "Q": struct.Struct("<Q"),
@@ -176,8 +178,10 @@ class FlatBuffer:
     def table_at(self, pos: int, obj: str) -> "Table":
         self.check(pos, 4, obj)
         self.charge(TABLE_WORK, obj, pos)
-        vt = pos - self.scalar("i", pos, obj)
-        self.check(vt, 4, obj)
+        soff = self.scalar("i", pos, obj)
+        vt = pos - soff
+        if vt < 0 or vt + 4 > self.size:
+            raise self.error(_VTABLE_OUTSIDE.format(soff), obj, pos)
         vt_size = self.scalar("H", vt, obj)
         tbl_size = self.scalar("H", vt + 2, obj)
         if vt_size < 4 or vt_size % 2:
@@ -344,7 +348,12 @@ class Rows:
             self.vt = self.vt_size = self.tbl_size = pos
             return
         fb.charge(TABLE_WORK * pos.size, obj, int(pos[0]))
-        self.vt = vt = pos - fb.column("i", pos, obj)
+        soff = fb.column("i", pos, obj).astype(np.int64)
+        self.vt = vt = pos - soff
+        outside = (vt < 0) | (vt + 4 > fb.size)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise fb.error(_VTABLE_OUTSIDE.format(int(soff[i])), f"{obj}[{i}]", int(pos[i]))
         self.vt_size = vs = fb.column("H", vt, obj).astype(np.int64)
         self.tbl_size = ts = fb.column("H", vt + 2, obj).astype(np.int64)
         bad = (vs < 4) | (vs % 2 == 1)
@@ -451,6 +460,7 @@ _ERRORS = {  # CTXBIN_FB_* error code -> message (value, value2)
     4: "{0}-byte string is not NUL-terminated",
     5: "more decoding work than the {size}-byte buffer can justify: references are shared beyond what its "
        "size allows (hostile file?)",
+    6: _VTABLE_OUTSIDE,
 }
 
 

@@ -165,7 +165,8 @@ enum {
     CTXBIN_FB_VTABLE = 2, /* vtable at `at` has the bad size value */
     CTXBIN_FB_FIELD = 3,  /* field at table offset value outside the value2-byte table at `at` */
     CTXBIN_FB_NUL = 4,    /* value-byte string not NUL-terminated at `at` */
-    CTXBIN_FB_BUDGET = 5  /* more work than the budget allows, at `at` */
+    CTXBIN_FB_BUDGET = 5, /* more work than the budget allows, at `at` */
+    CTXBIN_FB_VTABLE_AT = 6 /* the table at `at` points (by value) to a vtable outside the buffer */
 };
 
 typedef struct {

@@ -92,7 +92,8 @@ static int add_table(walker *w, uint32_t type, uint64_t pos, int64_t *row_out) {
     int st = charge(w, TABLE_WORK, type, row, -1, pos);
     if (st) return st;
     int64_t vt = (int64_t)pos - (int32_t)rd32(w->buf + pos);
-    if (vt < 0 || !inside(w, (uint64_t)vt, 4)) return fail(w, CTXBIN_FB_RANGE, type, row, -1, (uint64_t)vt, 4, 0);
+    if (vt < 0 || !inside(w, (uint64_t)vt, 4))
+        return fail(w, CTXBIN_FB_VTABLE_AT, type, row, -1, pos, (int32_t)rd32(w->buf + pos), 0);
     uint32_t vs = rd16(w->buf + vt), ts = rd16(w->buf + vt + 2);
     if (vs < 4 || vs % 2) return fail(w, CTXBIN_FB_VTABLE, type, row, -1, (uint64_t)vt, vs, 0);
     if (!inside(w, (uint64_t)vt, vs)) return fail(w, CTXBIN_FB_RANGE, type, row, -1, (uint64_t)vt, vs, 0);

@@ -64,6 +64,7 @@ def _same(got: list[object]) -> None:
     if isinstance(a, FormatError) or isinstance(b, FormatError):
         assert isinstance(a, FormatError) and isinstance(b, FormatError), got
         assert a.path == b.path and a.obj and b.obj and a.offset is not None and b.offset is not None
+        assert a.offset >= 0 and b.offset >= 0, got  # an offset names a place in the file
         return
     assert all(np.array_equal(x, y) for x, y in zip(a[0], b[0]))
     assert np.array_equal(a[1], b[1]) and a[2:] == b[2:]
