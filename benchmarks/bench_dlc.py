@@ -23,7 +23,9 @@ Measured in the same run (best of N, and median):
 2. ``dlc.write`` of the ``full`` container (read fresh each round, so no
    hash is cached) vs ``shutil.copyfile`` of the written file (target <= 1.5x).
    fsync is excluded from both, as in bench_link.py (``os.fsync`` is a no-op
-   during the timed write); a second pair includes it on both sides.
+   during the timed write); a second pair includes it on both sides; a third
+   makes ``dlc.write`` compute the ZIP CRC instead of carrying the source's
+   over (it carries it when ``model.params.bin`` is copied verbatim, as here).
 3. ``[t.numpy() for t in g.weights]`` on ``full`` vs copying the same bytes:
    prints whether every array is a read-only view into the file mapping.
 """
@@ -236,7 +238,12 @@ def main() -> int:
         wrounds = args.write_rounds or max(3, args.rounds // 3)
         out = str(d / "written.dlc")
         print(f"\n2. write, best / median of {wrounds}")
-        for label, synced in (("fsync excluded from both", False), ("fsync included in both", True)):
+        # dlc.write carries the ZIP CRC of model.params.bin over from the source when it
+        # copies that entry verbatim (as here); the third pair makes it compute the CRC, as
+        # for a DLC whose weights come from elsewhere (a conversion, edited weights).
+        for label, synced, carry in (("fsync excluded from both", False, True),
+                                     ("fsync included in both", True, True),
+                                     ("fsync excluded, CRC computed", False, False)):
             t_write: list[float] = []
             t_copy: list[float] = []
             cpu_write: list[float] = []
@@ -245,12 +252,16 @@ def main() -> int:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(out)  # both sides create a new file: replacing one costs its unlink
                 restore = (lambda: None) if synced else no_fsync()
+                recorded_crc = dlc._recorded_crc
+                if not carry:
+                    dlc._recorded_crc = lambda runs, size: None
                 try:
                     c0 = time.process_time()
                     t_write.append(timed(dlc.write, c, out))
                     cpu_write.append(time.process_time() - c0)  # every thread of the process
                 finally:
                     restore()
+                    dlc._recorded_crc = recorded_crc
                 t_copy.append(timed(copy_synced if synced else shutil.copyfile, out, out + ".copy"))
                 os.unlink(out + ".copy")
                 del c
