@@ -5,6 +5,9 @@ names, overlapping entries) and rejects the CRC-32 fields of 0 that the QNN IR
 backend writes. This reader parses the central directory (ZIP64 included),
 cross-checks every local header against it, and hands out *stored* entries as
 zero-copy views of the file mapping, so weights inside a DLC are never copied.
+With the C core built, ordinary archives are scanned by ``ctxbin_zip_scan``
+(same checks, pass or fail only); the Python parser here stays the reference
+that decides anything else and words every error.
 
 What it refuses, always as :class:`~ctxbin.errors.FormatError` naming the
 file, the entry and the byte offset: records running past the end or into
@@ -105,14 +108,18 @@ class ZipArchive:
         self._view = memoryview(buf).cast("B")
         self.path = None if path is None else str(path)
         self.limits = limits
-        self._entries = self._parse()
-        self._by_name = {e.name: e for e in self._entries}
+        entries = self._scan_native()
+        self._by_name = {} if entries is None else {e.name: e for e in entries}
+        if entries is None or len(self._by_name) != len(entries):
+            entries = self._parse()  # the reference: decides, and names any error
+            self._by_name = {e.name: e for e in entries}
+        self._entries = entries
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, limits: ZipLimits = ZipLimits()) -> "ZipArchive":
         """Map the file at ``path`` read-only and parse it (no data is read yet)."""
         try:
-            with open(path, "rb") as f:
+            with open(path, "rb", buffering=0) as f:  # only mapped: no read buffer
                 size = os.fstat(f.fileno()).st_size
                 if size == 0:
                     raise FormatError("empty file, not a ZIP archive", path=path, offset=0)
@@ -166,6 +173,36 @@ class ZipArchive:
         return data
 
     # ----------------------------------------------------------------- parsing
+    def _scan_native(self) -> tuple[ZipEntry, ...] | None:
+        """The entries when the C core is in use and its scan (the checks of
+        :meth:`_parse` but duplicate names, for ordinary archives) passes; else
+        None, and :meth:`_parse` decides."""
+        from .hashing import native_core
+
+        core = native_core()
+        lim = self.limits
+        if core is None or not (0 <= lim.max_entries < 1 << 64 and 0 <= lim.max_inflated_size < 1 << 64
+                                and 0 <= lim.ratio_floor < 1 << 64):
+            return None
+        ffi, lib = core.ffi, core.lib
+        limits = ffi.new("ctxbin_zip_limits *", (lim.max_entries, lim.max_inflated_size, lim.ratio_floor, lim.max_ratio))
+        count = ffi.new("uint64_t *")
+        cap = 8
+        with ffi.from_buffer(self._view) as buf:
+            while True:
+                out = ffi.new("int64_t[]", 9 * cap)
+                st = lib.ctxbin_zip_scan(buf, len(self._view), limits, out, cap, count)
+                if st != lib.CTXBIN_EINVAL or count[0] <= cap:
+                    break
+                cap = count[0]
+        if st != lib.CTXBIN_OK:
+            return None
+        view, f = self._view, ffi.unpack(out, 9 * count[0])
+        return tuple(
+            ZipEntry(bytes(view[f[i] : f[i] + f[i + 1]]).decode("ascii"), *f[i + 2 : i + 9])
+            for i in range(0, len(f), 9)
+        )
+
     def _error(self, msg: str, at: int, obj: str | None = None) -> FormatError:
         return FormatError(msg, path=self.path, obj=obj or "zip", offset=at)
 

@@ -22,7 +22,7 @@ HEADER = NATIVE / "ctxbin_core.h"
 # Relative to the project root: setuptools runs the build from there.
 SOURCES = ["native/xxh3.c", "native/batch.c", "native/threadpool.c", "native/dedup.c",
            "native/groups.c", "native/crc32.c", "native/flatbuf.c",
-           "native/dlc_v4.c"]
+           "native/dlc_v4.c", "native/zipscan.c"]
 # Rebuild triggers, and (through setuptools) what an sdist must carry besides SOURCES.
 DEPENDS = ["native/ctxbin_core.h", "native/core_internal.h", "native/build.py"]
 

@@ -42,10 +42,14 @@ static uint32_t rd16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] 
 static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
+/* width is 1, 2, 4 or 8 (check_schema): fixed-size reads the compiler makes single loads */
 static uint64_t rdn(const uint8_t *p, unsigned width) {
-    uint64_t v = 0;
-    for (unsigned i = 0; i < width; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
+    switch (width) {
+    case 1: return p[0];
+    case 2: return rd16(p);
+    case 4: return rd32(p);
+    default: return rd32(p) | (uint64_t)rd32(p + 4) << 32;
+    }
 }
 
 static int fail(walker *w, int code, uint32_t type, int64_t row, int32_t field, uint64_t at,

@@ -1,0 +1,125 @@
+/* The ZIP central directory scan of ctxbin/ziparchive.py, for the common case.
+ *
+ * ctxbin/ziparchive.py (ZipArchive._parse) is the reference: this makes the
+ * same checks but only says whether they all pass and, when they do, gives
+ * each entry's fields. When one fails, or the archive is unusual (ZIP64,
+ * non-ASCII names, local sizes in a ZIP64 field), the caller runs the Python
+ * parser, which decides and raises the error naming the entry and offset; so
+ * the two can never disagree on a message. Duplicate names are left to the
+ * caller (it builds the name table anyway). The hypothesis tests check that
+ * whatever passes here passes there with the same entries.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctxbin_core.h"
+
+enum { EOCD = 22, CENTRAL = 46, LOCAL = 30, LOCATOR = 20, MAX_COMMENT = 0xFFFF };
+enum { FLAG_ENCRYPTED = 0x0001, FLAG_DESCRIPTOR = 0x0008, FLAG_STRONG = 0x0040 };
+
+static uint32_t u16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t u32(const uint8_t *p) { return u16(p) | u16(p + 2) << 16; }
+
+/* The name rules of ZipArchive._name, for ASCII names (others: slow path). */
+static int safe_name(const uint8_t *p, uint64_t n) {
+    if (n == 0 || p[0] == '/' || (n >= 2 && p[1] == ':')) return 0;
+    uint64_t part = 0; /* start of the current '/'-separated part */
+    for (uint64_t i = 0; i <= n; i++) {
+        if (i == n || p[i] == '/') {
+            uint64_t len = i - part;
+            if ((len == 1 && p[part] == '.') || (len == 2 && p[part] == '.' && p[part + 1] == '.')) return 0;
+            part = i + 1;
+            continue;
+        }
+        if (p[i] == 0 || p[i] == '\\' || p[i] >= 0x80) return 0;
+    }
+    return 1;
+}
+
+/* Extra fields must tile their area, as ZipArchive._extra_block reads them. */
+static int extra_ok(const uint8_t *p, uint64_t n) {
+    uint64_t pos = 0;
+    while (pos + 4 <= n) {
+        uint64_t size = u16(p + pos + 2);
+        pos += 4;
+        if (pos + size > n) return 0;
+        pos += size;
+    }
+    return 1;
+}
+
+typedef struct {
+    uint64_t start, end;
+} span;
+
+static int by_start(const void *a, const void *b) {
+    uint64_t x = ((const span *)a)->start, y = ((const span *)b)->start;
+    return (x > y) - (x < y);
+}
+
+int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, const ctxbin_zip_limits *lim, int64_t *out,
+                    uint64_t cap, uint64_t *count) {
+    if (!buf || !lim || !count || (cap && !out)) return CTXBIN_EINVAL;
+    if (size < EOCD) return CTXBIN_ERANGE;
+    /* the last end record whose comment ends exactly at the end of the file */
+    uint64_t lo = size > EOCD + MAX_COMMENT ? size - EOCD - MAX_COMMENT : 0, eocd = size - EOCD + 1;
+    do {
+        if (eocd-- == lo) return CTXBIN_ERANGE;
+    } while (memcmp(buf + eocd, "PK\x05\x06", 4) != 0 || eocd + EOCD + u16(buf + eocd + 20) != size);
+    const uint8_t *e = buf + eocd;
+    if (eocd >= LOCATOR && memcmp(buf + eocd - LOCATOR, "PK\x06\x07", 4) == 0) return CTXBIN_ERANGE; /* ZIP64 */
+    uint64_t n = u16(e + 10), cd_size = u32(e + 12), cd_off = u32(e + 16);
+    if (u16(e + 4) != 0 || u16(e + 6) != 0 || cd_off + cd_size > eocd || n > cd_size / CENTRAL ||
+        n > lim->max_entries)
+        return CTXBIN_ERANGE;
+    *count = n;
+    if (n > cap) return CTXBIN_EINVAL;
+    span *spans = malloc((n ? n : 1) * sizeof *spans);
+    if (!spans) return CTXBIN_ENOMEM;
+    int st = CTXBIN_ERANGE;
+    uint64_t at = cd_off, cd_end = cd_off + cd_size;
+    for (uint64_t i = 0; i < n; i++) {
+        const uint8_t *c = buf + at;
+        if (at + CENTRAL > cd_end || memcmp(c, "PK\x01\x02", 4) != 0) goto done;
+        uint64_t flags = u16(c + 8), method = u16(c + 10), crc = u32(c + 16), csize = u32(c + 20),
+                 usize = u32(c + 24), nlen = u16(c + 28), elen = u16(c + 30), clen = u16(c + 32),
+                 disk = u16(c + 34), hoff = u32(c + 42);
+        uint64_t name_at = at + CENTRAL, next = name_at + nlen + elen + clen;
+        if (next > cd_end || !safe_name(buf + name_at, nlen) || !extra_ok(buf + name_at + nlen, elen)) goto done;
+        if (usize == 0xFFFFFFFF || csize == 0xFFFFFFFF || hoff == 0xFFFFFFFF || disk != 0) goto done;
+        if (flags & (FLAG_ENCRYPTED | FLAG_STRONG) || (method != 0 && method != 8)) goto done;
+        if (method == 0 && csize != usize) goto done;
+        if (method == 8 && (usize > lim->max_inflated_size ||
+                            (usize > lim->ratio_floor && (double)usize > lim->max_ratio * (double)(csize ? csize : 1))))
+            goto done;
+        /* its local header */
+        if (hoff + LOCAL > size) goto done;
+        const uint8_t *l = buf + hoff;
+        uint64_t data_at = hoff + LOCAL + u16(l + 26) + u16(l + 28);
+        if (memcmp(l, "PK\x03\x04", 4) != 0 || data_at > size || u16(l + 26) != nlen ||
+            memcmp(l + LOCAL, buf + name_at, nlen) != 0 || u16(l + 8) != method)
+            goto done;
+        if (!(u16(l + 6) & FLAG_DESCRIPTOR)) {
+            uint64_t lcsize = u32(l + 18), lusize = u32(l + 22);
+            if (lcsize == 0xFFFFFFFF || lusize == 0xFFFFFFFF) goto done; /* sizes in a ZIP64 field */
+            if (lcsize != csize || lusize != usize || u32(l + 14) != crc) goto done;
+        }
+        if (data_at + csize > size) goto done;
+        int64_t *o = out + 9 * i;
+        o[0] = (int64_t)name_at, o[1] = (int64_t)nlen, o[2] = (int64_t)method, o[3] = (int64_t)flags;
+        o[4] = (int64_t)crc, o[5] = (int64_t)csize, o[6] = (int64_t)usize, o[7] = (int64_t)hoff;
+        o[8] = (int64_t)data_at;
+        spans[i].start = hoff, spans[i].end = data_at + csize;
+        at = next;
+    }
+    if (at != cd_end) goto done;
+    /* no two entries share bytes; none reaches into the central directory */
+    qsort(spans, n, sizeof *spans, by_start);
+    for (uint64_t i = 0; i + 1 < n; i++)
+        if (spans[i].end > spans[i + 1].start) goto done;
+    if (n && spans[n - 1].end > cd_off) goto done;
+    st = CTXBIN_OK;
+done:
+    free(spans);
+    return st;
+}

@@ -1,0 +1,113 @@
+"""The C central directory scan (native/zipscan.c) against the Python parser
+of ctxbin.ziparchive, its reference: whatever the scan accepts, the parser
+accepts with the same entries; whatever either refuses, ZipArchive refuses
+with the parser's error on both paths."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ctxbin.errors import FormatError
+from ctxbin.ziparchive import ZipArchive, ZipLimits
+from tests.native_paths import both_paths, needs_native
+
+
+def _zip(entries: dict[str, bytes], method: int = zipfile.ZIP_STORED, comment: bytes = b"") -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+        z.comment = comment
+    return buf.getvalue()
+
+
+def _python(raw: bytes, limits: ZipLimits = ZipLimits()) -> tuple | FormatError:
+    """The reference parser alone (no C scan)."""
+    z = ZipArchive.__new__(ZipArchive)
+    z._buf, z._view, z.path, z.limits = raw, memoryview(raw), None, limits
+    try:
+        entries = z._parse()
+    except FormatError as e:
+        return e
+    return entries
+
+
+def _scan(raw: bytes, limits: ZipLimits = ZipLimits()) -> tuple | None:
+    """The C scan alone (even when the suite runs with CTXBIN_NO_NATIVE=1)."""
+    z = ZipArchive.__new__(ZipArchive)
+    z._buf, z._view, z.path, z.limits = raw, memoryview(raw), None, limits
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CTXBIN_NO_NATIVE", raising=False)
+        return z._scan_native()
+
+
+@needs_native
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_scan_takes_ordinary_archives(method: int) -> None:
+    # more entries than the first guess of the caller's capacity, and a comment
+    raw = _zip({f"dir/e{i}": bytes([i]) * (10 * i) for i in range(20)}, method, comment=b"PK\x05\x06 hi")
+    got = _scan(raw)
+    assert got is not None and got == _python(raw)
+    assert [e.name for e in got] == [f"dir/e{i}" for i in range(20)]
+
+
+@needs_native
+def test_scan_leaves_unusual_archives_to_the_parser() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        with zf.open("model", "w", force_zip64=True) as f:
+            f.write(b"x" * 100)
+    raw = buf.getvalue()
+    assert _scan(raw) is None  # ZIP64 local sizes: the parser decides
+    for native in both_paths():
+        assert bytes(ZipArchive(raw).read("model")) == b"x" * 100
+
+
+def test_duplicate_names_are_refused_on_both_paths() -> None:
+    raw = bytearray(_zip({"ab": b"1", "ac": b"2"}))
+    raw[raw.rindex(b"ac") + 1] = ord("b")  # central name of the second entry
+    raw[raw.index(b"ac") + 1] = ord("b")  # and its local name
+    for native in both_paths():
+        with pytest.raises(FormatError, match="duplicate"):
+            ZipArchive(bytes(raw))
+
+
+def test_limits_beyond_64_bits_fall_back() -> None:
+    raw = _zip({"a": b"1"})
+    for native in both_paths():
+        assert ZipArchive(raw, limits=ZipLimits(max_inflated_size=1 << 70)).names() == ["a"]
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_scan_agrees_with_the_parser_on_mutated_archives(data: st.DataObject) -> None:
+    entries = {"model": b"M" * 300, "model.params": bytes(range(200)), "a/b": b"q" * 50}
+    method = data.draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+    raw = bytearray(_zip(entries, method, comment=data.draw(st.sampled_from([b"", b"note"]))))
+    # mutations aimed at the structures: the central directory and local headers
+    hot = [i for i in range(len(raw)) if raw.startswith((b"PK\x01\x02", b"PK\x03\x04", b"PK\x05\x06"), i)]
+    for _ in range(data.draw(st.integers(1, 6))):
+        base = data.draw(st.sampled_from(hot + [0]))
+        at = min(len(raw) - 1, base + data.draw(st.integers(0, 60)))
+        raw[at] = data.draw(st.sampled_from([0, 1, 0x2E, 0x2F, 0x5C, 0x80, 0xFF, data.draw(st.integers(0, 255))]))
+    raw = bytes(raw[: data.draw(st.integers(len(raw) - 30, len(raw)))])
+    limits = data.draw(st.sampled_from([ZipLimits(), ZipLimits(max_entries=2, ratio_floor=10, max_ratio=2.0)]))
+    got, ref = _scan(raw, limits), _python(raw, limits)
+    if got is not None:
+        assert got == ref  # the parser accepts what the scan accepts, with the same entries
+    # through ZipArchive, both paths end alike: the same entries or the parser's error
+    outcomes = []
+    for native in both_paths():
+        try:
+            outcomes.append(ZipArchive(raw, limits=limits).entries)
+        except FormatError as e:
+            assert e.offset is not None and e.offset >= 0
+            outcomes.append(str(e))
+    assert len(set(outcomes)) == 1
+    assert outcomes[0] == (str(ref) if isinstance(ref, FormatError) else ref)
