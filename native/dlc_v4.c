@@ -64,20 +64,29 @@ static int same(const strings *a, int64_t i, const strings *b, int64_t j) {
     return n == b->spans[2 * j + 1] && memcmp(a->buf + a->spans[2 * i], b->buf + b->spans[2 * j], (size_t)n) == 0;
 }
 
-/* Insert string s of row r; 0 when an equal string is already there. */
+/* The hash is not keyed, so a file could be made of colliding names: a probe
+ * run longer than this gives up (the caller's Python path, whose dict hashing
+ * is randomized, takes over) instead of going quadratic. */
+#define MAX_PROBES 64
+
+/* Insert string s of row r: 1, or 0 when an equal string is already there,
+ * or -1 after MAX_PROBES. */
 static int table_add(table *t, const strings *st, int64_t s, int64_t r) {
     uint64_t i = name_hash(st->buf + st->spans[2 * s], (uint64_t)st->spans[2 * s + 1]) & t->mask;
-    for (; t->slot[i] >= 0; i = (i + 1) & t->mask)
+    for (int probes = 0; t->slot[i] >= 0; i = (i + 1) & t->mask) {
         if (same(st, t->slot[i], st, s)) return 0;
+        if (++probes > MAX_PROBES) return -1;
+    }
     t->slot[i] = s;
     t->row[i] = r;
     return 1;
 }
 
-/* The row holding a string equal to string s of `q`, or -1. */
+/* The row holding a string equal to string s of `q`; -1 when there is none
+ * or after MAX_PROBES. */
 static int64_t table_find(const table *t, const strings *st, const strings *q, int64_t s) {
     uint64_t i = name_hash(q->buf + q->spans[2 * s], (uint64_t)q->spans[2 * s + 1]) & t->mask;
-    for (; t->slot[i] >= 0; i = (i + 1) & t->mask)
+    for (int probes = 0; t->slot[i] >= 0 && probes <= MAX_PROBES; i = (i + 1) & t->mask, probes++)
         if (same(st, t->slot[i], q, s)) return t->row[i];
     return -1;
 }
@@ -106,12 +115,12 @@ int ctxbin_dlc_v4_tensors(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_
     }
     for (uint64_t d = 0; d < in->ntdata; d++) {
         int64_t s = in->tdata[d * in->tdata_width + c[CTXBIN_DLC_TD_NAME]];
-        if (s < 0 || !table_add(&data, &params, s, (int64_t)d)) goto done; /* unnamed, or a duplicate */
+        if (s < 0 || table_add(&data, &params, s, (int64_t)d) != 1) goto done; /* unnamed, a duplicate, or collisions */
     }
     for (uint64_t r = 0; r < n; r++) {
         const int64_t *t = in->tensors + r * in->tensor_width;
         int64_t s = t[c[CTXBIN_DLC_T_NAME]];
-        if (s < 0 || !table_add(&names, &model, s, (int64_t)r)) goto done; /* unnamed, or a duplicate */
+        if (s < 0 || table_add(&names, &model, s, (int64_t)r) != 1) goto done; /* unnamed, a duplicate, or collisions */
         int32_t kind = (int32_t)t[c[CTXBIN_DLC_T_KIND]];
         int32_t dtype = t[c[CTXBIN_DLC_T_DTYPE] + 1] ? (int32_t)t[c[CTXBIN_DLC_T_DTYPE]] : 0x7fffffff;
         if (known(in->kinds, in->nkinds, kind) < 0) goto done;

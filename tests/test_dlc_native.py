@@ -186,3 +186,50 @@ def test_walk_check_utf8_names_the_bad_string(own_dlc: Path, tmp_path: Path) -> 
     for _ in both_paths():
         with pytest.raises(FormatError, match="not valid UTF-8"):
             dlc.read(_rezip(e, tmp_path / "utf8.dlc"))
+
+
+def _name_hash(name: bytes) -> int:
+    """native/dlc_v4.c's name_hash, to make names that collide in its table."""
+    m = (1 << 64) - 1
+    n = len(name)
+    h = 0x9E3779B97F4A7C15 ^ n
+    while len(name) >= 8:
+        h = ((h ^ int.from_bytes(name[:8], "little")) * 0xFF51AFD7ED558CCD) & m
+        h ^= h >> 29
+        name = name[8:]
+    h = ((h ^ int.from_bytes(name, "little")) * 0xC4CEB9FE1A85EC53) & m
+    return h ^ (h >> 32)
+
+
+@needs_native
+def test_colliding_names_leave_the_c_table_for_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names made to collide in the C core's (unkeyed) hash table: its probing
+    stops early and the Python path, with randomized hashing, reads the file."""
+    import numpy as np
+
+    from ctxbin.ir import Container, DType, Graph, Node, Tensor, TensorKind
+    from ctxbin.weights import Blob
+
+    count = 80  # tensor table: 161 rows -> 512 slots; TensorData table: 80 -> 256 slots
+    names = [n for n in (f"w{i}".encode() for i in range(200_000)) if _name_hash(n) & 511 == 0][:count]
+    assert len(names) == count
+    x = Tensor("x", DType.FLOAT32, (1,), TensorKind.INPUT)
+    tensors, nodes, prev = {"x": x}, [], "x"
+    for i, raw in enumerate(names):
+        w = raw.decode()
+        tensors[w] = Tensor(w, DType.FLOAT32, (1,), TensorKind.STATIC, data=Blob.from_array(np.full(1, i, np.float32)))
+        out = f"a{i}"
+        tensors[out] = Tensor(out, DType.FLOAT32, (1,), TensorKind.OUTPUT if i == count - 1 else TensorKind.NATIVE)
+        nodes.append(Node(f"add{i}", "Eltwise_Binary", "qnn", (prev, w), (out,), {"operation": 0}))
+        prev = out
+    graph = Graph("g", (x,), (tensors[prev],), tuple(nodes), tensors)
+    path = tmp_path / "collide.dlc"
+    dlc.write(Container(graphs=(graph,)), path)
+
+    results = []
+    real = dlc._v4_native
+    monkeypatch.setattr(dlc, "_v4_native", lambda *a: results.append(real(*a)) or results[-1])
+    got = [_summary(path) for _ in both_paths()]
+    assert got[0] == got[1] and got[0][0] == "ok"
+    assert results and all(r is None for r in results)  # the C table gave up: Python matched the names
+    assert [float(t.numpy()[0]) for t in dlc.read(path).graphs[0].weights] == list(range(count))
