@@ -217,7 +217,8 @@ def test_colliding_names_leave_the_c_table_for_python(tmp_path: Path, monkeypatc
     tensors, nodes, prev = {"x": x}, [], "x"
     for i, raw in enumerate(names):
         w = raw.decode()
-        tensors[w] = Tensor(w, DType.FLOAT32, (1,), TensorKind.STATIC, data=Blob.from_array(np.full(1, i, np.float32)))
+        weight = Blob.from_array(np.full(1, i, np.float32))
+        tensors[w] = Tensor(w, DType.FLOAT32, (1,), TensorKind.STATIC, data=weight)
         out = f"a{i}"
         tensors[out] = Tensor(out, DType.FLOAT32, (1,), TensorKind.OUTPUT if i == count - 1 else TensorKind.NATIVE)
         nodes.append(Node(f"add{i}", "Eltwise_Binary", "qnn", (prev, w), (out,), {"operation": 0}))
