@@ -4,7 +4,7 @@ The ``flatbuffers`` package's generated readers trust the buffer (a hostile
 offset gives ``IndexError``/``struct.error`` or reads anywhere). This reader
 checks every offset, length and vtable against the buffer and raises
 :class:`~ctxbin.errors.FormatError` naming the file, the object and the offset.
-Writing uses ``flatbuffers.Builder``.
+Writing uses :mod:`ctxbin.flatbuild`.
 
 Layout facts (FlatBuffers wire format): the root is a u32 offset at byte 0,
 an optional 4-byte file identifier at bytes 4-8; a table starts with an i32
