@@ -29,23 +29,3 @@ def synthetic_weights(total_bytes: int, count: int = 320, seed: int = 0) -> dict
         n = max(1, int(per * (0.5 + (i % 7) / 6)))
         out[f"backbone.layer{i // 40}.{i % 40}.conv.weight"] = rng.standard_normal(n, dtype=np.float32)
     return out
-
-
-def graph_of(weights: dict[str, np.ndarray], name: str = "g"):
-    """A chain graph using every weight once (enough structure to look real)."""
-    from ctxbin.ir import DType, Graph, Node, Tensor, TensorKind
-    from ctxbin.weights import Blob
-
-    tensors = {}
-    nodes = []
-    prev = "x"
-    for i, (wname, arr) in enumerate(weights.items()):
-        tensors[wname] = Tensor(wname, DType.FLOAT32, arr.shape, TensorKind.STATIC, data=Blob.from_array(arr))
-        out = f"act{i}"
-        nodes.append(Node(f"node{i}", "Mul", "onnx", (prev, wname), (out,)))
-        prev = out
-    x = Tensor("x", DType.FLOAT32, (1,), TensorKind.INPUT)
-    y = Tensor(prev, DType.FLOAT32, (1,), TensorKind.OUTPUT)
-    tensors["x"] = x
-    tensors[prev] = y
-    return Graph(name, (x,), (y,), tuple(nodes), tensors)

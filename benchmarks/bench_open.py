@@ -28,7 +28,8 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from benchmarks._common import best_of, graph_of, synthetic_weights  # noqa: E402
+from benchmarks._common import best_of, synthetic_weights  # noqa: E402
+from tests.ir_graphs import add_chain  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
             w = synthetic_weights(mb << 20)
             cpath = os.path.join(d, f"w{mb}.ctxbin")
             spath = os.path.join(d, f"w{mb}.safetensors")
-            ctxbin.save(Container((graph_of(w, "main"),)), cpath)
+            ctxbin.save(Container((add_chain("main", w, width=1),)), cpath)
             save_file(w, spath)
             del w
 

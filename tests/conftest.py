@@ -1,5 +1,6 @@
-"""Shared fixtures: the tiny example models written once per test session, and
-``path``, which runs a test on the C core and on the pure-Python fallback."""
+"""Shared fixtures: the tiny example models written once per test session, a
+DLC written by ctxbin's own lowering, and ``path``, which runs a test on the C
+core and on the pure-Python fallback."""
 
 from __future__ import annotations
 
@@ -22,6 +23,19 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[name] = out / f"{name}.onnx"
         save_with_external_data(model, paths[name])
     return paths
+
+
+@pytest.fixture(scope="session")
+def own_dlc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DLC of the tiny FCN (64x96) written by ctxbin's own lowering: no vendor
+    library needed (treat as read-only)."""
+    from ctxbin.convert import convert
+    from tests.models import build_fcn
+
+    d = tmp_path_factory.mktemp("own_dlc")
+    save_with_external_data(build_fcn(64, 96, tiny=True), d / "fcn.onnx")
+    convert(d / "fcn.onnx", d / "fcn.dlc", name="fcn", route="ctxbin")
+    return d / "fcn.dlc"
 
 
 @pytest.fixture(params=["native", "python"])

@@ -21,19 +21,6 @@ from ctxbin.ziparchive import ZipArchive
 from .native_paths import both_paths, needs_native
 
 
-@pytest.fixture(scope="module")
-def own_dlc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A DLC written by ctxbin's own lowering (no vendor library needed)."""
-    from ctxbin.convert import convert
-
-    from .models import build_fcn, save_with_external_data
-
-    d = tmp_path_factory.mktemp("own")
-    save_with_external_data(build_fcn(64, 96, tiny=True), d / "fcn.onnx")
-    convert(d / "fcn.onnx", d / "fcn.dlc", name="fcn", route="ctxbin")
-    return d / "fcn.dlc"
-
-
 def _entries(path: Path) -> dict[str, bytes]:
     z = ZipArchive.open(path)
     return {e.name: bytes(z.read(e.name)) for e in z}

@@ -370,19 +370,6 @@ def test_copy_of_real_file_reads_the_same(v4, tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- laziness
-@pytest.fixture(scope="module")
-def own_dlc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A DLC written by ctxbin's own lowering (no vendor library needed)."""
-    from ctxbin.convert import convert
-
-    from .models import build_fcn, save_with_external_data
-
-    d = tmp_path_factory.mktemp("own")
-    save_with_external_data(build_fcn(64, 96, tiny=True), d / "fcn.onnx")
-    convert(d / "fcn.onnx", d / "fcn.dlc", name="fcn", route="ctxbin")
-    return d / "fcn.dlc"
-
-
 def test_nodes_are_decoded_on_first_access(own_dlc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     decode = dlc._v4_nodes

@@ -25,19 +25,6 @@ SCHEMAS = {"model": (dlc._V4_OPEN, dlc._V4_NODES), "model.params": (dlc._V4_PARA
 
 
 @pytest.fixture(scope="module")
-def own_dlc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A DLC written by ctxbin's own lowering (no vendor library needed)."""
-    from ctxbin.convert import convert
-
-    from .models import build_fcn, save_with_external_data
-
-    d = tmp_path_factory.mktemp("walk")
-    save_with_external_data(build_fcn(32, 48, tiny=True), d / "fcn.onnx")
-    convert(d / "fcn.onnx", d / "fcn.dlc", name="fcn", route="ctxbin")
-    return d / "fcn.dlc"
-
-
-@pytest.fixture(scope="module")
 def entries(own_dlc: Path) -> dict[str, bytes]:
     """Its flatbuffers, without the 8-byte prefix."""
     z = ZipArchive.open(own_dlc)
