@@ -140,28 +140,6 @@ class FlatBuffer:
             )
         return view[at]
 
-    def texts(self, at: np.ndarray, obj: str) -> list[str]:
-        """:meth:`text` for the strings at every position of ``at``, decoded in one go."""
-        if not at.size:
-            return []
-        n = self.column("I", at, obj).astype(np.int64)
-        self.check_many(at + 4, n + 1, obj)
-        self.charge(int(n.sum()) + 4 * at.size, obj, int(at[0]))
-        u8 = self.column("B", at + 4 + n, obj)
-        if u8.any():
-            i = int(np.flatnonzero(u8)[0])
-            raise self.error(f"{int(n[i])}-byte string is not NUL-terminated", f"{obj}[{i}]", int(at[i] + 4 + n[i]))
-        # each string with its NUL: one decode, then split on the NULs (unless a string holds one)
-        lens = n + 1
-        idx = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(at + 4 - (np.cumsum(lens) - lens), lens)
-        raw = self.column("B", idx, obj).tobytes()
-        if raw.count(0) == at.size:
-            try:
-                return raw.decode("utf-8").split("\0")[:-1]
-            except UnicodeDecodeError:
-                pass
-        return [self.text(int(p), f"{obj}[{i}]") for i, p in enumerate(at.tolist())]
-
     def identifier(self) -> bytes:
         self.check(0, 8)
         return bytes(self.buf[self.start + 4 : self.start + 8])
@@ -319,16 +297,6 @@ class Table:
         fb = self.fb
         return [fb.text(fb.deref(start + 4 * i, f"{name}[{i}]"), f"{name}[{i}]") for i in range(n)]
 
-    def rows(self, index: int, obj: str | None = None) -> "Rows":
-        """The tables of a vector field, for column-wise decoding."""
-        name = obj or f"{self.obj}.{index}"
-        v = self._vector(index, 4, name)
-        if v is None:
-            return Rows(self.fb, np.empty(0, np.int64), name)
-        start, n = v
-        at = start + 4 * np.arange(n, dtype=np.int64)
-        return Rows(self.fb, at + self.fb.column("I", at, name), name)
-
     def map(self, index: int, fn: Callable[["Table"], T], obj: str | None = None) -> list[T]:
         return [fn(t) for t in self.tables(index, obj)]
 
@@ -366,11 +334,6 @@ class Rows:
     def __len__(self) -> int:
         return int(self.pos.size)
 
-    def table(self, i: int) -> Table:
-        """Row ``i`` as a :class:`Table` (already checked: no budget charged again)."""
-        return Table(self.fb, int(self.pos[i]), int(self.vt[i]), int(self.vt_size[i]), int(self.tbl_size[i]),
-                     f"{self.obj}[{i}]")
-
     def field(self, index: int, width: int) -> np.ndarray:
         """Where field ``index`` is stored in every row; -1 where it is absent."""
         vo = 4 + 2 * index
@@ -386,13 +349,6 @@ class Rows:
                                 f"{self.obj}[{i}]", int(self.pos[i]))
         return np.where(present, self.pos + off, -1)
 
-    def scalars(self, index: int, fmt: str, default: Any = 0) -> np.ndarray:
-        at = self.field(index, _SCALARS[fmt].size)
-        out = np.full(at.size, default, np.dtype(fmt).newbyteorder("="))
-        present = at >= 0
-        out[present] = self.fb.column(fmt, at[present], self.obj)
-        return out
-
     def refs(self, index: int) -> np.ndarray:
         """Where the table/vector/string each row's field ``index`` refers to starts; -1 where absent."""
         at = self.field(index, 4)
@@ -400,52 +356,6 @@ class Rows:
         out = at.copy()
         out[present] += self.fb.column("I", at[present], self.obj)
         return out
-
-    def strings(self, index: int, default: str = "") -> list[str]:
-        at = self.refs(index)
-        present = at >= 0
-        if present.all():
-            return self.fb.texts(at, self.obj)
-        out = [default] * at.size
-        for i, s in zip(np.flatnonzero(present).tolist(), self.fb.texts(at[present], self.obj)):
-            out[i] = s
-        return out
-
-    def vectors(self, index: int, elem: int) -> tuple[np.ndarray, np.ndarray]:
-        """(first element position, count) of every row's vector field (count 0 where
-        absent); their bytes are charged to the budget (the caller decodes them)."""
-        vec = self.refs(index)
-        present = vec >= 0
-        count = np.zeros(vec.size, np.int64)
-        count[present] = self.fb.column("I", vec[present], self.obj)
-        start = np.where(present, vec + 4, 0)
-        self.fb.check_many(start, count * elem, self.obj)
-        self.fb.charge(int(4 * present.sum() + elem * count.sum()), self.obj, int(self.pos[0]) if self.pos.size else 0)
-        return start, count
-
-    def elements(self, index: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of the elements of every row's vector field, concatenated, and
-        each row's end in that list (row ``i`` holds ``ends[i-1]:ends[i]``)."""
-        start, count = self.vectors(index, width)
-        ends = np.cumsum(count)
-        total = int(ends[-1]) if ends.size else 0
-        at = (np.arange(total, dtype=np.int64) - np.repeat(ends - count, count)) * width + np.repeat(start, count)
-        return at, ends
-
-    def gather(self, index: int, fmt: str) -> tuple[np.ndarray, np.ndarray]:
-        """Every row's scalar vector field, concatenated, and the row ends."""
-        at, ends = self.elements(index, _SCALARS[fmt].size)
-        return (self.fb.column(fmt, at, self.obj) if at.size else np.empty(0, np.dtype(fmt))), ends
-
-    def string_vectors(self, index: int) -> tuple[list[str], np.ndarray]:
-        """Every row's string vector field, concatenated, and the row ends."""
-        at, ends = self.elements(index, 4)
-        return self.fb.texts(at + self.fb.column("I", at, self.obj) if at.size else at, self.obj), ends
-
-    def table_vectors(self, index: int, obj: str) -> tuple["Rows", np.ndarray]:
-        """Every row's table vector field as one :class:`Rows`, and the row ends."""
-        at, ends = self.elements(index, 4)
-        return Rows(self.fb, at + self.fb.column("I", at, self.obj) if at.size else at, obj), ends
 
 
 # --------------------------------------------------------------------------- schema walk
