@@ -360,3 +360,16 @@ def test_pool2d_primitive_matches_onnxruntime(kind, k, stride, pad, count_pad, c
     got = prim.pool2d(x.transpose(0, 2, 3, 1), kind, (k, k), stride=(stride, stride), pads=((pad, pad), (pad, pad)),
                       count_pad=count_pad, ceil=ceil)
     np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("op", "attr", "bad"), [
+    ("Neuron", "operation", 99), ("Eltwise_Unary", "operation", -1), ("Eltwise_Binary", "operation", 77),
+    ("Pool", "pool_type", "PoolL2"), ("Reduce", "reduce_type", "ReduceMedian"), ("Pad", "scheme", 9),
+])
+def test_unknown_variants_are_named_with_the_known_ones(op: str, attr: str, bad: object) -> None:
+    x = np.zeros((1, 4, 4, 2), np.float32)
+    node = _node(op, **{attr: bad}, filter_size=np.array([2, 2]), pad_amount=np.zeros((4, 2), np.int64))
+    fn = lookup(*node.key)
+    args = [x, x] if op == "Eltwise_Binary" else [x]
+    with pytest.raises(InputError, match=rf"\({op}\): {attr} {bad!r} is not one of \["):
+        fn(node, args)  # type: ignore[call-arg]

@@ -12,7 +12,7 @@ and TensorFlow's "same"/ceil modes do.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -20,12 +20,24 @@ from ...errors import InputError
 from ...ir import Node, Tensor
 
 __all__ = [
-    "Pads", "pads_of", "pair", "declared_shape", "compute_dtype", "window_out", "same_pads", "nearest_indices",
+    "Pads", "choice", "pads_of", "pair", "declared_shape", "compute_dtype", "window_out", "same_pads", "nearest_indices",
     "conv2d", "transpose_conv2d", "pool2d", "resize2d",
 ]
 
 #: ((top, bottom), (left, right))
 Pads = tuple[tuple[int, int], tuple[int, int]]
+
+V = TypeVar("V")
+
+
+def choice(node: Node, attr: str, table: Mapping[Any, V], default: Any, cast: type = int) -> V:
+    """``table[cast(node.attrs[attr])]`` (``default`` when the attribute is
+    absent): the variant a QNN op selects with a code or name; an
+    :class:`InputError` lists the known ones otherwise."""
+    key = cast(node.attrs.get(attr, default))
+    if key not in table:
+        raise InputError(f"node {node.name!r} ({node.op_type}): {attr} {key!r} is not one of {sorted(table)}")
+    return table[key]
 
 
 def pair(value: Sequence[int] | np.ndarray | int, what: str) -> tuple[int, int]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ....errors import InputError
 from ....ir import Node
+from ..primitives import choice
 from ..registry import kernel
 
 __all__: list[str] = []
@@ -70,19 +71,11 @@ _UNARY: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def _operation(node: Node, table: dict) -> Callable:
-    op = int(node.attrs.get("operation", -1))  # type: ignore[arg-type]
-    fn = table.get(op)
-    if fn is None:
-        raise InputError(f"node {node.name!r} ({node.op_type}): operation {op} is not one of {sorted(table)}")
-    return fn
-
-
 @kernel("qnn", "Eltwise_Binary")
 def _binary(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarray]:
     a, b = inputs[0], inputs[1]
     assert a is not None and b is not None
-    fn = _operation(node, _BINARY)
+    fn = choice(node, "operation", _BINARY, -1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return [np.asarray(fn(a, b))]
 
@@ -91,7 +84,7 @@ def _binary(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarr
 def _unary(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarray]:
     x = inputs[0]
     assert x is not None
-    fn = _operation(node, _UNARY)
+    fn = choice(node, "operation", _UNARY, -1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return [np.asarray(fn(x)).astype(x.dtype, copy=False) if x.dtype.kind == "f" else np.asarray(fn(x))]
 

@@ -10,8 +10,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ....errors import InputError
 from ....ir import Node
+from ..primitives import choice
 from ..registry import kernel
 from .erf import erf
 
@@ -46,10 +46,7 @@ _OPERATIONS: dict[int, Callable[[np.ndarray, Node], np.ndarray]] = {
 def _neuron(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarray]:
     x = inputs[0]
     assert x is not None
-    op = int(node.attrs.get("operation", -1))  # type: ignore[arg-type]
-    fn = _OPERATIONS.get(op)
-    if fn is None:
-        raise InputError(f"node {node.name!r} ({node.op_type}): operation {op} is not one of {sorted(_OPERATIONS)}")
+    fn = choice(node, "operation", _OPERATIONS, -1)
     work = x.astype(np.float32) if x.dtype == np.float16 else x
     return [np.asarray(fn(work, node)).astype(x.dtype, copy=False)]
 

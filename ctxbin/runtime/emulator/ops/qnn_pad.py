@@ -10,6 +10,7 @@ import numpy as np
 
 from ....errors import InputError
 from ....ir import Node
+from ..primitives import choice
 from ..registry import kernel
 
 __all__: list[str] = []
@@ -24,10 +25,7 @@ def _pad(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarray]
     amount = np.asarray(node.attrs.get("pad_amount", np.zeros((0, 2))), np.int64)
     if amount.shape != (x.ndim, 2) or (amount < 0).any():
         raise InputError(f"node {node.name!r} (Pad): pad_amount {amount.tolist()} does not fit input {x.shape}")
-    scheme = int(node.attrs.get("scheme", 0))  # type: ignore[arg-type]
-    mode = _MODES.get(scheme)
-    if mode is None:
-        raise InputError(f"node {node.name!r} (Pad): scheme {scheme} is not one of {sorted(_MODES)}")
+    mode = choice(node, "scheme", _MODES, 0)
     widths = [tuple(p) for p in amount.tolist()]
     if mode == "constant":
         value = float(node.attrs.get("pad_constant_value", 0.0))  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import numpy as np
 
 from ....errors import InputError
 from ....ir import Node
-from ..primitives import pads_of, pool2d
+from ..primitives import choice, pads_of, pool2d
 from ..registry import kernel
 
 __all__: list[str] = []
@@ -23,10 +23,7 @@ _KINDS = {"PoolMax2d": "max", "PoolAvg2d": "avg"}
 def _pool(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarray]:
     x = inputs[0]
     assert x is not None
-    pool_type = str(node.attrs.get("pool_type", ""))
-    kind = _KINDS.get(pool_type)
-    if kind is None:
-        raise InputError(f"node {node.name!r} (Pool): pool_type {pool_type!r} is not one of {sorted(_KINDS)}")
+    kind = choice(node, "pool_type", _KINDS, "", str)
     if "filter_size" not in node.attrs:
         raise InputError(f"node {node.name!r} (Pool): no filter_size")
     y = pool2d(

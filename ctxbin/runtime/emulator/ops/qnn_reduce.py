@@ -10,6 +10,7 @@ import numpy as np
 
 from ....errors import InputError
 from ....ir import Node
+from ..primitives import choice
 from ..registry import kernel
 from ._common import norm_axes
 
@@ -25,9 +26,7 @@ def _reduce(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list[np.ndarr
     x = inputs[0]
     assert x is not None
     kind = str(node.attrs.get("reduce_type", ""))
-    fn = _REDUCTIONS.get(kind)
-    if fn is None:
-        raise InputError(f"node {node.name!r} (Reduce): reduce_type {kind!r} is not one of {sorted(_REDUCTIONS)}")
+    fn = choice(node, "reduce_type", _REDUCTIONS, "", str)
     axes = norm_axes(node, np.asarray(node.attrs.get("axes", ())).reshape(-1), x.ndim)
     if (kind in ("ReduceMax", "ReduceMin")) and x.size == 0:
         raise InputError(f"node {node.name!r} (Reduce): {kind} of an empty tensor")
