@@ -39,8 +39,6 @@ __all__ = [
     "crc32", "crc32_combine", "hash_and_crc", "crc32_many",
 ]
 
-_U64_MAX = (1 << 64) - 1
-_U32_MAX = (1 << 32) - 1
 _CRC_POLY = 0xEDB88320  # reflected CRC-32 polynomial of ZIP and zlib
 _MAX_THREADS = 64
 #: single buffers shorter than this go to the xxhash package (see the module docstring)
@@ -92,14 +90,20 @@ def check_status(status: int) -> None:
     raise ValueError(f"ctxbin C core: {message}")
 
 
-def _seed(seed: int) -> int:
+def _unsigned(value: int, bits: int, what: str) -> int:
+    """``value`` as an int in [0, 2**bits): ints and numpy integers, not bools,
+    floats or strings; a ValueError naming ``what`` otherwise."""
     try:
-        value = operator.index(seed)  # ints and numpy integers; not floats or strings
+        v = operator.index(value)
     except TypeError:
-        value = -1
-    if isinstance(seed, bool) or not 0 <= value <= _U64_MAX:
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-    return value
+        v = -1
+    if isinstance(value, bool) or not 0 <= v < 1 << bits:
+        raise ValueError(f"{what} must be an integer in [0, 2**{bits}), got {value!r}")
+    return v
+
+
+def _seed(seed: int) -> int:
+    return _unsigned(seed, 64, "seed")
 
 
 def _threads(threads: int | None) -> int:
@@ -266,20 +270,10 @@ def hash_buffers(buffers: Sequence[Any], seed: int = 0, threads: int | None = No
         return hash_pinned(pointers, lengths, seed, nthreads)
 
 
-def _u32(value: int, what: str) -> int:
-    try:
-        v = operator.index(value)
-    except TypeError:
-        v = -1
-    if isinstance(value, bool) or not 0 <= v <= _U32_MAX:
-        raise ValueError(f"{what} must be an integer in [0, 2**32), got {value!r}")
-    return v
-
-
 def crc32(data: Any, value: int = 0) -> int:
     """CRC-32 of ``data``'s bytes continuing from ``value`` (equal to
     ``zlib.crc32(data, value)``)."""
-    value = _u32(value, "value")
+    value = _unsigned(value, 32, "value")
     view = byte_view(data)
     core = native_core()
     if core is None:
@@ -304,13 +298,8 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     """CRC-32 of ``A + B`` from ``crc1 = crc32(A)``, ``crc2 = crc32(B)`` and
     ``len2 = len(B)``, without the bytes (``crc1`` times x^(8 len2) mod the
     polynomial, plus ``crc2``)."""
-    crc1, crc2 = _u32(crc1, "crc1"), _u32(crc2, "crc2")
-    try:
-        n = operator.index(len2)
-    except TypeError:
-        n = -1
-    if isinstance(len2, bool) or not 0 <= n <= _U64_MAX:
-        raise ValueError(f"len2 must be an integer in [0, 2**64), got {len2!r}")
+    crc1, crc2 = _unsigned(crc1, 32, "crc1"), _unsigned(crc2, 32, "crc2")
+    n = _unsigned(len2, 64, "len2")
     core = native_core()
     if core is not None:
         return int(core.lib.ctxbin_crc32_combine(crc1, crc2, n))
