@@ -53,7 +53,8 @@ int ctxbin_xxh3_64_impl(const void *data, size_t len, uint64_t seed, int impl,
                         uint64_t *out);
 
 /* out[i] = XXH3-64(base + offsets[i], lengths[i]) for i < n, on up to
- * nthreads threads (<= 0 means 1). Every range is checked against base_len. */
+ * nthreads threads (<= 0 means 1). Every range is checked against base_len
+ * before it is read; on CTXBIN_ERANGE out may be partly written. */
 int ctxbin_hash_many(const void *base, uint64_t base_len,
                      const uint64_t *offsets, const uint64_t *lengths,
                      size_t n, uint64_t seed, uint64_t *out, int nthreads);

@@ -204,6 +204,52 @@ def test_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     np.testing.assert_array_equal(hashing.hash_many(base, offs, lens, seed=3), native)
 
 
+@pytest.mark.parametrize("seed", [0, 0x9E3779B185EBCA87])
+def test_hash_many_boundary_lengths(path: str, seed: int) -> None:
+    """Every path boundary inside one batch (the batch picks its own SIMD loop
+    for inputs up to 16 KiB), items back to back at odd offsets, then again in
+    reverse order and overlapping: the batch asks for bytes ahead assuming
+    items in order, which must not change any hash."""
+    lens = np.array(BOUNDARY_SIZES * 3, np.uint64)
+    offs = np.concatenate([[1], 1 + np.cumsum(lens[:-1])]).astype(np.uint64)
+    base = random_bytes(int(offs[-1] + lens[-1]) + 1, seed & 0xFF)
+    expected = [ref(base[o : o + n], seed) for o, n in zip(offs.tolist(), lens.tolist())]
+    for threads in (1, 2):
+        assert hashing.hash_many(base, offs, lens, seed=seed, threads=threads).tolist() == expected
+    back = offs[::-1] // 2  # reversed, and overlapping each other
+    expected = [ref(base[o : o + n], seed) for o, n in zip(back.tolist(), lens[::-1].tolist())]
+    assert hashing.hash_many(base, back, lens[::-1], seed=seed).tolist() == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    items=st.lists(st.tuples(st.integers(0, 5000), st.integers(0, 1100)), max_size=60),
+    seed=st.integers(0, U64_MAX),
+    threads=st.integers(1, 3),
+)
+def test_hash_many_any_layout(items: list[tuple[int, int]], seed: int, threads: int) -> None:
+    """Arbitrary (offset, length) pairs inside one buffer, any order."""
+    base = random_bytes(6200, len(items))
+    offs = np.array([o for o, _ in items], np.uint64)
+    lens = np.array([n for _, n in items], np.uint64)
+    expected = [ref(base[o : o + n], seed) for o, n in items]
+    for _ in both_paths():
+        assert hashing.hash_many(base, offs, lens, seed=seed, threads=threads).tolist() == expected
+
+
+def test_hash_many_at_the_end_of_a_mapping(path: str) -> None:
+    """Items that end with the last byte of a mapping (the page after it is not
+    mapped): looking ahead past it must not fault."""
+    page = mmap.PAGESIZE
+    with mmap.mmap(-1, 3 * page) as mm:
+        mm[:] = random_bytes(3 * page, 5)
+        data = bytes(mm)
+        lens = [1, 16, 17, 129, 241, 1024, 1025, 2 * page + 7]
+        offs = [len(data) - n for n in lens]
+        got = hashing.hash_many(mm, offs, lens)
+        assert got.tolist() == [ref(data[o:]) for o in offs]
+
+
 # ---- the C core's own entry points ----
 
 
