@@ -227,7 +227,7 @@ def _link(job: _Gathered, metadata: dict[str, str] | None, progress: Progress | 
     for b, h in zip(job.blobs, hash_of):
         b.set_hash(h)  # checks the hash recorded in the source file, if any
     canon_of = canon.tolist()
-    return _assemble(job, canon_of, job.blobs, metadata), _report(job, canon_of, hash_of)
+    return _assemble(job, canon_of, metadata), _report(job, canon_of, hash_of)
 
 
 def link_to_file(
@@ -278,17 +278,13 @@ def _link_in_one_pass(
     from .formats import ctxbin as ctxbin_format
 
     canon = candidate_plan(job.keys, [b.nbytes for b in job.blobs]).tolist()
-    # Stand-ins for the canonical blobs with a placeholder hash: the writer
-    # lays the file out from their sizes, the pass gives bytes and hashes.
-    stand_ins: dict[int, Blob] = {}
-    for bi in sorted(set(canon)):
-        stand_ins[bi] = Blob(job.blobs[bi].raw())
-        stand_ins[bi].set_hash(0)
-    index = {id(b): bi for bi, b in stand_ins.items()}
+    # The writer lays the file out from the canonical blobs' sizes; the pass
+    # gives their bytes and hashes.
+    index = {id(job.blobs[bi]): bi for bi in set(canon)}
     hash_of: list[int] = []
 
     def fill(fd: int, blobs: Sequence[Blob], offsets: Sequence[int]) -> list[int] | None:
-        if len(blobs) != len(stand_ins):  # the pass writes every canonical blob: all must have a place
+        if len(blobs) != len(index):  # the pass writes every canonical blob: all must have a place
             return None
         out = np.zeros(len(job.blobs), np.uint64)
         for b, off in zip(blobs, offsets):
@@ -302,22 +298,20 @@ def _link_in_one_pass(
             b.set_hash(h)  # checks the hash recorded in the source file, if any
         return [hash_of[index[id(b)]] for b in blobs]
 
-    container = _assemble(job, canon, stand_ins, metadata)
+    container = _assemble(job, canon, metadata)
     if not ctxbin_format.write_filled(container, path, fill, **options):
         return None
     return _report(job, canon, hash_of)
 
 
-def _assemble(
-    job: _Gathered, canon: list[int], shared: Sequence[Blob] | dict[int, Blob], metadata: dict[str, str] | None,
-) -> Container:
-    """The linked container: every weight points at ``shared[canon[its blob]]``."""
+def _assemble(job: _Gathered, canon: list[int], metadata: dict[str, str] | None) -> Container:
+    """The linked container: every weight points at ``job.blobs[canon[its blob]]``."""
     new_graphs = []
     for g, _, _ in job.sources:
         tensors = {}
         for name, t in g.tensors.items():
             if t.data is not None:
-                blob = shared[canon[job.blob_index[id(t.data)]]]
+                blob = job.blobs[canon[job.blob_index[id(t.data)]]]
                 if blob is not t.data:  # tensors keeping their own blob stay as they are
                     t = Tensor(t.name, t.dtype, t.shape, t.kind, t.encoding, blob)  # (dataclasses.replace: 3x slower)
             tensors[name] = t

@@ -741,6 +741,8 @@ def test_metadata_must_be_a_ctxbin_flatbuffer(written: tuple[Container, Path]) -
         (Graph("g", (), (), (), {"w": Tensor("w", DType.FLOAT32, ("n",), TensorKind.STATIC,
                                               data=Blob.from_array(np.zeros(2, np.float32)))}), "concrete"),
         (Graph("g", (), (), (), {"w": Tensor("w", DType.FLOAT32, (-1,))}), "dimension"),
+        (Graph("g", (), (), (), {"w": Tensor("w", DType.STRING, (2,), TensorKind.STATIC,
+                                              data=Blob(b"ab"))}), "cannot hold data"),
     ],
 )
 def test_writer_refuses_what_it_cannot_store(tmp_path: Path, graph: Graph, match: str) -> None:
@@ -748,6 +750,18 @@ def test_writer_refuses_what_it_cannot_store(tmp_path: Path, graph: Graph, match
     with pytest.raises(FormatError, match=match):
         cb.write(Container((graph,)), path)
     assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_writer_numpy_dims_and_plain_ints_write_the_same(tmp_path: Path) -> None:
+    # plain int shapes take the writer's fast size check, numpy ints the full one
+    def graph(shape: tuple) -> Container:
+        w = Tensor("w", DType.FLOAT32, shape, TensorKind.STATIC, data=Blob.from_array(np.zeros(6, np.float32)))
+        n = Node("n", "X", "onnx", (), (), {"pads": (1, 2), "kernel": tuple(np.int64(v) for v in shape)})
+        return Container((Graph("g", (), (), (n,), {"w": w}),))
+
+    cb.write(graph((2, 3)), tmp_path / "a.ctxbin")
+    cb.write(graph((np.int64(2), np.int64(3))), tmp_path / "b.ctxbin")
+    assert (tmp_path / "a.ctxbin").read_bytes() == (tmp_path / "b.ctxbin").read_bytes()
 
 
 def test_writer_refuses_duplicate_graph_names(tmp_path: Path) -> None:

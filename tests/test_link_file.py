@@ -387,3 +387,25 @@ def test_hash_and_write_many_large_groups(tmp_path):
     assert h.tolist() == [xxhash.xxh3_64_intdigest(b) for b in bufs]
     for i, b in enumerate(firsts):
         assert data[offsets[i] : offsets[i] + len(b)] == b
+
+
+def test_write_filled_leaves_reading_and_hashing_to_fill(tmp_path):
+    # the writer neither reads nor hashes the blobs (a recorded hash that does
+    # not match would stop write()): bytes and hashes are fill's, and the
+    # file is the one write() makes from good bytes
+    import xxhash
+
+    good = _arr(0, 8)
+    g = add_chain("g", {"w": good})
+    w = g.tensors["w"]
+    bad = Blob(np.zeros(8, np.float32).view(np.uint8), expected_hash=12345)
+    broken = dataclasses.replace(g, tensors={**g.tensors, "w": dataclasses.replace(w, data=bad)})
+
+    def fill(fd, blobs, offsets):
+        assert blobs == [bad]
+        os.pwrite(fd, good.tobytes(), offsets[0])
+        return [xxhash.xxh3_64_intdigest(good.tobytes())]
+
+    assert ctxbin_format.write_filled(ctxbin.Container((broken,)), tmp_path / "f.ctxbin", fill)
+    ctxbin_format.write(ctxbin.Container((g,)), tmp_path / "w.ctxbin")
+    assert (tmp_path / "f.ctxbin").read_bytes() == (tmp_path / "w.ctxbin").read_bytes()

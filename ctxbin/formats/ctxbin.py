@@ -128,26 +128,29 @@ def _hash(data: Any) -> int:
 # --------------------------------------------------------------------------- writing
 
 
-class _Pool:
-    """A graph's string pool: each distinct string once, indexed by first use."""
+class _Pool(dict):
+    """A graph's string pool: each distinct string once, indexed by first use.
+    ``pool[s]`` adds ``s`` when it is new, so looking up a known string stays
+    a plain dict lookup."""
 
     def __init__(self, where: str, path: str) -> None:
-        self.index: dict[str, int] = {}
+        super().__init__()
         self.where = where
         self.path = path
 
-    def add(self, s: str) -> int:
-        i = self.index.get(s)
-        if i is None:
-            if not isinstance(s, str):
-                raise FormatError(f"expected a string, got {type(s).__name__}", path=self.path, obj=self.where)
-            if "\0" in s or len(s) > LIMITS.string:
-                raise FormatError(f"string {s[:40]!r}... contains NUL or is too long", path=self.path, obj=self.where)
-            i = self.index[s] = len(self.index)
+    def __missing__(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise FormatError(f"expected a string, got {type(s).__name__}", path=self.path, obj=self.where)
+        if "\0" in s or len(s) > LIMITS.string:
+            raise FormatError(f"string {s[:40]!r}... contains NUL or is too long", path=self.path, obj=self.where)
+        i = self[s] = len(self)
         return i
 
+    def add(self, s: str) -> int:
+        return self[s]
+
     def encode(self) -> bytes:
-        return "".join(s + "\0" for s in self.index).encode("utf-8")
+        return "".join(s + "\0" for s in self).encode("utf-8")
 
 
 class _Writer:
@@ -188,7 +191,9 @@ class _Writer:
         return self.b.table(layout, [*refs.values(), *(v for _, _, v in scalars)])
 
     # -- objects
-    def build(self) -> bytes:
+    def build(self, hashed: bool = True) -> bytes:
+        """The metadata; ``hashed=False`` leaves the blob hashes zero (for
+        write_filled, which is given them later) instead of hashing blobs."""
         c = self.c
         if len(c.graphs) > LIMITS.graphs:
             raise self.fail("container", f"{len(c.graphs)} graphs (limit {LIMITS.graphs})")
@@ -209,8 +214,11 @@ class _Writer:
         target = self.target(c.target)
         sizes = [blob.nbytes for blob in self.blobs]
         offsets = _layout(sizes)[0]
-        hash_blobs(self.blobs)
-        hashes = [blob.hash for blob in self.blobs]
+        if hashed:
+            hash_blobs(self.blobs)
+            hashes = [blob.hash for blob in self.blobs]
+        else:
+            hashes = [0] * len(self.blobs)
         root = self.table({
             _C_META_KEYS: keys,
             _C_META_VALUES: values,
@@ -281,7 +289,7 @@ class _Writer:
 
         t_name, t_dtype, t_kind, t_rank, dims, t_blob, t_enc = [], [], [], [], [], [], []
         enc_index: dict[QuantEncoding, int] = {}
-        add = pool.add
+        add = pool.__getitem__  # (known strings: one dict lookup in C)
         for t in rows:
             # (the object's description is only made for an error: most rows never need it)
             if len(t.name) > LIMITS.name:
@@ -295,10 +303,13 @@ class _Writer:
             t_dtype.append(dtype)
             t_kind.append(kind)
             t_rank.append(len(shape))
+            plain = True  # every dimension a plain non-negative int
             for d in shape:
                 if d.__class__ is int and 0 <= d <= _INT64[1]:  # the common case first
                     dims.append(d)
-                elif d is None:
+                    continue
+                plain = False
+                if d is None:
                     dims.append(-1)
                 elif isinstance(d, str):
                     dims.append(-2 - add(d))
@@ -306,9 +317,13 @@ class _Writer:
                     dims.append(int(d))
                 else:
                     raise self.fail(f"{where} tensor {t.name!r}", f"bad dimension {d!r}")
-            if t.data is not None:
-                self.check_static(t, f"{where} tensor {t.name!r}")
-                t_blob.append(self.blob(t.data))
+            data = t.data
+            if data is not None:
+                size = _ITEMSIZE[dtype]
+                # plain dimensions are checked here; the rest (and every error) by check_static
+                if not (plain and size and math.prod(shape) * size == data.nbytes):
+                    self.check_static(t, f"{where} tensor {t.name!r}")
+                t_blob.append(self.blob(data))
             else:
                 t_blob.append(-1)
             if t.encoding is None:
@@ -439,6 +454,14 @@ class _AttrColumns:
             self.length.append(1)
             self.ints.append(v)
             return
+        if v.__class__ in (tuple, list) and all(x.__class__ is int and _INT64[0] <= x <= _INT64[1] for x in v):
+            # plain ints (shapes, pads): no conversion, no description
+            self.name.append(self.pool.add(name))
+            self.kind.append(_INTS)
+            self.ref.append(len(self.ints))
+            self.length.append(len(v))
+            self.ints.extend(v)
+            return
         where = f"{node} attribute {name!r}"
         self.name.append(self.pool.add(name))
         if isinstance(v, (bool, int, np.integer, np.bool_)):
@@ -460,10 +483,7 @@ class _AttrColumns:
             self.arrays.append(a)
         elif isinstance(v, (tuple, list)):
             n = len(v)
-            if all(x.__class__ is int and _INT64[0] <= x <= _INT64[1] for x in v):  # plain ints: no conversion
-                kind, ref = _INTS, len(self.ints)
-                self.ints.extend(v)
-            elif all(isinstance(x, (bool, int, np.integer, np.bool_)) for x in v):
+            if all(isinstance(x, (bool, int, np.integer, np.bool_)) for x in v):
                 kind, ref = _INTS, len(self.ints)
                 self.ints.extend(self._int(x, where) for x in v)
             elif all(isinstance(x, (int, float, np.integer, np.floating)) for x in v):
@@ -520,11 +540,10 @@ def write_filled(container: Container, path: "str | os.PathLike[str]", fill: Fil
     """Write ``container`` as :func:`write` does, the blob bytes written by ``fill``.
 
     For writers that produce the bytes and their hashes in one pass (linking
-    compares, hashes and writes each blob while it is in cache). The hashes
-    the blobs carry may be placeholders (blobs without one are hashed first,
-    as :func:`write` does): the metadata's size does not depend on their
-    values, so the data section's place is known before ``fill`` runs, and
-    the hashes ``fill`` returns go into the metadata after it. ``fill`` gets
+    compares, hashes and writes each blob while it is in cache). The blobs
+    are neither hashed nor read here: the metadata's size does not depend on
+    their hashes, so the data section's place is known before ``fill`` runs,
+    and the hashes ``fill`` returns go into the metadata after it. ``fill`` gets
     the descriptor of the temporary file (sized to its final length, zero
     filled), the blobs in file order and their absolute offsets. Returns
     False, leaving ``path`` untouched, when ``fill`` returns None; otherwise
@@ -533,7 +552,7 @@ def write_filled(container: Container, path: "str | os.PathLike[str]", fill: Fil
     """
     spath = os.fspath(path)
     w = _Writer(container, spath)
-    meta = bytearray(w.build())
+    meta = bytearray(w.build(hashed=False))
     offsets, data_size = _layout([b.nbytes for b in w.blobs])
     data_offset = _align(HEADER_SIZE + len(meta))
     try:

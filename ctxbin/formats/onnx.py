@@ -16,6 +16,7 @@ Container metadata keys: ``producer``, ``producer_version``, ``onnx.ir_version``
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import mmap
@@ -26,6 +27,7 @@ from typing import Any, Iterable, Mapping, Union
 import numpy as np
 import onnx
 import onnx.inliner
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
@@ -84,6 +86,10 @@ _ALIGN = 64
 _INLINE_BELOW = 1024
 #: Written when a graph carries no opsets: the first with LayerNormalization.
 _DEFAULT_OPSET = 17
+#: Models up to this size have their strings checked by parsing them again
+#: (one C pass, two transient copies); larger ones (inline weights) by
+#: walking their fields, which copies nothing.
+_REPARSE_MAX = 16 << 20
 
 
 # ---------------------------------------------------------------- sniffing
@@ -97,9 +103,17 @@ def _require_utf8(msg: Any, path: PathLike) -> None:
 
     Python protobuf hands such a field back as ``bytes`` instead of failing,
     which would let bytes pose as names (op types, tensor names, file locations).
-    One flat pass without names (the common, clean case); a second one names
-    the field when there is a culprit.
+    A model is parsed again as a message whose strings protobuf verifies (the
+    common, clean case: a fraction of walking it); otherwise, and to name the
+    culprit, one flat pass over the fields, then a second one naming it.
     """
+    verifying = _verifying_model()
+    if isinstance(msg, onnx.ModelProto) and verifying is not None and msg.ByteSize() <= _REPARSE_MAX:
+        try:
+            verifying.FromString(msg.SerializeToString())
+            return
+        except DecodeError:
+            pass  # the walk names the field
     message, string = FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_STRING
     stack = [msg]
     while stack:
@@ -116,6 +130,48 @@ def _require_utf8(msg: Any, path: PathLike) -> None:
                         _name_bad_utf8(msg, path, "ModelProto")
                 elif value.__class__ is bytes:
                     _name_bad_utf8(msg, path, "ModelProto")
+
+
+@functools.cache
+def _verifying_model() -> Any:
+    """A ModelProto class of the same wire format whose string fields protobuf
+    checks for UTF-8 while parsing (ONNX's proto2 schema restated in edition
+    2023 with verified strings). None where this protobuf cannot build it
+    (no editions): the walk then does the check."""
+    try:
+        proto = descriptor_pb2.FileDescriptorProto()
+        onnx.ModelProto.DESCRIPTOR.file.CopyToProto(proto)
+        if proto.syntax not in ("", "proto2"):
+            return None
+        _to_edition_2023(proto)
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(proto)
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(onnx.ModelProto.DESCRIPTOR.full_name))
+    except (TypeError, ValueError, AttributeError, KeyError):
+        return None
+
+
+def _to_edition_2023(proto: Any) -> None:
+    """Restate a proto2 file in edition 2023 with the same semantics (closed
+    enums, explicit presence, required fields, repeated fields expanded
+    unless packed), its strings verified as UTF-8."""
+    features = descriptor_pb2.FeatureSet
+    proto.syntax = "editions"
+    proto.edition = descriptor_pb2.EDITION_2023
+    proto.options.features.utf8_validation = features.VERIFY
+    proto.options.features.enum_type = features.CLOSED
+    proto.options.features.repeated_field_encoding = features.EXPANDED
+    messages = list(proto.message_type)
+    while messages:
+        m = messages.pop()
+        messages.extend(m.nested_type)
+        for f in m.field:
+            if f.label == f.LABEL_REQUIRED:  # spelled as features in editions
+                f.label = f.LABEL_OPTIONAL
+                f.options.features.field_presence = features.LEGACY_REQUIRED
+            if f.options.HasField("packed"):
+                f.options.features.repeated_field_encoding = features.PACKED if f.options.packed else features.EXPANDED
+                f.options.ClearField("packed")
 
 
 def _name_bad_utf8(msg: Any, path: PathLike, where: str) -> None:
@@ -185,8 +241,8 @@ def _dtype(code: int, path: Path, obj: str) -> DType:
 
 
 def _static_shape(dims: Iterable[int], path: Path, obj: str) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in dims)
-    if any(d < 0 for d in shape):
+    shape = tuple(dims)  # protobuf hands int64 fields over as ints
+    if shape and min(shape) < 0:
         raise FormatError(f"negative dimension in shape {shape}", path=path, obj=obj)
     return shape
 
@@ -251,9 +307,9 @@ def _attr_value(a: AttributeProto, node: onnx.NodeProto, files: _ExternalFiles) 
     if a.type == A.STRING:
         return _text(a.s)
     if a.type == A.FLOATS:
-        return tuple(float(v) for v in a.floats)
+        return tuple(a.floats)  # floats and ints already, as protobuf hands them over
     if a.type == A.INTS:
-        return tuple(int(v) for v in a.ints)
+        return tuple(a.ints)
     if a.type == A.STRINGS:
         return tuple(_text(s) for s in a.strings)
     if a.type == A.TENSOR:
