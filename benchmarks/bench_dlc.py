@@ -13,11 +13,12 @@ Files, made in a temp dir with ctxbin's own lowering (no vendor library):
 
 Measured in the same run (best of N, and median):
 
-1. ``dlc.read(path)`` (graphs, nodes, params, tensor tables; weights stay in
-   the mapping) on ``full`` vs ``full, 1 MB`` (target: within 20%), and vs
-   ``onnx.load(path, load_external_data=False)`` of the same model (target:
-   ctxbin <= 1x), and ``dlc.read`` plus touching every node and tensor
-   (decoded on first access). Also printed, as context: ``onnx.load`` plus walking every
+1. ``dlc.read(path)``, which parses and checks all metadata at open (graphs,
+   every node and param, tensor tables, encodings, ``model.params``; weights
+   stay in the mapping), on ``full`` vs ``full, 1 MB`` (target: within 20%),
+   and vs ``onnx.load(path, load_external_data=False)`` of the same model
+   (target: ctxbin <= 1x), and ``dlc.read`` plus making every Node and Tensor
+   object (made on first access from the checked columns). Also printed, as context: ``onnx.load`` plus walking every
    node, attribute and initializer into Python values (what ``dlc.read``
    gives), and ctxbin's own ONNX reader on the same file.
 2. ``dlc.write`` of the ``full`` container (read fresh each round, so no
@@ -117,7 +118,7 @@ def walk_onnx(path: str) -> int:
 
 
 def read_all_nodes(path: str) -> int:
-    """dlc.read, then every node and tensor object (decoded on first access)."""
+    """dlc.read, then every Node and Tensor object (made on first access)."""
     from ctxbin.formats import dlc
 
     return sum(len(list(g.nodes)) + len(list(g.tensors.values())) for g in dlc.read(path).graphs)
@@ -215,7 +216,7 @@ def main() -> int:
                 row += "- | - | - | - |"
             else:
                 t_onnx = wall[(key, "onnx")]
-                ratio = f"{min(t_dlc) / min(t_onnx):.0f}x / {statistics.median(t_dlc) / statistics.median(t_onnx):.0f}x"
+                ratio = f"{min(t_dlc) / min(t_onnx):.1f}x / {statistics.median(t_dlc) / statistics.median(t_onnx):.1f}x"
                 row += f"{fmt(t_onnx)} | {ratio} | {fmt(wall[(key, 'walk')])} | {fmt(wall[(key, 'from_onnx')])} |"
             print(row)
         big, small_t = wall[("full", "dlc")], wall[("full, 1 MB", "dlc")]

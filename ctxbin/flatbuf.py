@@ -430,7 +430,7 @@ class Walk:
     __slots__ = ("fb", "schema", "cells", "spans", "pool", "_offsets")
 
     def __init__(self, fb: FlatBuffer, schema: Schema, cells: list[np.ndarray], spans: np.ndarray,
-                 pool: bytes) -> None:
+                 pool: bytes | bytearray) -> None:
         self.fb, self.schema, self.cells, self.spans, self.pool = fb, schema, cells, spans, pool
         self._offsets: np.ndarray | None = None
 
@@ -526,7 +526,7 @@ def _walk_error(fb: FlatBuffer, schema: Schema, code: int, type_: int, row: int,
     return fb.error(_ERRORS[code].format(value, value2, at=at, size=fb.size, field=f), obj, at)
 
 
-def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.ndarray, bytes]:
+def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.ndarray, bytearray]:
     ffi, lib = core.ffi, core.lib
     fields, starts = schema.native
     out = ffi.new("ctxbin_fb_result **")
@@ -560,7 +560,7 @@ def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[list[np.nda
     for n, w in zip(counts, schema.widths):
         cells.append(flat[at : at + n * w].reshape(n, w))
         at += n * w
-    return cells, spans, bytes(pool)
+    return cells, spans, pool  # the bytearray the C core filled: no copy
 
 
 def _walk_numpy(fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.ndarray, bytes]:

@@ -204,36 +204,43 @@ void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr,
 void ctxbin_fb_export(const ctxbin_fb_result *r, int64_t *cells, int64_t *spans, uint8_t *pool);
 
 void ctxbin_fb_free(ctxbin_fb_result *r);
-/* DLC v4 (native/dlc_v4.c): the open-time checks of one graph's tensor table
- * (ctxbin/formats/dlc.py _V4Tensors) over the cells of two ctxbin_fb_walk
- * results: tensor names unique, tensor types, data types and encoding kinds
- * known, every STATIC tensor's TensorData found by name (TensorData names
- * unique), its model.params.bin range inside params_bin_size or its inline
- * bytes present, and exactly the size its shape and data type need.
- * Returns CTXBIN_OK with, per tensor row, static_of (index among the statics
- * or -1) and quant (its Quant row, -1 for none), per static where = (inline?,
- * start, size, TensorData position) and *nstatic; CTXBIN_ERANGE when any check
- * fails or the input is unusual (the caller's own checks then decide). */
+/* DLC v4 (native/dlc_v4.c): every open-time check of ctxbin/formats/dlc.py
+ * (_V4Tensors, _v4_nodes) over the cells of the two ctxbin_fb_walk results
+ * (`model` along _V4_MODEL, `model.params` along _V4_PARAMS), graph by graph.
+ * Tensors: names unique, tensor types, data types and encodings known (and
+ * their scale/offset or axis tables present), every STATIC tensor's
+ * TensorData found by name (TensorData names unique), its model.params.bin
+ * range inside params_bin_size or its inline bytes present, and exactly the
+ * size its shape and data type need. Nodes: every param's kind, its scalar
+ * (a data type whose value fits) or its tensor (static, checked like the
+ * graph's, its TensorData found by name in the node's NodeParameters).
+ * Per graph g (graphs[8 g ..]: tensor_lo, ntensors, td_lo, ntdata, node_lo,
+ * nnodes, np_lo, nnp: row ranges of Tensor, TensorData, Node, NodeParameters)
+ * status[g] is 1 when every check passed, with, per tensor row r of it,
+ * static_of[r] (index among all graphs' statics, or -1) and quant[r] (its
+ * Quant row, -1 for none), and per static where = (inline?, start, size,
+ * TensorData position); 0 when a check fails or the input is unusual (the
+ * caller's own checks then decide). Returns CTXBIN_OK unless out of memory. */
+enum { /* the tables of ctxbin_dlc_v4_in.rows */
+    CTXBIN_DLC_NODE, CTXBIN_DLC_PARAM, CTXBIN_DLC_SCALAR, CTXBIN_DLC_TENSOR, CTXBIN_DLC_QUANT, CTXBIN_DLC_AXIS,
+    CTXBIN_DLC_TDATA, CTXBIN_DLC_BINREF, CTXBIN_DLC_NODEPARAMS, CTXBIN_DLC_NTABLES
+};
 enum { /* indices into ctxbin_dlc_v4_in.cols: the cell column of each field's `a` cell */
     CTXBIN_DLC_T_NAME, CTXBIN_DLC_T_KIND, CTXBIN_DLC_T_DIMS, CTXBIN_DLC_T_QUANT, CTXBIN_DLC_T_DTYPE,
-    CTXBIN_DLC_Q_ENCODING, CTXBIN_DLC_TD_NAME, CTXBIN_DLC_TD_BYTES, CTXBIN_DLC_TD_REF,
-    CTXBIN_DLC_REF_OFFSET, CTXBIN_DLC_REF_SIZE, CTXBIN_DLC_NCOLS
+    CTXBIN_DLC_Q_ENCODING, CTXBIN_DLC_Q_SO, CTXBIN_DLC_Q_AXIS, CTXBIN_DLC_AX_CHANNELS,
+    CTXBIN_DLC_TD_NAME, CTXBIN_DLC_TD_BYTES, CTXBIN_DLC_TD_REF, CTXBIN_DLC_REF_OFFSET, CTXBIN_DLC_REF_SIZE,
+    CTXBIN_DLC_N_PARAMS, CTXBIN_DLC_P_KIND, CTXBIN_DLC_P_VALUE, CTXBIN_DLC_P_TENSOR,
+    CTXBIN_DLC_S_DTYPE, CTXBIN_DLC_S_INT, CTXBIN_DLC_S_FLOAT, CTXBIN_DLC_NP_TENSORS, CTXBIN_DLC_NCOLS
 };
 
 typedef struct {
     const uint8_t *model;        /* the model flatbuffer (positions are relative to it) */
     const int64_t *model_spans;  /* its walk's string spans */
-    const int64_t *tensors;      /* this graph's Tensor rows */
-    uint64_t ntensors, tensor_width;
-    const int64_t *quants;       /* every Quant row */
-    uint64_t quant_width;
     const uint8_t *params;       /* the model.params flatbuffer */
     const int64_t *params_spans;
     uint64_t params_start;       /* where that flatbuffer starts in its entry */
-    const int64_t *tdata;        /* this graph's TensorData rows */
-    uint64_t ntdata, tdata_width;
-    const int64_t *binrefs;      /* every BinRef row */
-    uint64_t binref_width;
+    const int64_t *rows[CTXBIN_DLC_NTABLES]; /* every row of each table (CTXBIN_DLC_*) */
+    uint64_t nrows[CTXBIN_DLC_NTABLES], width[CTXBIN_DLC_NTABLES];
     int64_t params_bin_size;     /* -1: the archive has no model.params.bin */
     const int64_t *cols;         /* CTXBIN_DLC_NCOLS cell columns */
     const int32_t *kinds;        /* known tensor types */
@@ -241,10 +248,12 @@ typedef struct {
     const int32_t *dtypes;       /* known data types and their item sizes (0: cannot hold data) */
     const uint8_t *itemsizes;
     uint32_t ndtypes;
+    const int64_t *graphs;       /* 8 row-range bounds per graph (above) */
+    uint64_t ngraphs;
 } ctxbin_dlc_v4_in;
 
-int ctxbin_dlc_v4_tensors(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
-                          uint64_t *nstatic);
+int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
+                        uint8_t *status);
 /* ZIP (native/zipscan.c): the central directory scan of ctxbin/ziparchive.py
  * (ZipArchive._parse) for ordinary archives: no ZIP64, ASCII names. On
  * CTXBIN_OK, *count entries of 9 int64 each in out (name position, name

@@ -1,15 +1,16 @@
-/* DLC v4 open-time checks of one graph's tensor table against its
- * model.params TensorData, after the schema walks of ctxbin/flatbuf.py.
+/* DLC v4 open-time checks of every graph (tensor tables, nodes, params)
+ * against its model.params tables, after the schema walks of ctxbin/flatbuf.py.
  *
- * The numpy code in ctxbin/formats/dlc.py (_V4Tensors) makes the same checks
- * and is the reference: this only says whether they all pass (and, when they
- * do, gives its results); when one fails the caller runs the numpy checks,
- * which raise the error naming the tensor and the byte offset. So the two can
- * never disagree on a message. Anything unusual (an unnamed tensor, a
- * zero-element static tensor, ...) is also left to the numpy checks, which
- * may accept it: a failure here only means "take the slow path". The
- * hypothesis tests check that whatever passes here passes there with the
- * same results.
+ * The numpy/Python code in ctxbin/formats/dlc.py (_V4Tensors, _v4_nodes) makes
+ * the same checks and is the reference: this only says, per graph, whether
+ * they all pass (and, when they do, gives its results); when one fails the
+ * caller runs the Python checks, which raise the error naming the tensor,
+ * node or param and the byte offset. So the two can never disagree on a
+ * message. Anything unusual (an unnamed tensor, a zero-element static
+ * tensor, a float16 scalar, a node with very many tensor params, ...) is also
+ * left to the Python checks, which may accept it: a failure here only means
+ * "take the slow path". The hypothesis tests check that whatever passes here
+ * passes there with the same results.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,14 @@
 typedef struct {
     const uint8_t *buf;
     const int64_t *spans; /* (position, length) per string of the walk */
+    uint64_t *compared;   /* bytes compared so far (shared by every string set of one check) */
 } strings;
+
+/* Names are compared through hash tables with bounded probing and pairwise
+ * within a node's few tensor params: a file made of long, nearly equal names
+ * could still make that compare bytes far beyond its size, so past this many
+ * the check gives up (the Python path, with dicts, takes over). */
+#define MAX_COMPARED ((uint64_t)1 << 26)
 
 /* A table-slot hash of a name, 8 bytes a step (names run to dozens of bytes:
  * a byte-at-a-time hash was most of this file's time). Only its spread matters. */
@@ -59,9 +67,13 @@ static void table_free(table *t) {
     free(t->row);
 }
 
+/* Strings i of a and j of b are equal (never, once MAX_COMPARED is spent: the caller then fails). */
 static int same(const strings *a, int64_t i, const strings *b, int64_t j) {
     int64_t n = a->spans[2 * i + 1];
-    return n == b->spans[2 * j + 1] && memcmp(a->buf + a->spans[2 * i], b->buf + b->spans[2 * j], (size_t)n) == 0;
+    if (n != b->spans[2 * j + 1]) return 0;
+    *a->compared += (uint64_t)n + 1;
+    return *a->compared <= MAX_COMPARED &&
+           memcmp(a->buf + a->spans[2 * i], b->buf + b->spans[2 * j], (size_t)n) == 0;
 }
 
 /* The hash is not keyed, so a file could be made of colliding names: a probe
@@ -101,76 +113,218 @@ static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-int ctxbin_dlc_v4_tensors(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
-                          uint64_t *nstatic) {
-    if (!in || !static_of || !quant || !where || !nstatic) return CTXBIN_EINVAL;
-    const int64_t *c = in->cols;
-    strings model = {in->model, in->model_spans}, params = {in->params, in->params_spans};
-    uint64_t n = in->ntensors, ns = 0;
+#define QNN_UNDEFINED 0x7fffffff
+#define QNN_STATIC 4
+/* a node's tensor params and its TensorData are matched pairwise: more than
+ * this many goes to the Python path (a dict there) instead of going quadratic */
+#define MAX_NODE_TENSORS 64
+
+typedef struct {
+    const ctxbin_dlc_v4_in *in;
+    strings model, params;
+    /* index into in->dtypes of each code 0xCCBB (class CC < 8, bits BB), -1: unknown;
+     * codes are looked up per tensor and per scalar: a scan of the list was most of tensor_ok's time */
+    int8_t dtype_at[8][256];
+    int dtype_undefined; /* index of QNN_UNDEFINED, -1: not listed */
+} checker;
+
+static int dtype_index(const checker *k, int32_t code) {
+    uint32_t c = (uint32_t)code;
+    return c < 0x800 ? k->dtype_at[c >> 8][c & 0xff] : c == QNN_UNDEFINED ? k->dtype_undefined : -1;
+}
+
+static const int64_t *row(const checker *k, int table, int64_t r) {
+    return k->in->rows[table] + (uint64_t)r * k->in->width[table];
+}
+static int64_t col(const checker *k, int c) { return k->in->cols[c]; }
+
+/* A tensor row's type and data type known, its encoding one ctxbin decodes
+ * with the tables it needs: *di = its data type's index, *q = its Quant row
+ * (-1: none). 0 when anything is off. */
+static int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q) {
+    const ctxbin_dlc_v4_in *in = k->in;
+    int32_t dtype = t[col(k, CTXBIN_DLC_T_DTYPE) + 1] ? (int32_t)t[col(k, CTXBIN_DLC_T_DTYPE)] : QNN_UNDEFINED;
+    if (known(in->kinds, in->nkinds, (int32_t)t[col(k, CTXBIN_DLC_T_KIND)]) < 0) return 0;
+    if ((*di = dtype_index(k, dtype)) < 0) return 0;
+    *q = t[col(k, CTXBIN_DLC_T_QUANT)];
+    if (*q < 0) return 1;
+    const int64_t *qr = row(k, CTXBIN_DLC_QUANT, *q);
+    int32_t code = (int32_t)qr[col(k, CTXBIN_DLC_Q_ENCODING)];
+    if (code == QNN_UNDEFINED) { /* no encoding: nothing to decode later */
+        *q = -1;
+        return 1;
+    }
+    if (code == 0) return qr[col(k, CTXBIN_DLC_Q_SO)] >= 0;
+    if (code != 1) return 0;
+    int64_t ax = qr[col(k, CTXBIN_DLC_Q_AXIS)];
+    return ax >= 0 && row(k, CTXBIN_DLC_AXIS, ax)[col(k, CTXBIN_DLC_AX_CHANNELS) + 1] > 0;
+}
+
+/* Static tensor t (data type index di) with its data in TensorData row d:
+ * present, in bounds, exactly the size its shape and data type need.
+ * w = (inline?, start, size, TensorData position). */
+static int data_ok(const checker *k, const int64_t *t, int di, int64_t d, int64_t *w) {
+    const ctxbin_dlc_v4_in *in = k->in;
+    const int64_t *td = row(k, CTXBIN_DLC_TDATA, d);
+    int64_t ref = td[col(k, CTXBIN_DLC_TD_REF)];
+    uint64_t size;
+    w[3] = td[0];
+    if (ref >= 0) {
+        if (in->params_bin_size < 0) return 0;
+        const int64_t *b = row(k, CTXBIN_DLC_BINREF, ref);
+        uint64_t off = (uint64_t)b[col(k, CTXBIN_DLC_REF_OFFSET)], total = (uint64_t)in->params_bin_size;
+        size = (uint64_t)b[col(k, CTXBIN_DLC_REF_SIZE)];
+        if (off > total || size > total - off) return 0;
+        w[0] = 0;
+        w[1] = (int64_t)off;
+    } else {
+        int64_t vs = td[col(k, CTXBIN_DLC_TD_BYTES)];
+        if (vs < 0) return 0;
+        size = (uint64_t)td[col(k, CTXBIN_DLC_TD_BYTES) + 1];
+        w[0] = 1;
+        w[1] = (int64_t)in->params_start + vs;
+    }
+    w[2] = (int64_t)size;
+    /* exactly the bytes its shape and data type need (no overflow: stop past size) */
+    uint64_t need = in->itemsizes[di];
+    int64_t at = t[col(k, CTXBIN_DLC_T_DIMS)], count = t[col(k, CTXBIN_DLC_T_DIMS) + 1];
+    for (int64_t i = 0; i < count && need <= size; i++) {
+        uint64_t dim = rd32(in->model + at + 4 * i);
+        need = dim && need > size / dim ? size + 1 : need * dim;
+    }
+    return need != 0 && need == size;
+}
+
+/* One graph's tensor table (rows lo..lo+n) against its TensorData rows (td_lo..td_lo+ntd). */
+static int graph_tensors(checker *k, const int64_t *g, int64_t *static_of, int64_t *quant, int64_t *where,
+                         uint64_t *ns) {
+    uint64_t lo = (uint64_t)g[0], n = (uint64_t)g[1], td_lo = (uint64_t)g[2], ntd = (uint64_t)g[3];
     int st = CTXBIN_ERANGE;
     table names = {0}, data = {0};
-    if (table_init(&names, n) || table_init(&data, in->ntdata)) {
+    if (table_init(&names, n) || table_init(&data, ntd)) {
         st = CTXBIN_ENOMEM;
         goto done;
     }
-    for (uint64_t d = 0; d < in->ntdata; d++) {
-        int64_t s = in->tdata[d * in->tdata_width + c[CTXBIN_DLC_TD_NAME]];
-        if (s < 0 || table_add(&data, &params, s, (int64_t)d) != 1) goto done; /* unnamed, a duplicate, or collisions */
+    for (uint64_t d = td_lo; d < td_lo + ntd; d++) {
+        int64_t s = row(k, CTXBIN_DLC_TDATA, (int64_t)d)[col(k, CTXBIN_DLC_TD_NAME)];
+        /* unnamed, a duplicate, or collisions */
+        if (s < 0 || table_add(&data, &k->params, s, (int64_t)d) != 1) goto done;
     }
-    for (uint64_t r = 0; r < n; r++) {
-        const int64_t *t = in->tensors + r * in->tensor_width;
-        int64_t s = t[c[CTXBIN_DLC_T_NAME]];
-        if (s < 0 || table_add(&names, &model, s, (int64_t)r) != 1) goto done; /* unnamed, a duplicate, or collisions */
-        int32_t kind = (int32_t)t[c[CTXBIN_DLC_T_KIND]];
-        int32_t dtype = t[c[CTXBIN_DLC_T_DTYPE] + 1] ? (int32_t)t[c[CTXBIN_DLC_T_DTYPE]] : 0x7fffffff;
-        if (known(in->kinds, in->nkinds, kind) < 0) goto done;
-        int di = known(in->dtypes, in->ndtypes, dtype);
-        if (di < 0) goto done;
-        int64_t q = t[c[CTXBIN_DLC_T_QUANT]];
-        if (q >= 0) {
-            int32_t code = (int32_t)in->quants[q * in->quant_width + c[CTXBIN_DLC_Q_ENCODING]];
-            if (code == 0x7fffffff) q = -1; /* no encoding: nothing to decode later */
-            else if (code != 0 && code != 1) goto done;
-        }
-        quant[r] = q;
+    for (uint64_t r = lo; r < lo + n; r++) {
+        const int64_t *t = row(k, CTXBIN_DLC_TENSOR, (int64_t)r);
+        int64_t s = t[col(k, CTXBIN_DLC_T_NAME)];
+        int di;
+        if (s < 0 || table_add(&names, &k->model, s, (int64_t)r) != 1) goto done; /* likewise */
+        if (!tensor_ok(k, t, &di, &quant[r])) goto done;
         static_of[r] = -1;
-        if (kind != 4) continue; /* only STATIC tensors hold data */
-        int64_t d = in->ntdata ? table_find(&data, &params, &model, s) : -1;
-        if (d < 0) goto done; /* no TensorData */
-        const int64_t *td = in->tdata + (uint64_t)d * in->tdata_width;
-        int64_t *w = where + 4 * ns, ref = td[c[CTXBIN_DLC_TD_REF]];
-        uint64_t size;
-        w[3] = td[0];
-        if (ref >= 0) {
-            if (in->params_bin_size < 0) goto done;
-            const int64_t *b = in->binrefs + ref * in->binref_width;
-            uint64_t off = (uint64_t)b[c[CTXBIN_DLC_REF_OFFSET]], total = (uint64_t)in->params_bin_size;
-            size = (uint64_t)b[c[CTXBIN_DLC_REF_SIZE]];
-            if (off > total || size > total - off) goto done;
-            w[0] = 0;
-            w[1] = (int64_t)off;
-        } else {
-            int64_t vs = td[c[CTXBIN_DLC_TD_BYTES]];
-            if (vs < 0) goto done;
-            size = (uint64_t)td[c[CTXBIN_DLC_TD_BYTES] + 1];
-            w[0] = 1;
-            w[1] = (int64_t)in->params_start + vs;
-        }
-        w[2] = (int64_t)size;
-        /* exactly the bytes its shape and data type need (no overflow: stop past size) */
-        uint64_t need = in->itemsizes[di];
-        int64_t at = t[c[CTXBIN_DLC_T_DIMS]], count = t[c[CTXBIN_DLC_T_DIMS] + 1];
-        for (int64_t k = 0; k < count && need <= size; k++) {
-            uint64_t dim = rd32(in->model + at + 4 * k);
-            need = dim && need > size / dim ? size + 1 : need * dim;
-        }
-        if (need == 0 || need != size) goto done;
-        static_of[r] = (int64_t)ns++;
+        if ((int32_t)t[col(k, CTXBIN_DLC_T_KIND)] != QNN_STATIC) continue; /* only STATIC tensors hold data */
+        int64_t d = ntd ? table_find(&data, &k->params, &k->model, s) : -1;
+        if (d < 0 || !data_ok(k, t, di, d, where + 4 * *ns)) goto done; /* no TensorData, or bad data */
+        static_of[r] = (int64_t)(*ns)++;
     }
-    *nstatic = ns;
     st = CTXBIN_OK;
 done:
     table_free(&names);
     table_free(&data);
     return st;
+}
+
+/* A scalar param's value is one _v4_scalar gives back without error: a string,
+ * a bool, an integer that fits its data type, a float32 or float64. */
+static int scalar_ok(const checker *k, const int64_t *s) {
+    const ctxbin_dlc_v4_in *in = k->in;
+    if (!s[col(k, CTXBIN_DLC_S_DTYPE) + 1]) return 0; /* no data type: UNDEFINED */
+    uint32_t code = (uint32_t)s[col(k, CTXBIN_DLC_S_DTYPE)], cls = code >> 8;
+    if (code == 0x0608 || code == 0x0508 || code == 0x0232 || code == 0x0264) return 1;
+    int di = dtype_index(k, (int32_t)code);
+    if (di < 0 || cls == 2 || in->itemsizes[di] == 0) return 0;
+    if (in->itemsizes[di] >= 8) return cls <= 4; /* int64, uint64: every value fits */
+    unsigned bits = 8u * in->itemsizes[di];
+    int64_t raw = s[col(k, CTXBIN_DLC_S_INT)];
+    if (cls == 0 || cls == 3) return raw >= -((int64_t)1 << (bits - 1)) && raw < ((int64_t)1 << (bits - 1));
+    if (cls == 1 || cls == 4) return (uint64_t)raw < ((uint64_t)1 << bits);
+    return 0;
+}
+
+static int same_name(const strings *a, int64_t i, const strings *b, int64_t j) {
+    return i >= 0 && j >= 0 && same(a, i, b, j);
+}
+
+/* One graph's nodes (rows node_lo..+nnodes): every param's kind and value,
+ * tensor params checked like static tensors, their data in the node's
+ * NodeParameters (rows np_lo..+nnp), whose TensorData names are unique. */
+static int graph_nodes(checker *k, const int64_t *g) {
+    uint64_t node_lo = (uint64_t)g[4], nnodes = (uint64_t)g[5], np_lo = (uint64_t)g[6], nnp = (uint64_t)g[7];
+    for (uint64_t p = np_lo; p < np_lo + nnp; p++) {
+        const int64_t *npr = row(k, CTXBIN_DLC_NODEPARAMS, (int64_t)p);
+        int64_t tf = npr[col(k, CTXBIN_DLC_NP_TENSORS)], tc = npr[col(k, CTXBIN_DLC_NP_TENSORS) + 1];
+        if (tc > MAX_NODE_TENSORS) return CTXBIN_ERANGE;
+        for (int64_t a = 0; a < tc; a++)
+            for (int64_t b = 0; b <= a; b++) { /* names of rows before a were checked named (b == a) */
+                int64_t sa = row(k, CTXBIN_DLC_TDATA, tf + a)[col(k, CTXBIN_DLC_TD_NAME)];
+                int64_t sb = row(k, CTXBIN_DLC_TDATA, tf + b)[col(k, CTXBIN_DLC_TD_NAME)];
+                if (sa < 0 || (a != b && same(&k->params, sa, &k->params, sb))) return CTXBIN_ERANGE;
+            }
+    }
+    int64_t w[4];
+    for (uint64_t i = 0; i < nnodes; i++) {
+        const int64_t *node = row(k, CTXBIN_DLC_NODE, (int64_t)(node_lo + i));
+        int64_t pf = node[col(k, CTXBIN_DLC_N_PARAMS)], pc = node[col(k, CTXBIN_DLC_N_PARAMS) + 1];
+        for (int64_t j = pf; j < pf + pc; j++) {
+            const int64_t *p = row(k, CTXBIN_DLC_PARAM, j);
+            int32_t kind = (int32_t)p[col(k, CTXBIN_DLC_P_KIND)];
+            if (kind == 0) {
+                int64_t v = p[col(k, CTXBIN_DLC_P_VALUE)];
+                if (v < 0 || !scalar_ok(k, row(k, CTXBIN_DLC_SCALAR, v))) return CTXBIN_ERANGE;
+                continue;
+            }
+            int64_t tr = p[col(k, CTXBIN_DLC_P_TENSOR)], q;
+            if (kind != 1 || tr < 0 || i >= nnp) return CTXBIN_ERANGE;
+            const int64_t *t = row(k, CTXBIN_DLC_TENSOR, tr);
+            int di;
+            if (!tensor_ok(k, t, &di, &q) || (int32_t)t[col(k, CTXBIN_DLC_T_KIND)] != QNN_STATIC) return CTXBIN_ERANGE;
+            const int64_t *npr = row(k, CTXBIN_DLC_NODEPARAMS, (int64_t)(np_lo + i));
+            int64_t tf = npr[col(k, CTXBIN_DLC_NP_TENSORS)], tc = npr[col(k, CTXBIN_DLC_NP_TENSORS) + 1], d = -1;
+            int64_t s = t[col(k, CTXBIN_DLC_T_NAME)];
+            for (int64_t a = 0; a < tc && d < 0; a++)
+                if (same_name(&k->model, s, &k->params, row(k, CTXBIN_DLC_TDATA, tf + a)[col(k, CTXBIN_DLC_TD_NAME)]))
+                    d = tf + a;
+            if (d < 0 || !data_ok(k, t, di, d, w)) return CTXBIN_ERANGE;
+        }
+    }
+    return CTXBIN_OK;
+}
+
+/* [lo, lo + n) is a range of rows of table (the walk made them; a bad caller is refused) */
+static int rows_in(const ctxbin_dlc_v4_in *in, int table, int64_t lo, int64_t n) {
+    return lo >= 0 && n >= 0 && (uint64_t)lo <= in->nrows[table] && (uint64_t)n <= in->nrows[table] - (uint64_t)lo;
+}
+
+int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
+                        uint8_t *status) {
+    if (!in || !static_of || !quant || !where || !status) return CTXBIN_EINVAL;
+    if (in->ndtypes > 127) return CTXBIN_EINVAL;
+    uint64_t compared = 0;
+    checker k = {in, {in->model, in->model_spans, &compared}, {in->params, in->params_spans, &compared}, {{0}}, -1};
+    memset(k.dtype_at, 0xff, sizeof k.dtype_at);
+    for (uint32_t i = 0; i < in->ndtypes; i++) {
+        uint32_t c = (uint32_t)in->dtypes[i];
+        if (c < 0x800) k.dtype_at[c >> 8][c & 0xff] = (int8_t)i;
+        else if (c == QNN_UNDEFINED) k.dtype_undefined = (int)i;
+    }
+    uint64_t ns = 0;
+    for (uint64_t gi = 0; gi < in->ngraphs; gi++) {
+        const int64_t *g = in->graphs + 8 * gi;
+        if (!rows_in(in, CTXBIN_DLC_TENSOR, g[0], g[1]) || !rows_in(in, CTXBIN_DLC_TDATA, g[2], g[3]) ||
+            !rows_in(in, CTXBIN_DLC_NODE, g[4], g[5]) || !rows_in(in, CTXBIN_DLC_NODEPARAMS, g[6], g[7]))
+            return CTXBIN_EINVAL;
+        uint64_t ns0 = ns;
+        int st = graph_tensors(&k, g, static_of, quant, where, &ns);
+        if (st == CTXBIN_OK) st = graph_nodes(&k, g);
+        if (st == CTXBIN_ENOMEM) return st;
+        if (compared > MAX_COMPARED) st = CTXBIN_ERANGE; /* a match may have been missed */
+        status[gi] = st == CTXBIN_OK;
+        if (st != CTXBIN_OK) ns = ns0; /* this graph's statics are the caller's to place */
+    }
+    return CTXBIN_OK;
 }

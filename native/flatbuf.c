@@ -21,7 +21,8 @@
 struct ctxbin_fb_result {
     uint32_t ntypes;
     size_t *nrows, *caprows, *width;
-    int64_t **rows;   /* per type: nrows x (1 + 2 * nfields) cells */
+    int64_t **pos;    /* per type: where each row's table is, appended as parents find it */
+    int64_t **rows;   /* per type, made when its turn comes: nrows x (1 + 2 * nfields) cells */
     int64_t *spans;   /* (position, length) per string */
     size_t nstr, capstr;
     uint8_t *pool;    /* every string's bytes, each followed by a NUL */
@@ -102,15 +103,13 @@ static int add_table(walker *w, uint32_t type, uint64_t pos, int64_t *row_out) {
     if (vs < 4 || vs % 2) return fail(w, CTXBIN_FB_VTABLE, type, row, -1, (uint64_t)vt, vs, 0);
     if (!inside(w, (uint64_t)vt, vs)) return fail(w, CTXBIN_FB_RANGE, type, row, -1, (uint64_t)vt, vs, 0);
     if (!inside(w, pos, ts < 4 ? 4 : ts)) return fail(w, CTXBIN_FB_RANGE, type, row, -1, pos, ts < 4 ? 4 : ts, 0);
-    size_t wd = width_of(w, type);
-    void *p = r->rows[type];
-    st = grow(&p, &r->caprows[type], r->nrows[type] + 1, wd * sizeof(int64_t));
-    r->rows[type] = p;
-    if (st) return st;
-    int64_t *cells = r->rows[type] + r->nrows[type] * wd;
-    cells[0] = (int64_t)pos;
-    for (size_t i = 1; i < wd; i++) cells[i] = 0;
-    r->nrows[type]++;
+    if (r->nrows[type] == r->caprows[type]) { /* only positions grow: cells are made once, at the type's turn */
+        void *p = r->pos[type];
+        st = grow(&p, &r->caprows[type], r->nrows[type] + 1, sizeof(int64_t));
+        r->pos[type] = p;
+        if (st) return st;
+    }
+    r->pos[type][r->nrows[type]++] = (int64_t)pos;
     *row_out = row;
     return CTXBIN_OK;
 }
@@ -123,14 +122,19 @@ static int add_string(walker *w, uint64_t at, uint32_t type, int64_t row, int32_
     int st = charge(w, (int64_t)(4 + n), type, row, field, at);
     if (st) return st;
     if (w->buf[at + 4 + n] != 0) return fail(w, CTXBIN_FB_NUL, type, row, field, at + 4 + n, (int64_t)n, 0);
-    void *p = r->spans;
-    st = grow(&p, &r->capstr, r->nstr + 1, 2 * sizeof(int64_t));
-    r->spans = p;
-    if (st) return st;
-    p = r->pool;
-    st = grow(&p, &r->cappool, r->npool + n + 1, 1);
-    r->pool = p;
-    if (st) return st;
+    void *p;
+    if (r->nstr == r->capstr) {
+        p = r->spans;
+        st = grow(&p, &r->capstr, r->nstr + 1, 2 * sizeof(int64_t));
+        r->spans = p;
+        if (st) return st;
+    }
+    if (r->npool + n + 1 > r->cappool) {
+        p = r->pool;
+        st = grow(&p, &r->cappool, r->npool + n + 1, 1);
+        r->pool = p;
+        if (st) return st;
+    }
     memcpy(r->pool + r->npool, w->buf + at + 4, n + 1);
     r->npool += n + 1;
     r->spans[2 * r->nstr] = (int64_t)(at + 4);
@@ -210,8 +214,12 @@ static int walk_field(walker *w, uint32_t type, uint32_t fi) {
 
 void ctxbin_fb_free(ctxbin_fb_result *r) {
     if (!r) return;
-    for (uint32_t t = 0; t < r->ntypes; t++) free(r->rows[t]);
+    for (uint32_t t = 0; t < r->ntypes; t++) {
+        free(r->rows[t]);
+        free(r->pos[t]);
+    }
     free(r->rows);
+    free(r->pos);
     free(r->nrows);
     free(r->caprows);
     free(r->width);
@@ -250,12 +258,25 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
     r->nrows = calloc(ntypes, sizeof *r->nrows);
     r->caprows = calloc(ntypes, sizeof *r->caprows);
     r->rows = calloc(ntypes, sizeof *r->rows);
+    r->pos = calloc(ntypes, sizeof *r->pos);
     r->width = calloc(ntypes, sizeof *r->width);
-    if (!r->nrows || !r->caprows || !r->rows || !r->width) {
+    if (!r->nrows || !r->caprows || !r->rows || !r->pos || !r->width) {
         ctxbin_fb_free(r);
         return CTXBIN_ENOMEM;
     }
     for (uint32_t t = 0; t < ntypes; t++) r->width[t] = 1 + 2 * (size_t)(type_start[t + 1] - type_start[t]);
+    /* room for the strings of a buffer without shared references (their bytes; one
+     * span per 16 bytes, real names take more), so honest walks rarely regrow these;
+     * capped, so a huge buffer costs nothing up front */
+    void *pool = NULL, *spans = NULL;
+    st = grow(&pool, &r->cappool, (size < (1 << 20) ? size : (1 << 20)) + 1, 1);
+    r->pool = pool;
+    if (!st) st = grow(&spans, &r->capstr, (size < (1 << 20) ? size : (1 << 20)) / 16 + 1, 2 * sizeof(int64_t));
+    r->spans = spans;
+    if (st) {
+        ctxbin_fb_free(r);
+        return st;
+    }
     walker w = {buf, size, *budget, fields, type_start, r, err};
     int64_t root;
     if (!inside(&w, 0, 4)) {
@@ -263,8 +284,18 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
     } else {
         st = add_table(&w, 0, rd32(buf), &root);
     }
-    for (uint32_t t = 0; !st && t < ntypes; t++)
+    for (uint32_t t = 0; !st && t < ntypes; t++) {
+        /* every row of type t is known now (its parents were walked): its cells, once
+         * (walk_field writes both cells of its field in every row: no zeroing) */
+        size_t n = r->nrows[t], wd = r->width[t];
+        r->rows[t] = malloc((n ? n * wd : 1) * sizeof(int64_t));
+        if (!r->rows[t]) {
+            st = CTXBIN_ENOMEM;
+            break;
+        }
+        for (size_t row = 0; row < n; row++) r->rows[t][row * wd] = r->pos[t][row];
         for (uint32_t fi = 0; !st && fi < type_start[t + 1] - type_start[t]; fi++) st = walk_field(&w, t, fi);
+    }
     *budget = w.budget;
     if (st) {
         ctxbin_fb_free(r);

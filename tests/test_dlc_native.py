@@ -1,5 +1,6 @@
-"""The C core's DLC v4 open-time checks (``ctxbin_dlc_v4_tensors``, native/dlc_v4.c)
-against the numpy checks of ctxbin/formats/dlc.py, on a DLC written by ctxbin's
+"""The C core's DLC v4 open-time checks (``ctxbin_dlc_v4_check``, native/dlc_v4.c:
+tensor tables, encodings, nodes, params and their data) against the numpy and
+Python checks of ctxbin/formats/dlc.py, on a DLC written by ctxbin's
 own lowering and on mutated copies of it: both paths give the same container,
 or the same FormatError (the C core only says pass/fail; on fail the numpy
 checks run and name the problem, or accept what the C core leaves to them)."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,16 +35,25 @@ def _rezip(entries: dict[str, bytes], path: Path) -> Path:
     return path
 
 
+def _value(v: object) -> object:
+    return (v.dtype.str, v.shape, v.tolist()) if isinstance(v, np.ndarray) else (type(v).__name__, v)
+
+
 def _summary(path: Path) -> tuple:
-    """What dlc.read gives at open (every tensor, its data's place), or the error."""
-    out = []
+    """What dlc.read gives (every tensor, its data's place, every node and
+    param), or the error: the read checks everything at open, so making the
+    nodes and tensors afterwards never fails."""
     try:
-        for g in dlc.read(path).graphs:
-            tensors = [(t.name, t.dtype, t.shape, t.kind, t.encoding,
-                        None if t.data is None else (t.data.nbytes, t.data.origin)) for t in g.tensors.values()]
-            out.append((g.name, [t.name for t in g.inputs], [t.name for t in g.outputs], len(g.nodes), tensors))
+        graphs = dlc.read(path).graphs
     except FormatError as e:
-        return ("error", type(e).__name__, str(e), len(out))
+        return ("error", type(e).__name__, str(e))
+    out = []
+    for g in graphs:
+        tensors = [(t.name, t.dtype, t.shape, t.kind, t.encoding,
+                    None if t.data is None else (t.data.nbytes, t.data.origin)) for t in g.tensors.values()]
+        nodes = [(n.name, n.op_type, n.domain, n.inputs, n.outputs, [(k, _value(v)) for k, v in n.attrs.items()])
+                 for n in g.nodes]
+        out.append((g.name, [t.name for t in g.inputs], [t.name for t in g.outputs], nodes, tensors))
     return ("ok", out)
 
 
@@ -53,7 +64,7 @@ def _field_positions(path: Path) -> list[tuple[str, int, int]]:
     doc = dlc._Doc(z, str(path))
     out = []
     model = dlc._flatbuffer(doc, "model", doc.entry("model"), b"NETD")
-    w = walk(model, dlc._V4_OPEN)
+    w = walk(model, dlc._V4_MODEL)
     t = Rows(model, w.pos("Tensor"), "Tensor")
     for index in (dlc._V4.T_TYPE, dlc._V4.T_DTYPE, dlc._V4.T_DIMS, dlc._V4.T_NAME):
         out += [("model", int(p) + 8, 4) for p in t.field(index, 4) if p >= 0]
@@ -67,6 +78,12 @@ def _field_positions(path: Path) -> list[tuple[str, int, int]]:
     ref = Rows(params, p.pos("BinRef"), "BinRef")
     for index in (dlc._V4.REF_OFFSET, dlc._V4.REF_SIZE):
         out += [("model.params", int(x) + 8, 8) for x in ref.field(index, 8) if x >= 0]
+    # what the node checks read: param kinds, scalar types and values
+    prm = Rows(model, w.pos("Param"), "Param")
+    out += [("model", int(x) + 8, 4) for x in prm.field(dlc._V4.A_KIND, 4) if x >= 0]
+    sc = Rows(model, w.pos("Scalar"), "Scalar")
+    out += [("model", int(x) + 8, 4) for x in sc.field(dlc._V4.V_DTYPE, 4) if x >= 0]
+    out += [("model", int(x) + 8, 8) for x in sc.field(dlc._V4.V_INT, 8) if x >= 0]
     return out
 
 
@@ -74,7 +91,7 @@ def _walks(path: Path) -> bool:
     """Whether both flatbuffers pass the open-time schema walks."""
     doc = dlc._Doc(ZipArchive.open(path), str(path))
     try:
-        walk(dlc._flatbuffer(doc, "model", doc.entry("model"), b"NETD"), dlc._V4_OPEN)
+        walk(dlc._flatbuffer(doc, "model", doc.entry("model"), b"NETD"), dlc._V4_MODEL)
         walk(dlc._flatbuffer(doc, "model.params", doc.entry("model.params"), b"NETP"), dlc._V4_PARAMS)
     except FormatError:
         return False
@@ -93,8 +110,8 @@ def test_native_checks_take_the_fast_path_on_a_good_file(own_dlc: Path, monkeypa
     monkeypatch.setattr(dlc, "_v4_native", lambda *a: calls.append(r := native(*a)) or r)
     (g,) = dlc.read(own_dlc).graphs
     assert calls and calls[0] is not None  # the C core accepted it: no numpy re-check
-    static_of, quant, where = calls[0]
-    assert (static_of >= 0).sum() == len(g.weights) == where.shape[0] > 10
+    static_of, _, _, status = calls[0]
+    assert status.tolist() == [1] and (static_of[: len(g.tensors)] >= 0).sum() == len(g.weights) > 10
     a, b = _both(own_dlc)
     assert a == b and a[0] == "ok"
 
@@ -115,7 +132,7 @@ def test_native_failures_are_named_by_the_numpy_checks(own_dlc: Path, tmp_path: 
         entry = "model"
         raw = bytearray(e[entry])
         model = dlc._flatbuffer(doc, "model", doc.entry("model"), b"NETD")
-        w = walk(model, dlc._V4_OPEN)
+        w = walk(model, dlc._V4_MODEL)
         row = w.texts("Tensor", "name").index(w1.name)
         at = int(w.column("Tensor", "dims")[0][row]) + 8
         raw[at : at + 4] = (int.from_bytes(raw[at : at + 4], "little") + 1).to_bytes(4, "little")
@@ -158,8 +175,10 @@ def test_fuzz_native_checks_agree_with_numpy(own_dlc: Path, tmp_path: Path, data
 
 
 def test_rows_mapping_is_the_name_to_row_dict() -> None:
-    rows = dlc._Rows(["a", "b", "c"])
-    assert list(rows) == ["a", "b", "c"] and len(rows) == 3 and rows["c"] == 2 and "b" in rows and "z" not in rows
+    made = []
+    rows = dlc._Rows(3, lambda: made.append(1) or ["a", "b", "c"])
+    assert len(rows) == 3 and not made  # the length is known without decoding any name
+    assert list(rows) == ["a", "b", "c"] and rows["c"] == 2 and "b" in rows and "z" not in rows
     assert dict(rows) == {"a": 0, "b": 1, "c": 2}
     with pytest.raises(KeyError):
         rows["z"]
@@ -219,5 +238,32 @@ def test_colliding_names_leave_the_c_table_for_python(tmp_path: Path, monkeypatc
     monkeypatch.setattr(dlc, "_v4_native", lambda *a: results.append(real(*a)) or results[-1])
     got = [_summary(path) for _ in both_paths()]
     assert got[0] == got[1] and got[0][0] == "ok"
-    assert results and all(r is None for r in results)  # the C table gave up: Python matched the names
+    assert results and not any(r[3].any() for r in results if r is not None)  # the C table gave up: Python matched
     assert [float(t.numpy()[0]) for t in dlc.read(path).graphs[0].weights] == list(range(count))
+
+
+@needs_native
+@pytest.mark.parametrize("params", [3, 70])
+def test_many_tensor_params_leave_the_c_checks_for_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: int
+) -> None:
+    """A node's tensor params are matched with its TensorData pairwise in C, up
+    to 64 of them; a node with more goes to the Python checks (dicts): the same
+    graph either way, every param an array equal to what was written."""
+    from ctxbin.ir import Container, DType, Graph, Node, Tensor, TensorKind
+
+    x = Tensor("x", DType.FLOAT32, (1,), TensorKind.INPUT)
+    y = Tensor("y", DType.FLOAT32, (1,), TensorKind.OUTPUT)
+    attrs = {f"p{i:02d}": np.array([i, i + 1], np.uint32) for i in range(params)}
+    graph = Graph("g", (x,), (y,), (Node("n", "ElementWiseNeuron", "qnn", ("x",), ("y",), attrs),), {"x": x, "y": y})
+    path = tmp_path / "params.dlc"
+    dlc.write(Container(graphs=(graph,)), path)
+
+    results = []
+    real = dlc._v4_native
+    monkeypatch.setattr(dlc, "_v4_native", lambda *a: results.append(real(*a)) or results[-1])
+    got = [_summary(path) for _ in both_paths()]
+    assert got[0] == got[1] and got[0][0] == "ok"
+    assert bool(results[0][3][0]) == (params <= 64)  # the C core passes the graph, or leaves it to Python
+    (node,) = dlc.read(path).graphs[0].nodes
+    assert sorted(node.attrs) == sorted(attrs) and all(np.array_equal(node.attrs[k], v) for k, v in attrs.items())

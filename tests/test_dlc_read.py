@@ -22,7 +22,9 @@ from ctxbin.ir import DType, LazyTuple, QuantKind, TensorKind
 from ctxbin.ziparchive import ZipArchive
 
 from . import dlc_oracle as oracle
+from .native_paths import both_paths, needs_native
 from .shared_data import DLC_DIR
+from .test_dlc_native import _summary
 
 DATA = DLC_DIR
 DEEPLAB = DATA / "mlcommons_v1_0_deeplabv3_hta.dlc"
@@ -276,12 +278,13 @@ def _read_or_format_error(path: Path) -> None:
     t0 = time.perf_counter()
     try:
         c = dlc.read(path)
-        for g in c.graphs:
-            list(g.nodes)  # decoded on first access: errors must be ctxbin errors there too
-            for t in g.weights:
-                t.numpy()
     except FormatError:
-        pass
+        c = None
+    for g in c.graphs if c is not None else ():
+        list(g.nodes)  # everything was checked at open: making the objects never fails
+        for t in g.tensors.values():
+            if t.data is not None:
+                t.numpy()
     assert time.perf_counter() - t0 < 5
 
 
@@ -319,7 +322,24 @@ def test_fuzz_flatbuffers(v4, tmp_path: Path, data: st.DataObject) -> None:
     if data.draw(st.booleans()):
         buf = buf[: data.draw(st.integers(0, len(buf)))]
     e[entry] = bytes(buf)
-    _read_or_format_error(_rezip(e, tmp_path / "fb.dlc"))
+    path = _rezip(e, tmp_path / "fb.dlc")
+    _read_or_format_error(path)
+    if source != "v3":  # the C core and the Python path: the same graphs, or both an error of the same class
+        a, *b = (_summary(path) for _ in both_paths())  # (the walks may word a bad table apart: test_flatbuf_walk.py)
+        assert all(x[:2] == a[:2] and (a[0] == "error" or x == a) for x in b)
+
+
+def test_vendor_files_pass_the_c_checks_and_read_alike(v4, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every DLC the QNN IR backend wrote takes the C core's path (nothing left
+    to the Python checks), and both paths give the same graphs, nodes and params."""
+    results = []
+    real = dlc._v4_native
+    monkeypatch.setattr(dlc, "_v4_native", lambda *a: results.append(real(*a)) or results[-1])
+    for name in sorted(MODELS):
+        got = [_summary(v4[name][0]) for _ in both_paths()]
+        assert got[0][0] == "ok" and all(g == got[0] for g in got)
+    if any(r is not None for r in results):
+        assert all(r[3].all() for r in results if r is not None)
 
 
 def test_hostile_shared_tables_are_bounded(tmp_path: Path) -> None:
@@ -370,7 +390,10 @@ def test_copy_of_real_file_reads_the_same(v4, tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- laziness
+@needs_native
 def test_nodes_are_decoded_on_first_access(own_dlc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C core checks every node at open; Node objects are made on first access."""
+    monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
     calls = []
     decode = dlc._v4_nodes
     monkeypatch.setattr(dlc, "_v4_nodes", lambda *a: calls.append(1) or decode(*a))
@@ -380,6 +403,17 @@ def test_nodes_are_decoded_on_first_access(own_dlc: Path, monkeypatch: pytest.Mo
     assert calls == [1] and list(g.nodes) == nodes and nodes[0] is g.nodes[0]  # built once, kept
     assert all(isinstance(v, np.ndarray) and not v.flags.writeable for n in nodes for v in n.attrs.values()
                if not isinstance(v, (bool, int, float, str)))
+
+
+def test_python_path_decodes_nodes_at_open(own_dlc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the C core the nodes are decoded (so checked) by dlc.read itself."""
+    monkeypatch.setenv("CTXBIN_NO_NATIVE", "1")
+    calls = []
+    decode = dlc._v4_nodes
+    monkeypatch.setattr(dlc, "_v4_nodes", lambda *a: calls.append(1) or decode(*a))
+    (g,) = dlc.read(own_dlc).graphs
+    assert calls == [1] and isinstance(g.nodes, LazyTuple) and len(list(g.nodes)) == len(g.nodes) > 10
+    assert calls == [1]
 
 
 def test_lazy_read_equals_the_eager_graph(own_dlc: Path, tmp_path: Path) -> None:
@@ -417,17 +451,15 @@ def _corrupt_scalar_param(path: Path, out: Path) -> tuple[Path, int]:
     return _rezip(e, out), value.pos
 
 
-def test_bad_node_param_raises_on_first_access_and_in_check(own_dlc: Path, tmp_path: Path) -> None:
+def test_bad_node_param_raises_at_open_and_in_check(own_dlc: Path, tmp_path: Path) -> None:
+    """A node's param is checked by dlc.read itself (both paths), not on first access."""
     from ctxbin.cli import main
 
     bad, pos = _corrupt_scalar_param(own_dlc, tmp_path / "bad.dlc")
-    (g,) = dlc.read(bad).graphs  # open checks structure; the param's value is decoded with the nodes
-    assert len(g.nodes) > 0 and g.inputs and len(g.tensors) > 0
-    with pytest.raises(FormatError, match="unknown data type 0x0999") as e:
-        list(g.nodes)
     model_at = ZipArchive.open(bad).entry("model").data_offset
-    assert e.value.path == str(bad) and e.value.obj.startswith("fcn/") and e.value.offset == model_at + 8 + pos
-    with pytest.raises(FormatError):  # still failing, never half-built
-        g.nodes[0]
+    for _ in both_paths():
+        with pytest.raises(FormatError, match="unknown data type 0x0999") as e:
+            dlc.read(bad)
+        assert e.value.path == str(bad) and e.value.obj.startswith("fcn/") and e.value.offset == model_at + 8 + pos
     assert any("0x0999" in p for p in dlc.check(bad))
     assert main(["check", str(bad)]) == 1

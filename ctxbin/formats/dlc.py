@@ -252,34 +252,14 @@ class _V4:
     REF_OFFSET, REF_SIZE = 0, 1
 
 
-# The v4 tables ctxbin reads, as walk schemas (docs/DLC.md). Opening a file walks
-# the tensor tables (_V4_OPEN) and model.params; the nodes are walked on first
-# access (_V4_NODES).
-def _v4_tensor_types() -> tuple[TableType, ...]:
-    return (
-        TableType("Tensor", (Field("name", _V4.T_NAME, STRING), Field("type", _V4.T_TYPE, SCALAR, "i"),
-                             Field("dims", _V4.T_DIMS, VECTOR, "I"), Field("quant", _V4.T_QUANT, TABLE, child="Quant"),
-                             Field("dtype", _V4.T_DTYPE, SCALAR, "i"))),
-        TableType("Quant", (Field("encoding", _V4.Q_ENCODING, SCALAR, "i"),
-                            Field("scale_offset", _V4.Q_SCALE_OFFSET, TABLE, child="ScaleOffset"),
-                            Field("axis", _V4.Q_AXIS, TABLE, child="Axis"))),
-        TableType("Axis", (Field("axis", _V4.AX_AXIS, SCALAR, "i"),
-                           Field("channels", _V4.AX_LIST, TABLES, child="ScaleOffset"))),
-        TableType("ScaleOffset", (Field("bitwidth", _V4.SO_BITWIDTH, SCALAR, "i"),
-                                  Field("scale", _V4.SO_SCALE, SCALAR, "f"), Field("offset", _V4.SO_OFFSET, SCALAR, "i"),
-                                  Field("symmetric", _V4.SO_SYMMETRIC, SCALAR, "B"))),
-    )
-
-
-_V4_OPEN = Schema((
+# The v4 tables ctxbin reads, as walk schemas (docs/DLC.md): opening a file walks
+# all of `model` (_V4_MODEL: graphs, their tensor tables, nodes and params) and
+# of `model.params` (_V4_PARAMS). Graph tensors come first among the Tensor
+# rows (the Graph type is walked before Param), one graph after the other.
+_V4_MODEL = Schema((
     TableType("Model", (Field("graphs", _V4.GRAPHS, TABLES, child="Graph"),)),
     TableType("Graph", (Field("name", _V4.G_NAME, STRING), Field("tensors", _V4.G_TENSORS, TABLES, child="Tensor"),
-                        Field("nodes", _V4.G_NODES, VECTOR, "I"))),
-    *_v4_tensor_types(),
-))
-_V4_NODES = Schema((
-    TableType("Model", (Field("graphs", _V4.GRAPHS, TABLES, child="Graph"),)),
-    TableType("Graph", (Field("nodes", _V4.G_NODES, TABLES, child="Node"),)),
+                        Field("nodes", _V4.G_NODES, TABLES, child="Node"))),
     TableType("Node", (Field("name", _V4.N_NAME, STRING), Field("type", _V4.N_TYPE, STRING),
                        Field("inputs", _V4.N_INPUTS, STRINGS), Field("outputs", _V4.N_OUTPUTS, STRINGS),
                        Field("params", _V4.N_ATTRS, TABLES, child="Param"))),
@@ -288,7 +268,17 @@ _V4_NODES = Schema((
                         Field("tensor", _V4.A_TENSOR, TABLE, child="Tensor"))),
     TableType("Scalar", (Field("dtype", _V4.V_DTYPE, SCALAR, "i"), Field("int", _V4.V_INT, SCALAR, "q"),
                          Field("float", _V4.V_FLOAT, SCALAR, "d"), Field("string", _V4.V_STRING, STRING))),
-    *_v4_tensor_types(),
+    TableType("Tensor", (Field("name", _V4.T_NAME, STRING), Field("type", _V4.T_TYPE, SCALAR, "i"),
+                         Field("dims", _V4.T_DIMS, VECTOR, "I"), Field("quant", _V4.T_QUANT, TABLE, child="Quant"),
+                         Field("dtype", _V4.T_DTYPE, SCALAR, "i"))),
+    TableType("Quant", (Field("encoding", _V4.Q_ENCODING, SCALAR, "i"),
+                        Field("scale_offset", _V4.Q_SCALE_OFFSET, TABLE, child="ScaleOffset"),
+                        Field("axis", _V4.Q_AXIS, TABLE, child="Axis"))),
+    TableType("Axis", (Field("axis", _V4.AX_AXIS, SCALAR, "i"),
+                       Field("channels", _V4.AX_LIST, TABLES, child="ScaleOffset"))),
+    TableType("ScaleOffset", (Field("bitwidth", _V4.SO_BITWIDTH, SCALAR, "i"),
+                              Field("scale", _V4.SO_SCALE, SCALAR, "f"), Field("offset", _V4.SO_OFFSET, SCALAR, "i"),
+                              Field("symmetric", _V4.SO_SYMMETRIC, SCALAR, "B"))),
 ))
 _V4_PARAMS = Schema((
     TableType("ModelParameters", (Field("graphs", _V4.P_GRAPHS, TABLES, child="GraphParameters"),)),
@@ -405,7 +395,7 @@ class _V4Tensors:
         """``checked``: (static_of, quant) from the C core's checks of these rows
         (:func:`_v4_native`), which then need not be made again here."""
         self.w, self.rows, self.doc, self.graph, self._quant = w, rows, doc, graph, quant
-        self.names = w.texts("Tensor", "name", rows)
+        self._names: list[str] | None = None
         self.kinds_np = kinds = w.scalars("Tensor", "type")[rows]
         self.dtypes_np = w.scalars("Tensor", "dtype", _QNN_UNDEFINED)[rows]
         self.dims_at, self.dims_count = (c[rows] for c in w.column("Tensor", "dims"))
@@ -436,6 +426,18 @@ class _V4Tensors:
         self.statics = np.flatnonzero(kinds == int(TensorKind.STATIC))
         # per row: its index among the statics (-1: no data); blob places per static
         self.static_of = np.full(rows.size, -1, np.int64)
+
+    @property
+    def names(self) -> list[str]:
+        """Every row's name, decoded on first use (the walk checked them, the
+        C core or the Python checks found them unique): opening a file decodes
+        only its inputs' and outputs' names."""
+        if self._names is None:
+            self._names = self.w.texts("Tensor", "name", self.rows)
+        return self._names
+
+    def name(self, i: int) -> str:
+        return self._names[i] if self._names is not None else self.w.texts("Tensor", "name", self.rows[i : i + 1])[0]
 
     def error(self, msg: str, i: int) -> FormatError:
         return self.w.fb.error(msg, f"{self.graph}/{self.names[i]}", int(self.w.pos("Tensor")[self.rows[i]]))
@@ -495,6 +497,12 @@ class _V4Tensors:
         for k in np.flatnonzero((need == 0) | (need != where[:, 2]) | (need >= 2.0**52)).tolist():
             self.check_size(int(rows[k]))
 
+    def check_encodings(self) -> None:
+        """Decode every row's encoding once (raising on a bad table), as the C core checks them at open."""
+        quant = self._quant()
+        for i in np.flatnonzero(self.quant >= 0).tolist():
+            quant.encoding(int(self.quant[i]), f"{self.graph}/{self.names[i]}.quantization")
+
     def shape(self, i: int) -> tuple[int, ...]:
         count = int(self.dims_count[i])  # the walk checked the vector's bounds
         return struct.unpack_from(f"<{count}I", self.w.fb.buf, self.w.fb.start + int(self.dims_at[i])) if count else ()
@@ -509,7 +517,7 @@ class _V4Tensors:
         if s < 0:
             return None
         inline, start, size, td = self.where[s].tolist()  # type: ignore[union-attr]
-        doc, obj = self.doc, f"{self.graph}/{self.names[i]}"
+        doc, obj = self.doc, f"{self.graph}/{self.name(i)}"
         if not inline:
             b = self.data.regions.get((start, size))
             if b is not None:
@@ -531,7 +539,7 @@ class _V4Tensors:
         """Row ``i`` as a Tensor, made once; its scale/offset tables are decoded here."""
         t = self.cache[i]
         if t is None:
-            name = self.names[i]
+            name = self.name(i)
             q = int(self.quant[i])
             enc = self._quant().encoding(q, f"{self.graph}/{name}.quantization") if q >= 0 else None
             t = self.cache[i] = Tensor(name, DType(int(self.dtypes_np[i])), self.shape(i),
@@ -556,70 +564,86 @@ class _Once:
 
 
 def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
+    """Every graph, checked whole at open (tensor tables, encodings, nodes,
+    params and their data); Node and Tensor objects are made on first use."""
     fb = _flatbuffer(doc, "model", model, b"NETD")
-    w = walk(fb, _V4_OPEN)
+    w = walk(fb, _V4_MODEL)
+    w.check_utf8()
     data, params = _v4_params(doc)
     quant = _Once(partial(_V4Quant, w))
-    nodes_walk = _Once(partial(walk, fb, _V4_NODES))
-    graphs = []
+    names = w.texts("Graph", "name")
     t_first, t_count = (c.tolist() for c in w.column("Graph", "tensors"))
-    n_count = w.column("Graph", "nodes")[1].tolist()
-    for gi, name in enumerate(w.texts("Graph", "name")):
+    n_first, n_count = (c.tolist() for c in w.column("Graph", "nodes"))
+    # per graph (then per graph only model.params has): row ranges of its Tensor,
+    # TensorData, Node and NodeParameters rows
+    ranges = []
+    for gi, name in enumerate(names):
         if name not in params:
             raise doc.error("graph has no parameters in model.params", name, "model", _PREFIX + int(w.pos("Graph")[gi]))
-        td_lo, td_n, node_params = params.pop(name)
-        rows = np.arange(t_first[gi], t_first[gi] + t_count[gi])
-        checked = _v4_native(w, rows, data, td_lo, td_n)
-        cols = _V4Tensors(w, rows, doc, name, quant, checked and checked[:2])
-        if checked is not None:
-            cols.data, cols.where = data, checked[2]
-            row_of: Mapping[str, int] = _Rows(cols.names)
-        else:
-            names = cols.names
-            row_of = dict(zip(names, range(len(names))))
-            if len(row_of) != len(names):
-                dup = next(n for i, n in enumerate(names) if row_of[n] != i)
+        td_lo, td_n, (np_lo, np_n) = params.pop(name)
+        ranges.append((max(t_first[gi], 0), t_count[gi], td_lo, td_n, max(n_first[gi], 0), n_count[gi], np_lo, np_n))
+    ranges += [(0, 0, td_lo, td_n, 0, 0, 0, 0) for td_lo, td_n, _ in params.values()]
+    checked = _v4_native(w, data, ranges)
+    graphs = []
+    for gi, name in enumerate(names):
+        lo, n, td_lo, td_n, _, _, np_lo, np_n = ranges[gi]
+        rows = np.arange(lo, lo + n)
+        nodes = partial(_v4_nodes, w, gi, (np_lo, np_n), doc, name, data)
+        if checked is not None and checked[3][gi]:
+            static_of, qrows, where, _ = checked
+            cols = _V4Tensors(w, rows, doc, name, quant, (static_of[lo : lo + n], qrows[lo : lo + n]))
+            cols.data, cols.where = data, where
+            row_of: Mapping[str, int] = _Rows(n, lambda cols=cols: cols.names)
+        else:  # the Python checks: they name what is wrong, or accept what the C core left to them
+            cols = _V4Tensors(w, rows, doc, name, quant)
+            row_of = dict(zip(cols.names, range(n)))
+            if len(row_of) != n:
+                dup = next(t for i, t in enumerate(cols.names) if row_of[t] != i)
                 raise doc.error("duplicate tensor name", f"{name}/{dup}", "model")
             td_names = _v4_td_names(data.params, name, td_lo, td_n)
             by_name = dict(zip(td_names, range(td_lo, td_lo + td_n)))
-            cols.attach(np.array([by_name.get(names[i], -1) for i in cols.statics.tolist()], np.int64), data)
+            cols.attach(np.array([by_name.get(cols.names[i], -1) for i in cols.statics.tolist()], np.int64), data)
+            cols.check_encodings()
+            nodes = partial(tuple, nodes())
         kinds = cols.kinds_np
         graphs.append(Graph(
             name=name,
             inputs=tuple(cols.tensor(i) for i in np.flatnonzero(kinds == int(TensorKind.INPUT)).tolist()),
             outputs=tuple(cols.tensor(i) for i in np.flatnonzero(kinds == int(TensorKind.OUTPUT)).tolist()),
-            nodes=LazyTuple(n_count[gi], partial(_v4_nodes, nodes_walk, gi, node_params, doc, name, data)),
+            nodes=LazyTuple(n_count[gi], nodes),
             tensors=LazyTable(row_of, cols.tensor, f"tensor table of {name!r}"),  # type: ignore[arg-type]
         ))
-    for name, (td_lo, td_n, _) in params.items():  # graphs only model.params has: their names are still checked
-        if _v4_native(w, np.arange(0), data, td_lo, td_n) is None:
+    for gi, (name, (td_lo, td_n, _)) in enumerate(params.items(), len(names)):
+        if checked is None or not checked[3][gi]:  # graphs only model.params has: their names are still checked
             _v4_td_names(data.params, name, td_lo, td_n)
     return graphs
 
 
 class _Rows(Mapping[str, int]):
-    """Tensor name -> row, the dict made on first use (the C core already
-    checked the names are unique, so opening a file makes no dict)."""
+    """Tensor name -> row of ``count`` rows, the names (``names()``) and the
+    dict made on first use (the C core already checked the names are unique,
+    so opening a file decodes no name and makes no dict)."""
 
-    __slots__ = ("_names", "_rows")
+    __slots__ = ("_count", "_names", "_rows")
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, count: int, names: Callable[[], list[str]]) -> None:
+        self._count = count
         self._names = names
         self._rows: dict[str, int] | None = None
 
     def _dict(self) -> dict[str, int]:
         if self._rows is None:
-            self._rows = dict(zip(self._names, range(len(self._names))))
+            self._rows = dict(zip(self._names(), range(self._count)))
         return self._rows
 
     def __getitem__(self, name: str) -> int:
         return self._dict()[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
+        return iter(self._names())
 
     def __len__(self) -> int:
-        return len(self._names)
+        return self._count
 
     def __contains__(self, name: object) -> bool:
         return name in self._dict()
@@ -638,7 +662,7 @@ def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[int, int, tuple[int,
     params_bin = doc.weights_entry("model.params.bin") if "model.params.bin" in doc.zf else None
     td_first, td_count = (c.tolist() for c in p.column("GraphParameters", "tensors"))
     np_first, np_count = (c.tolist() for c in p.column("GraphParameters", "nodes"))
-    out = {name: (max(td_first[gi], 0), td_count[gi], (np_first[gi], np_count[gi]))
+    out = {name: (max(td_first[gi], 0), td_count[gi], (max(np_first[gi], 0), np_count[gi]))
            for gi, name in enumerate(p.texts("GraphParameters", "name"))}
     return _V4Data(doc, p, params_bin), out
 
@@ -654,54 +678,56 @@ def _v4_td_names(p: Walk, graph: str, lo: int, n: int) -> list[str]:
     return names
 
 
-# what ctxbin_dlc_v4_tensors needs besides the walks: cell columns, known codes
-_NATIVE_COLS = np.array(
-    [1 + 2 * _V4_OPEN.fields[("Tensor", f)] for f in ("name", "type", "dims", "quant", "dtype")]
-    + [1 + 2 * _V4_OPEN.fields[("Quant", "encoding")]]
-    + [1 + 2 * _V4_PARAMS.fields[("TensorData", f)] for f in ("name", "bytes", "ref")]
-    + [1 + 2 * _V4_PARAMS.fields[("BinRef", f)] for f in ("offset", "size")], np.int64)
+# what ctxbin_dlc_v4_check needs besides the walks: its tables (CTXBIN_DLC_*: types
+# of the two walks), the cell column of each field it reads (in its enum's order), known codes
+_NATIVE_TABLES = (("Node", "Param", "Scalar", "Tensor", "Quant", "Axis"), ("TensorData", "BinRef", "NodeParameters"))
+_NATIVE_COLS = np.array([1 + 2 * schema.fields[key] for schema, key in (
+    *((_V4_MODEL, ("Tensor", f)) for f in ("name", "type", "dims", "quant", "dtype")),
+    *((_V4_MODEL, ("Quant", f)) for f in ("encoding", "scale_offset", "axis")),
+    (_V4_MODEL, ("Axis", "channels")),
+    *((_V4_PARAMS, ("TensorData", f)) for f in ("name", "bytes", "ref")),
+    *((_V4_PARAMS, ("BinRef", f)) for f in ("offset", "size")),
+    (_V4_MODEL, ("Node", "params")),
+    *((_V4_MODEL, ("Param", f)) for f in ("kind", "value", "tensor")),
+    *((_V4_MODEL, ("Scalar", f)) for f in ("dtype", "int", "float")),
+    (_V4_PARAMS, ("NodeParameters", "tensors")),
+)], np.int64)
 _NATIVE_KINDS = _KIND_CODES.astype(np.int32)
 _NATIVE_DTYPES = _DTYPE_CODES.astype(np.uint32).view(np.int32)
 _NATIVE_ITEMSIZES = _ITEMSIZES.astype(np.uint8)
 
 
-def _v4_native(w: Walk, rows: np.ndarray, data: _V4Data, td_lo: int, td_n: int) -> tuple[np.ndarray, ...] | None:
-    """(static_of, quant, where) of the tensor ``rows`` (contiguous) matched
-    with TensorData rows ``td_lo`` to ``td_lo + td_n``, when the C core is
-    built and every check passes; None sends the caller to the numpy checks
-    (which name what is wrong, or accept what the C core leaves to them)."""
+def _v4_native(w: Walk, data: _V4Data, ranges: list[tuple[int, ...]]) -> tuple[np.ndarray, ...] | None:
+    """The C core's checks of every graph (``ranges``: the row ranges of
+    :func:`_read_v4`): (static_of, quant, where) over all Tensor rows and
+    statics, and per graph whether every check passed; None without the C
+    core. A graph that did not pass goes to the Python checks."""
     core = native_core()
     if core is None:
         return None
     ffi, lib = core.ffi, core.lib
     p = data.params
-    tensors = w.cells[_V4_OPEN.index["Tensor"]]
-    tensors = tensors[int(rows[0]) : int(rows[-1]) + 1] if rows.size else tensors[:0]
-    tdata = p.cells[_V4_PARAMS.index["TensorData"]][td_lo : td_lo + td_n]
-    quants, binrefs = w.cells[_V4_OPEN.index["Quant"]], p.cells[_V4_PARAMS.index["BinRef"]]
-    n = tensors.shape[0]
-    static_of, quant, where = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((n, 4), np.int64)
-    nstatic = ffi.new("uint64_t *")
+    tables = [walk_.cells[walk_.schema.index[t]] for walk_, types in zip((w, p), _NATIVE_TABLES) for t in types]
+    graphs = np.array(ranges, np.int64).reshape(-1)
+    nt = w.count("Tensor")
+    static_of, quant, where = np.empty(nt, np.int64), np.empty(nt, np.int64), np.empty((nt, 4), np.int64)
+    status = np.zeros(len(ranges), np.uint8)
     fb, pfb = w.fb, p.fb
-    keep = [ffi.from_buffer("int64_t[]", a) for a in (w.spans, tensors, quants, p.spans, tdata, binrefs, _NATIVE_COLS)]
+    keep = [ffi.from_buffer("int64_t[]", a) for a in (*tables, w.spans, p.spans, _NATIVE_COLS, graphs)]
     keep += [ffi.from_buffer("uint8_t[]", memoryview(f.buf)[f.start : f.start + f.size]) for f in (fb, pfb)]
-    keep += [ffi.from_buffer("int32_t[]", _NATIVE_KINDS), ffi.from_buffer("int32_t[]", _NATIVE_DTYPES),
-             ffi.from_buffer("uint8_t[]", _NATIVE_ITEMSIZES)]
     args = ffi.new("ctxbin_dlc_v4_in *", {
-        "model": keep[7], "model_spans": keep[0], "tensors": keep[1], "ntensors": n, "tensor_width": tensors.shape[1],
-        "quants": keep[2], "quant_width": quants.shape[1], "params": keep[8], "params_spans": keep[3],
-        "params_start": pfb.start, "tdata": keep[4], "ntdata": tdata.shape[0], "tdata_width": tdata.shape[1],
-        "binrefs": keep[5], "binref_width": binrefs.shape[1],
-        "params_bin_size": -1 if data.params_bin is None else len(data.params_bin), "cols": keep[6],
-        "kinds": keep[9], "nkinds": _NATIVE_KINDS.size, "dtypes": keep[10], "itemsizes": keep[11],
-        "ndtypes": _NATIVE_DTYPES.size,
+        "model": keep[-2], "model_spans": keep[-6], "params": keep[-1], "params_spans": keep[-5],
+        "params_start": pfb.start, "rows": keep[: len(tables)], "nrows": [t.shape[0] for t in tables],
+        "width": [t.shape[1] for t in tables],
+        "params_bin_size": -1 if data.params_bin is None else len(data.params_bin),
+        "cols": keep[-4], "kinds": ffi.from_buffer("int32_t[]", _NATIVE_KINDS), "nkinds": _NATIVE_KINDS.size,
+        "dtypes": ffi.from_buffer("int32_t[]", _NATIVE_DTYPES),
+        "itemsizes": ffi.from_buffer("uint8_t[]", _NATIVE_ITEMSIZES), "ndtypes": _NATIVE_DTYPES.size,
+        "graphs": keep[-3], "ngraphs": len(ranges),
     })
-    st = lib.ctxbin_dlc_v4_tensors(args, ffi.from_buffer("int64_t[]", static_of), ffi.from_buffer("int64_t[]", quant),
-                                   ffi.from_buffer("int64_t[]", where), nstatic)
-    if st == lib.CTXBIN_ERANGE:
-        return None
-    check_status(st)
-    return static_of, quant, where[: nstatic[0]]
+    outs = [ffi.from_buffer("int64_t[]", a) for a in (static_of, quant, where)]
+    check_status(lib.ctxbin_dlc_v4_check(args, *outs, ffi.from_buffer("uint8_t[]", status)))
+    return static_of, quant, where, status
 
 
 def _scalar_dtype(value: bool | int | float | str) -> DType | None:
@@ -746,12 +772,11 @@ def _v4_scalar(code: int, raw: int, real: float, text: str, fail: Callable[[str]
         raise fail(f"scalar parameter {value!r} cannot be held as data type 0x{code & 0xFFFFFFFF:04x}") from None
 
 
-def _v4_nodes(nodes_walk: Callable[[], Walk], gi: int, node_params: tuple[int, int], doc: _Doc, graph: str,
-              data: _V4Data) -> list[Node]:
-    """Every node of graph ``gi``, decoded column-wise from the nodes walk of
-    ``model`` (run on first access of ``Graph.nodes``: a bad table raises
-    FormatError then)."""
-    w = nodes_walk()
+def _v4_nodes(w: Walk, gi: int, node_params: tuple[int, int], doc: _Doc, graph: str, data: _V4Data) -> list[Node]:
+    """Every node of graph ``gi``, decoded column-wise from the walk of
+    ``model``: at open when the C core is not used (a bad table raises
+    FormatError then), else on first access of ``Graph.nodes`` (the C core
+    checked everything this decodes)."""
     first, count = (int(c[gi]) for c in w.column("Graph", "nodes"))
     rows = np.arange(max(first, 0), max(first, 0) + count)
     names = w.texts("Node", "name", rows)
@@ -1011,8 +1036,9 @@ _ALIGN = 64  # every entry's data, and every weight in model.params.bin, starts 
 
 def check(path: str | os.PathLike) -> list[str]:
     """Problems of the DLC at ``path`` beyond what opening checks: every
-    entry's CRC-32 (where recorded; the vendor's files record none), then
-    every node and tensor, which :func:`read` decodes on first access."""
+    entry's CRC-32 (where recorded; the vendor's files record none, and
+    ``model.params.bin`` is not read at open), then what :func:`read` checks
+    (every table), making every node and tensor."""
     archive = ZipArchive.open(path)
     problems = []
     for name in archive.names():
