@@ -126,6 +126,7 @@ class QuantKind(enum.IntEnum):
     BLOCK = 4
     BLOCKWISE_EXPANSION = 5
     VECTOR = 6
+    BW_FLOAT_BLOCK = 11  # QAIRT's value; float scale/offset per block
 
 
 @dataclass(frozen=True)
@@ -144,13 +145,31 @@ class QuantEncoding:
     axis: int | None = None
     bitwidth: int = 8
     is_symmetric: bool = False
+    #: block encodings: the block's extent along each dimension of the tensor
+    #: (1 along ``axis``; LPBQ blocks span whole dimensions other than ``axis``
+    #: and the blocked one)
     block_size: tuple[int, ...] = ()
+    #: LPBQ: the integer per-block scales, channel-major (all blocks of channel
+    #: 0 along ``axis``, then channel 1, ...; blocks in C order of the block grid)
     block_scales: tuple[int, ...] = ()
     block_scale_bitwidth: int = 0
 
+    @property
+    def value_bits(self) -> int:
+        """Bits of each quantized value: LPBQ (``BLOCKWISE_EXPANSION``) weights
+        are expanded to ``bitwidth`` by their ``block_scale_bitwidth``-bit block
+        scales, so they hold the difference (QNN: 4-bit weights, 4-bit scales, 8)."""
+        if self.kind == QuantKind.BLOCKWISE_EXPANSION:
+            return self.bitwidth - self.block_scale_bitwidth
+        return self.bitwidth
+
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        """Real float32 values of quantized integers ``q`` (per-tensor or per-axis)."""
-        q = np.asarray(q)
+        """Real float32 values of quantized integers ``q`` (per-tensor, per-axis or LPBQ).
+
+        Values narrower than their storage (4-bit weights in bytes) are read
+        from their low ``value_bits`` bits, sign-extended when the storage is
+        signed: QNN stores int4 weights one per byte, high nibble zero."""
+        q = _narrow(np.asarray(q), self.value_bits)
         scales = np.asarray(self.scales, np.float32)
         offsets = np.asarray(self.offsets, np.float32)
         if self.axis is not None and scales.size > 1:
@@ -158,7 +177,24 @@ class QuantEncoding:
             shape[self.axis] = scales.size
             scales = scales.reshape(shape)
             offsets = offsets.reshape(shape)
+        if self.kind == QuantKind.BLOCKWISE_EXPANSION:
+            scales = scales * self._block_grid(q.shape)
         return ((q.astype(np.float32) + offsets) * scales).astype(np.float32)
+
+    def _block_grid(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The per-block integer scales spread over a tensor of ``shape``."""
+        if self.axis is None or len(self.block_size) != len(shape) or any(
+                b <= 0 or d % b for d, b in zip(shape, self.block_size)):
+            raise ValueError(f"block size {self.block_size} does not tile shape {shape}")
+        grid = [d // b for d, b in zip(shape, self.block_size)]
+        if grid[self.axis] != len(self.scales) or int(np.prod(grid)) != len(self.block_scales):
+            raise ValueError(f"{len(self.block_scales)} block scales for a {grid} block grid")
+        order = [self.axis] + [d for d in range(len(shape)) if d != self.axis]
+        blocks = np.asarray(self.block_scales, np.float32).reshape([grid[d] for d in order])
+        blocks = np.moveaxis(blocks, 0, self.axis)
+        for d, b in enumerate(self.block_size):
+            blocks = np.repeat(blocks, b, axis=d)
+        return blocks
 
     def quantize(self, x: np.ndarray, dtype: "DType") -> np.ndarray:
         """Nearest quantized integers of real values ``x``, saturated to ``dtype``."""
@@ -176,6 +212,15 @@ class QuantEncoding:
             offsets = offsets.reshape(shape)
         q = np.rint(x / scales) - offsets
         return np.clip(q, lo, hi).astype(store)
+
+
+def _narrow(q: np.ndarray, bits: int) -> np.ndarray:
+    """Integers ``q`` reduced to their low ``bits`` bits (sign-extended for a
+    signed storage type); values already in range are unchanged."""
+    if q.dtype.kind not in "iu" or not 0 < bits < 8 * q.dtype.itemsize:
+        return q
+    low = q.astype(np.int64) & ((1 << bits) - 1)
+    return low - ((low >> (bits - 1)) << bits) if q.dtype.kind == "i" else low
 
 
 class TensorKind(enum.IntEnum):

@@ -138,6 +138,20 @@ static const int64_t *row(const checker *k, int table, int64_t r) {
 }
 static int64_t col(const checker *k, int c) { return k->in->cols[c]; }
 
+/* An LPBQ table (Blockwise row b) that fits the tensor's shape, as _V4Quant._blockwise
+ * checks it: 8-bit block-scale storage, per-channel scales along axis, blocks
+ * splitting dimension axis - 1, one scale per channel and block. */
+static int blockwise_ok(const checker *k, const int64_t *t, int64_t b) {
+    const int64_t *bx = row(k, CTXBIN_DLC_BLOCKWISE, b);
+    int32_t axis = (int32_t)bx[col(k, CTXBIN_DLC_BX_AXIS)], blocks = (int32_t)bx[col(k, CTXBIN_DLC_BX_BLOCKS)];
+    int64_t chans = bx[col(k, CTXBIN_DLC_BX_CHANNELS) + 1], bits = bx[col(k, CTXBIN_DLC_BX_BITS)];
+    int64_t at = t[col(k, CTXBIN_DLC_T_DIMS)], rank = t[col(k, CTXBIN_DLC_T_DIMS) + 1];
+    if ((int32_t)bx[col(k, CTXBIN_DLC_BX_STORAGE)] != 0 || bits < 1 || bits > 8) return 0;
+    if (axis < 1 || axis >= rank || chans <= 0 || blocks <= 0) return 0;
+    uint32_t channels = rd32(k->in->model + at + 4 * axis), split = rd32(k->in->model + at + 4 * (axis - 1));
+    if ((int64_t)channels != chans || split == 0 || split % (uint32_t)blocks) return 0;
+    return bx[col(k, CTXBIN_DLC_BX_SCALES) + 1] == chans * blocks;
+}
 /* A tensor row's type and data type known, its encoding one ctxbin decodes
  * with the tables it needs: *di = its data type's index, *q = its Quant row
  * (-1: none). 0 when anything is off. */
@@ -154,8 +168,12 @@ static int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q) {
         *q = -1;
         return 1;
     }
-    if (code == 0) return qr[col(k, CTXBIN_DLC_Q_SO)] >= 0;
-    if (code != 1) return 0;
+    if (code == 0 || code == 2) return qr[col(k, CTXBIN_DLC_Q_SO)] >= 0; /* scale/offset, any bitwidth */
+    if (code == 5) {                                                      /* LPBQ */
+        int64_t b = qr[col(k, CTXBIN_DLC_Q_BLOCKWISE)];
+        return b >= 0 && blockwise_ok(k, t, b);
+    }
+    if (code != 1 && code != 3) return 0;                                 /* per-axis, any bitwidth */
     int64_t ax = qr[col(k, CTXBIN_DLC_Q_AXIS)];
     return ax >= 0 && row(k, CTXBIN_DLC_AXIS, ax)[col(k, CTXBIN_DLC_AX_CHANNELS) + 1] > 0;
 }

@@ -242,7 +242,8 @@ class _V4:
     V_DTYPE, V_INT, V_FLOAT, V_STRING = 0, 1, 2, 3
     T_ID, T_NAME, T_TYPE, T_DIMS, T_UNK4, T_QUANT, T_DTYPE, T_DTYPE2, T_UNK8 = 0, 1, 2, 3, 4, 5, 6, 7, 8
     T_UNK12, T_DYNAMIC = 12, 14
-    Q_ENCODING, Q_DEFINED, Q_SCALE_OFFSET, Q_AXIS = 0, 1, 2, 3
+    Q_ENCODING, Q_DEFINED, Q_SCALE_OFFSET, Q_AXIS, Q_BLOCKWISE = 0, 1, 2, 3, 5
+    BX_AXIS, BX_CHANNELS, BX_BLOCKS, BX_STORAGE, BX_BITS, BX_SCALES8 = 0, 1, 2, 3, 4, 5
     SO_BITWIDTH, SO_SCALE, SO_OFFSET, SO_SYMMETRIC = 0, 3, 4, 5
     AX_AXIS, AX_LIST = 0, 1
     P_GRAPHS = 0
@@ -273,9 +274,14 @@ _V4_MODEL = Schema((
                          Field("dtype", _V4.T_DTYPE, SCALAR, "i"))),
     TableType("Quant", (Field("encoding", _V4.Q_ENCODING, SCALAR, "i"),
                         Field("scale_offset", _V4.Q_SCALE_OFFSET, TABLE, child="ScaleOffset"),
-                        Field("axis", _V4.Q_AXIS, TABLE, child="Axis"))),
+                        Field("axis", _V4.Q_AXIS, TABLE, child="Axis"),
+                        Field("blockwise", _V4.Q_BLOCKWISE, TABLE, child="Blockwise"))),
     TableType("Axis", (Field("axis", _V4.AX_AXIS, SCALAR, "i"),
                        Field("channels", _V4.AX_LIST, TABLES, child="ScaleOffset"))),
+    TableType("Blockwise", (Field("axis", _V4.BX_AXIS, SCALAR, "i"),
+                            Field("channels", _V4.BX_CHANNELS, TABLES, child="ScaleOffset"),
+                            Field("blocks", _V4.BX_BLOCKS, SCALAR, "i"), Field("storage", _V4.BX_STORAGE, SCALAR, "i"),
+                            Field("bits", _V4.BX_BITS, SCALAR, "B"), Field("scales8", _V4.BX_SCALES8, VECTOR, "B"))),
     TableType("ScaleOffset", (Field("bitwidth", _V4.SO_BITWIDTH, SCALAR, "i"),
                               Field("scale", _V4.SO_SCALE, SCALAR, "f"), Field("offset", _V4.SO_OFFSET, SCALAR, "i"),
                               Field("symmetric", _V4.SO_SYMMETRIC, SCALAR, "B"))),
@@ -325,8 +331,20 @@ def _known(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Which ``values`` are among the sorted ``codes``."""
     return codes[np.minimum(np.searchsorted(codes, values), codes.size - 1)] == values
 _QUANT_KINDS = {int(k) for k in QuantKind}
-_QUANT_DECODED = np.array(sorted((int(QuantKind.NONE), int(QuantKind.SCALE_OFFSET), int(QuantKind.AXIS_SCALE_OFFSET))),
-                          np.int64)
+_QUANT_DECODED = np.array(sorted(int(k) for k in (
+    QuantKind.NONE, QuantKind.SCALE_OFFSET, QuantKind.AXIS_SCALE_OFFSET, QuantKind.BW_SCALE_OFFSET,
+    QuantKind.BW_AXIS_SCALE_OFFSET, QuantKind.BLOCKWISE_EXPANSION)), np.int64)
+#: why an encoding ctxbin knows is not decoded (the rest: not seen in a file yet)
+_NOT_DECODED = {
+    int(QuantKind.BW_FLOAT_BLOCK): "QNN 2.51's IR backend writes it without its per-block scales "
+                                   "(empty tables in model.encodings.bin), so the weights cannot be recovered",
+}
+
+
+def _undecoded(code: int) -> str:
+    label = QuantKind(code).name if code in _QUANT_KINDS else "unknown"
+    why = _NOT_DECODED.get(code, "not seen in a file yet")
+    return f"quantization encoding {code} ({label}) is not decoded by ctxbin: {why}"
 
 
 def _first(bad: np.ndarray) -> int | None:
@@ -353,21 +371,27 @@ class _V4Quant:
         self.axis_value = w.scalars("Axis", "axis").tolist()
         first, count = w.column("Axis", "channels")
         self.channels = list(zip(first.tolist(), count.tolist()))
+        self.bx = w.column("Quant", "blockwise")[0].tolist()
+        self.bx_pos = w.pos("Blockwise").tolist()
+        self.bx_cols = list(zip(*(w.scalars("Blockwise", f).tolist() for f in ("axis", "blocks", "storage", "bits")),
+                                *(c.tolist() for c in w.column("Blockwise", "channels")),
+                                *(c.tolist() for c in w.column("Blockwise", "scales8"))))
         self.so_cols = list(zip(w.scalars("ScaleOffset", "scale", 0.0).astype(np.float64).tolist(),
                                 w.scalars("ScaleOffset", "offset").tolist(), w.scalars("ScaleOffset", "bitwidth").tolist(),
                                 (w.scalars("ScaleOffset", "symmetric") != 0).tolist()))
 
-    def encoding(self, q: int, obj: str) -> QuantEncoding | None:
+    def encoding(self, q: int, obj: str, shape: tuple[int, ...]) -> QuantEncoding | None:
+        """Row ``q``'s encoding for a tensor of ``shape`` (LPBQ tables are sized by it)."""
         code = self.codes[q]
         if code == QuantKind.NONE:
             return None
-        if code == QuantKind.SCALE_OFFSET:
+        if code in (QuantKind.SCALE_OFFSET, QuantKind.BW_SCALE_OFFSET):  # BW: the same table, any bitwidth
             so = self.so[q]
             if so < 0:
                 raise self.fb.error("scale/offset encoding without its scale/offset table", obj, self.pos[q])
             scale, offset, bits, sym = self.so_cols[so]
-            return QuantEncoding(QuantKind.SCALE_OFFSET, (scale,), (offset,), None, bits, sym)
-        if code == QuantKind.AXIS_SCALE_OFFSET:
+            return QuantEncoding(QuantKind(code), (scale,), (offset,), None, bits, sym)
+        if code in (QuantKind.AXIS_SCALE_OFFSET, QuantKind.BW_AXIS_SCALE_OFFSET):
             ax = self.axis[q]
             if ax < 0:
                 raise self.fb.error("per-axis encoding without its axis table", obj, self.pos[q])
@@ -376,11 +400,41 @@ class _V4Quant:
                 raise self.fb.error("per-axis encoding with no channels", obj, self.axis_pos[ax])
             chans = self.so_cols[first : first + count]
             return QuantEncoding(
-                QuantKind.AXIS_SCALE_OFFSET, tuple(c[0] for c in chans), tuple(c[1] for c in chans),
+                QuantKind(code), tuple(c[0] for c in chans), tuple(c[1] for c in chans),
                 self.axis_value[ax], chans[0][2], all(c[3] for c in chans),
             )
-        label = QuantKind(code).name if code in _QUANT_KINDS else "unknown"
-        raise self.fb.error(f"quantization encoding {code} ({label}) is not decoded by ctxbin yet", obj, self.pos[q])
+        if code == QuantKind.BLOCKWISE_EXPANSION:
+            return self._blockwise(q, obj, shape)
+        raise self.fb.error(_undecoded(code), obj, self.pos[q])
+
+    def _blockwise(self, q: int, obj: str, shape: tuple[int, ...]) -> QuantEncoding:
+        """LPBQ: per-channel scale/offsets along ``axis``, ``blocks`` blocks per
+        channel along ``axis - 1`` with one 8-bit integer scale each (docs/DLC.md)."""
+        bx = self.bx[q]
+        if bx < 0:
+            raise self.fb.error("blockwise-expansion encoding without its table", obj, self.pos[q])
+        axis, blocks, storage, bits, first, count, scales_at, nscales = self.bx_cols[bx]
+        at = self.bx_pos[bx]
+        if storage != 0:
+            raise self.fb.error(f"block-scale storage type {storage} is not decoded (8-bit only: 0)", obj, at)
+        if not 1 <= bits <= 8:
+            raise self.fb.error(f"block-scale bitwidth {bits} does not fit 8-bit storage", obj, at)
+        if not 1 <= axis < len(shape) or shape[axis] != count or count == 0:
+            raise self.fb.error(f"axis {axis} with {count} channels does not fit shape {shape}", obj, at)
+        if blocks <= 0 or shape[axis - 1] % blocks or not shape[axis - 1]:
+            raise self.fb.error(f"{blocks} blocks do not split dimension {axis - 1} of shape {shape}", obj, at)
+        if nscales != count * blocks:
+            raise self.fb.error(f"{nscales} block scales, {count} channels x {blocks} blocks need "
+                                f"{count * blocks}", obj, at)
+        chans = self.so_cols[first : first + count]
+        size = tuple(1 if d == axis else shape[d] // blocks if d == axis - 1 else shape[d] or 1
+                     for d in range(len(shape)))
+        # the walk checked the vector's bounds; its count is the one just checked against the shape
+        scales = np.frombuffer(self.fb.buf, np.uint8, nscales, self.fb.start + scales_at).tolist() if nscales else []
+        return QuantEncoding(
+            QuantKind.BLOCKWISE_EXPANSION, tuple(c[0] for c in chans), tuple(c[1] for c in chans), axis,
+            chans[0][2], all(c[3] for c in chans), size, tuple(scales), bits,
+        )
 
 
 class _V4Tensors:
@@ -417,9 +471,7 @@ class _V4Tensors:
             codes = w.scalars("Quant", "encoding")[quant[has_q]]
             i = _first(~_known(codes, _QUANT_DECODED))
             if i is not None:
-                code = int(codes[i])
-                label = QuantKind(code).name if code in _QUANT_KINDS else "unknown"
-                raise self.error(f"quantization encoding {code} ({label}) is not decoded by ctxbin yet", int(has_q[i]))
+                raise self.error(_undecoded(int(codes[i])), int(has_q[i]))
             quant = quant.copy()
             quant[has_q[codes == int(QuantKind.NONE)]] = -1  # no encoding: no need to decode the Quant tables
         self.quant = quant
@@ -501,7 +553,7 @@ class _V4Tensors:
         """Decode every row's encoding once (raising on a bad table), as the C core checks them at open."""
         quant = self._quant()
         for i in np.flatnonzero(self.quant >= 0).tolist():
-            quant.encoding(int(self.quant[i]), f"{self.graph}/{self.names[i]}.quantization")
+            quant.encoding(int(self.quant[i]), f"{self.graph}/{self.names[i]}.quantization", self.shape(i))
 
     def shape(self, i: int) -> tuple[int, ...]:
         count = int(self.dims_count[i])  # the walk checked the vector's bounds
@@ -541,7 +593,7 @@ class _V4Tensors:
         if t is None:
             name = self.name(i)
             q = int(self.quant[i])
-            enc = self._quant().encoding(q, f"{self.graph}/{name}.quantization") if q >= 0 else None
+            enc = self._quant().encoding(q, f"{self.graph}/{name}.quantization", self.shape(i)) if q >= 0 else None
             t = self.cache[i] = Tensor(name, DType(int(self.dtypes_np[i])), self.shape(i),
                                        TensorKind(int(self.kinds_np[i])), enc, self.blob(i))
         return t
@@ -680,11 +732,13 @@ def _v4_td_names(p: Walk, graph: str, lo: int, n: int) -> list[str]:
 
 # what ctxbin_dlc_v4_check needs besides the walks: its tables (CTXBIN_DLC_*: types
 # of the two walks), the cell column of each field it reads (in its enum's order), known codes
-_NATIVE_TABLES = (("Node", "Param", "Scalar", "Tensor", "Quant", "Axis"), ("TensorData", "BinRef", "NodeParameters"))
+_NATIVE_TABLES = (("Node", "Param", "Scalar", "Tensor", "Quant", "Axis", "Blockwise"),
+                  ("TensorData", "BinRef", "NodeParameters"))
 _NATIVE_COLS = np.array([1 + 2 * schema.fields[key] for schema, key in (
     *((_V4_MODEL, ("Tensor", f)) for f in ("name", "type", "dims", "quant", "dtype")),
-    *((_V4_MODEL, ("Quant", f)) for f in ("encoding", "scale_offset", "axis")),
+    *((_V4_MODEL, ("Quant", f)) for f in ("encoding", "scale_offset", "axis", "blockwise")),
     (_V4_MODEL, ("Axis", "channels")),
+    *((_V4_MODEL, ("Blockwise", f)) for f in ("axis", "channels", "blocks", "storage", "bits", "scales8")),
     *((_V4_PARAMS, ("TensorData", f)) for f in ("name", "bytes", "ref")),
     *((_V4_PARAMS, ("BinRef", f)) for f in ("offset", "size")),
     (_V4_MODEL, ("Node", "params")),
@@ -1178,6 +1232,11 @@ def _plan_graph(g: Graph, path: str) -> _GraphPlan:
     )
 
 
+#: encodings the writer stores (the BW kinds: the same tables, their bitwidth in each ScaleOffset)
+_WRITABLE = (QuantKind.SCALE_OFFSET, QuantKind.AXIS_SCALE_OFFSET, QuantKind.BW_SCALE_OFFSET,
+             QuantKind.BW_AXIS_SCALE_OFFSET)
+
+
 def _check_writable(t: Tensor, graph: str, path: str) -> None:
     obj = f"{graph}/{t.name}"
     if any(not isinstance(d, int) or d < 0 for d in t.shape):
@@ -1185,7 +1244,7 @@ def _check_writable(t: Tensor, graph: str, path: str) -> None:
     if t.dtype == DType.UNDEFINED:
         raise FormatError("data type is undefined", path=path, obj=obj)
     enc = t.encoding
-    if enc is not None and enc.kind not in (QuantKind.SCALE_OFFSET, QuantKind.AXIS_SCALE_OFFSET):
+    if enc is not None and enc.kind not in _WRITABLE:
         raise FormatError(f"the DLC writer does not encode {enc.kind.name} quantization yet", path=path, obj=obj)
     if enc is not None and len(enc.scales) != len(enc.offsets):
         raise FormatError(f"{len(enc.scales)} scales but {len(enc.offsets)} offsets", path=path, obj=obj)
@@ -1396,7 +1455,7 @@ def _fb_quant(b: Builder, enc: QuantEncoding | None) -> int:
         return b.table(_QUANT, (QuantKind.NONE, None, None, None))
     bits, sym = enc.bitwidth, int(enc.is_symmetric)
     chans = [b.table(_SCALE_OFFSET, (bits, s, o, sym)) for s, o in zip(enc.scales, enc.offsets)]
-    if enc.kind == QuantKind.SCALE_OFFSET:
+    if enc.kind in (QuantKind.SCALE_OFFSET, QuantKind.BW_SCALE_OFFSET):
         return b.table(_QUANT, (enc.kind, 1, chans[0], None))
     axis = b.table(_AXIS, (enc.axis or 0, b.refs(chans)))
     return b.table(_QUANT, (enc.kind, 1, None, axis))
