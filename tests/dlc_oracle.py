@@ -63,9 +63,9 @@ import onnxruntime as ort, onnxruntime_qnn as oq
 jobs = json.loads(sys.argv[1])
 ort.register_execution_provider_library("QNNExecutionProvider", oq.get_library_path())
 devs = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
-for model, out_dir, fp16 in jobs:
+for model, out_dir, fp16, more in jobs:
     opts = {"backend_type": "htp", "soc_model": "60", "htp_arch": "75",
-            "dump_qnn_ir_dlc": "1", "dump_qnn_ir_dlc_dir": out_dir}
+            "dump_qnn_ir_dlc": "1", "dump_qnn_ir_dlc_dir": out_dir, **more}
     if fp16:
         opts["enable_htp_fp16_precision"] = "1"
     so = ort.SessionOptions()
@@ -75,9 +75,11 @@ for model, out_dir, fp16 in jobs:
 """
 
 
-def make_dlcs(models: dict[str, tuple[onnx.ModelProto, bool]], tmp: Path) -> dict[str, Path]:
+def make_dlcs(models: dict[str, tuple[onnx.ModelProto, bool]], tmp: Path,
+              options: dict[str, str] | None = None) -> dict[str, Path]:
     """Write each ``name: (model, fp16)`` as ``tmp/name.onnx`` and let the QNN IR
-    backend dump it; returns ``name: path of the (single) DLC it wrote``."""
+    backend dump it (``options``: more QNN EP provider options for every model);
+    returns ``name: path of the (single) DLC it wrote``."""
     require_qnn()
     jobs = []
     for name, (model, fp16) in models.items():
@@ -85,7 +87,7 @@ def make_dlcs(models: dict[str, tuple[onnx.ModelProto, bool]], tmp: Path) -> dic
         onnx.save(model, src)
         out = tmp / f"{name}_dlc"
         out.mkdir()
-        jobs.append((str(src), str(out), fp16))
+        jobs.append((str(src), str(out), fp16, options or {}))
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(jobs)],
         capture_output=True, text=True, timeout=300, cwd=tmp,
@@ -94,7 +96,7 @@ def make_dlcs(models: dict[str, tuple[onnx.ModelProto, bool]], tmp: Path) -> dic
     if proc.returncode != 0:
         raise RuntimeError(f"making DLCs failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     found = {}
-    for name, (_, out, _) in zip(models, jobs):
+    for name, (_, out, _, _) in zip(models, jobs):
         dlcs = sorted(Path(out).glob("*.dlc"))
         if len(dlcs) != 1:
             raise RuntimeError(f"{name}: expected one DLC in {out}, found {dlcs}")

@@ -324,3 +324,26 @@ def test_lpbq_dequantize_on_conv_layout() -> None:
     with pytest.raises(ValueError, match="block scales"):
         QuantEncoding(QuantKind.BLOCKWISE_EXPANSION, (0.5, 0.25), (0, 0), 3, 8, True, (3, 3, 4, 1),
                       tuple(bs.ravel().tolist()), 4).dequantize(q)
+
+
+def test_conv_lpbq_from_float_blocks(tmp_path: Path) -> None:
+    """With ``enable_block_quant_weight_optimization`` the EP turns a Conv's
+    float per-block scales into LPBQ: HWIO weights, channels on axis 3, blocks
+    along axis 2; each float scale becomes the channel scale times a 4-bit
+    integer, so the weights agree with the source within half a channel step
+    per unit of the int4 value."""
+    oracle.require_qnn()
+    m = _weight_model("block", "Conv", 64, 16, block=32, seed=5)
+    path = oracle.make_dlcs({"c": (m, False)}, tmp_path, options={"enable_block_quant_weight_optimization": "1"})["c"]
+    src = _inits(m)
+    wq = src["wq"].astype(np.int8).transpose(2, 3, 1, 0)
+    want = (src["wq"] * np.repeat(src["ws"], 32, axis=1)).transpose(2, 3, 1, 0)
+    for _ in both_paths():
+        t = dlc.read(path).graphs[0].tensors["wq"]
+        e = t.encoding
+        assert e.kind == QuantKind.BLOCKWISE_EXPANSION and e.axis == 3 and e.value_bits == 4
+        assert t.shape == wq.shape == (1, 1, 64, 16) and e.block_size == (1, 1, 32, 1) and len(e.block_scales) == 32
+        assert np.array_equal(t.numpy().view(np.uint8), wq.astype(np.uint8) & 0x0F)
+        err = np.abs(e.dequantize(t.numpy()) - want)
+        assert np.all(err <= np.abs(wq) * np.float32(e.scales) / 2 * 1.001 + 1e-7)
+        assert 0 < err.max() < 0.05 * np.abs(want).max()  # lossy, and only by the scale rounding
