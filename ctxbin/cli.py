@@ -110,6 +110,9 @@ def _print_summary(out: TextIO, s: dict[str, Any]) -> None:
         if g["op_histogram"]:
             ops = ", ".join(f"{clean(k)} x{v}" for k, v in g["op_histogram"].items())
             out.write(f"    ops: {ops}\n")
+        if g["weight_types"]:
+            types = ", ".join(f"{clean(k)} x{v}" for k, v in g["weight_types"].items())
+            out.write(f"    weight types: {types}\n")
 
 
 def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:

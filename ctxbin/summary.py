@@ -21,7 +21,19 @@ def _encoding(enc: QuantEncoding | None) -> dict[str, Any] | None:
         out["offset"] = enc.offsets[0] if enc.offsets else 0
     if enc.block_size:
         out["block_size"] = list(enc.block_size)
+    if enc.value_bits != enc.bitwidth:  # LPBQ: narrower values, widened by their block scales
+        out["value_bits"] = enc.value_bits
     return out
+
+
+def _weight_type(t: Tensor) -> str:
+    """A weight's data type and, when quantized, its encoding and value bits
+    ("sfixed8 BLOCKWISE_EXPANSION 4-bit"): what a deployment needs to know
+    about how its weights are stored."""
+    enc = t.encoding
+    if enc is None or enc.kind == QuantKind.NONE:
+        return t.dtype.name.lower()
+    return f"{t.dtype.name.lower()} {enc.kind.name} {enc.value_bits}-bit"
 
 
 def tensor_info(t: Tensor) -> dict[str, Any]:
@@ -38,7 +50,12 @@ def summarize(c: Container) -> dict[str, Any]:
     total = 0
     unique: dict[int, int] = {}
     for g in c.graphs:
-        own = {id(t.data): t.data.nbytes for t in g.tensors.values() if t.data is not None}
+        weights = [t for t in g.tensors.values() if t.data is not None]
+        own = {id(t.data): t.data.nbytes for t in weights}
+        types: dict[str, int] = {}
+        for t in weights:
+            key = _weight_type(t)
+            types[key] = types.get(key, 0) + 1
         total += sum(own.values())
         unique.update(own)
         entry: dict[str, Any] = {
@@ -49,6 +66,7 @@ def summarize(c: Container) -> dict[str, Any]:
             "op_histogram": g.op_histogram(),
             "weight_count": len(own),
             "weight_bytes": sum(own.values()),
+            "weight_types": dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
         }
         if g.binary is not None:
             entry["compiled"] = {"backend": g.binary.backend, "graph": g.binary.graph_name}

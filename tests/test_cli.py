@@ -58,6 +58,8 @@ def test_inspect_text_and_json(linked):
     assert "landscape" in r.stdout and "portrait" in r.stdout and "image: float32 [1x3x384x256]" in r.stdout
     assert "Conv x" in r.stdout
     s = json.loads(cli("inspect", linked, "--json").stdout)
+    g = s["graphs"][0]
+    assert g["weight_types"] == {"float32": g["weight_count"]} and f"weight types: float32 x{g['weight_count']}" in r.stdout
     assert s["format"] == "ctxbin" and [g["name"] for g in s["graphs"]] == ["landscape", "portrait"]
     w = s["weights"]
     assert w["total_bytes"] == 2 * w["unique_bytes"] == 2 * w["shared_bytes"]

@@ -347,3 +347,13 @@ def test_conv_lpbq_from_float_blocks(tmp_path: Path) -> None:
         err = np.abs(e.dequantize(t.numpy()) - want)
         assert np.all(err <= np.abs(wq) * np.float32(e.scales) / 2 * 1.001 + 1e-7)
         assert 0 < err.max() < 0.05 * np.abs(want).max()  # lossy, and only by the scale rounding
+
+
+def test_inspect_names_the_weight_encodings(made) -> None:
+    from ctxbin.summary import summarize
+
+    expect = {"mm_tensor": "sfixed8 BW_SCALE_OFFSET 4-bit", "mm_channel": "sfixed8 BW_AXIS_SCALE_OFFSET 4-bit",
+              "mm_lpbq": "sfixed8 BLOCKWISE_EXPANSION 4-bit"}
+    for name, key in expect.items():
+        (g,) = summarize(dlc.read(made[name][0]))["graphs"]
+        assert g["weight_types"] == {key: 1}
