@@ -1232,9 +1232,11 @@ def _plan_graph(g: Graph, path: str) -> _GraphPlan:
     )
 
 
-#: encodings the writer stores (the BW kinds: the same tables, their bitwidth in each ScaleOffset)
+#: encodings the writer stores (the BW kinds: the same tables, their bitwidth in each ScaleOffset;
+#: LPBQ: its own table, docs/DLC.md)
 _WRITABLE = (QuantKind.SCALE_OFFSET, QuantKind.AXIS_SCALE_OFFSET, QuantKind.BW_SCALE_OFFSET,
-             QuantKind.BW_AXIS_SCALE_OFFSET)
+             QuantKind.BW_AXIS_SCALE_OFFSET, QuantKind.BLOCKWISE_EXPANSION)
+_BLOCK_SCALE_MAX = 255  # LPBQ block scales are stored one per byte (storage type 0, the only one seen)
 
 
 def _check_writable(t: Tensor, graph: str, path: str) -> None:
@@ -1248,12 +1250,45 @@ def _check_writable(t: Tensor, graph: str, path: str) -> None:
         raise FormatError(f"the DLC writer does not encode {enc.kind.name} quantization yet", path=path, obj=obj)
     if enc is not None and len(enc.scales) != len(enc.offsets):
         raise FormatError(f"{len(enc.scales)} scales but {len(enc.offsets)} offsets", path=path, obj=obj)
+    if enc is not None and enc.kind == QuantKind.BLOCKWISE_EXPANSION:
+        _check_lpbq(enc, t.shape, path, obj)  # type: ignore[arg-type]
     if t.data is not None:
         count = 1
         for d in t.shape:
             count *= d  # type: ignore[operator]
         if count * t.dtype.itemsize != t.data.nbytes:
             raise FormatError(f"{t.data.nbytes} data bytes for shape {t.shape} of {t.dtype.name}", path=path, obj=obj)
+
+
+def _check_lpbq(enc: QuantEncoding, shape: tuple[int, ...], path: str, obj: str) -> None:
+    """FormatError naming the tensor unless its LPBQ encoding fits the DLC
+    table: the grid the reader expects (``axis`` in 1..rank-1 with one scale/offset per
+    channel, ``axis - 1`` split into equal blocks, whole dimensions elsewhere),
+    channel-major integer block scales of 0..255 and a block-scale bitwidth of
+    1..8."""
+    axis, rank = enc.axis, len(shape)
+    if axis is None or not 1 <= axis < rank or shape[axis] != len(enc.scales) or not enc.scales:
+        raise FormatError(f"LPBQ axis {axis} with {len(enc.scales)} channels does not fit shape {shape}: "
+                          "a DLC holds channels along axis 1..rank-1, blocks along the axis before it",
+                          path=path, obj=obj)
+    size = tuple(enc.block_size)
+    step = size[axis - 1] if len(size) == rank else 0
+    blocks = shape[axis - 1] // step if step > 0 and shape[axis - 1] % step == 0 else 0
+    want = tuple(1 if d == axis else step if d == axis - 1 else shape[d] or 1 for d in range(rank))
+    if not blocks or size != want:
+        raise FormatError(f"LPBQ block size {size} does not fit shape {shape}: a DLC holds equal blocks of k "
+                          f"along dimension {axis - 1} (k dividing {shape[axis - 1]}), 1 along the channel axis "
+                          f"{axis}, whole dimensions elsewhere", path=path, obj=obj)
+    if len(enc.block_scales) != len(enc.scales) * blocks:
+        raise FormatError(f"{len(enc.block_scales)} LPBQ block scales, {len(enc.scales)} channels x {blocks} "
+                          f"blocks need {len(enc.scales) * blocks}", path=path, obj=obj)
+    bad = [s for s in enc.block_scales if not 0 <= s <= _BLOCK_SCALE_MAX]
+    if bad:
+        raise FormatError(f"LPBQ block scale {bad[0]} does not fit the DLC's 8-bit block scales (0..255)",
+                          path=path, obj=obj)
+    if not 1 <= enc.block_scale_bitwidth <= 8:
+        raise FormatError(f"LPBQ block-scale bitwidth {enc.block_scale_bitwidth} does not fit the DLC's 8-bit "
+                          "block scales (1..8)", path=path, obj=obj)
 
 
 def _node_params(n: Node, graph: str, taken: set[str], path: str) -> tuple[tuple[tuple[str, Any], ...], tuple[Tensor, ...]]:
@@ -1433,6 +1468,10 @@ def _prefixed(flatbuffer: bytes) -> bytes:
 _SCALE_OFFSET = Layout((_V4.SO_BITWIDTH, "i"), (_V4.SO_SCALE, "f"), (_V4.SO_OFFSET, "i"), (_V4.SO_SYMMETRIC, "B"))
 _AXIS = Layout((_V4.AX_AXIS, "i"), (_V4.AX_LIST, REF))
 _QUANT = Layout((_V4.Q_ENCODING, "i"), (_V4.Q_DEFINED, "B"), (_V4.Q_SCALE_OFFSET, REF), (_V4.Q_AXIS, REF))
+# LPBQ as QNN lays it out (its own field order; the storage-type field, 3, left out = 8-bit)
+_QUANT_BLOCKWISE = Layout((_V4.Q_BLOCKWISE, REF), (_V4.Q_ENCODING, "i"), (_V4.Q_DEFINED, "B"))
+_BLOCKWISE = Layout((_V4.BX_SCALES8, REF), (_V4.BX_BLOCKS, "i"), (_V4.BX_CHANNELS, REF), (_V4.BX_AXIS, "i"),
+                    (_V4.BX_BITS, "B"))
 _TENSOR = Layout(
     (_V4.T_ID, "I"), (_V4.T_NAME, REF), (_V4.T_TYPE, "i"), (_V4.T_DIMS, REF), (_V4.T_UNK4, "i"), (_V4.T_QUANT, REF),
     (_V4.T_DTYPE, "i"), (_V4.T_DTYPE2, "i"), (_V4.T_UNK8, "B"), (_V4.T_UNK12, "i"), (_V4.T_DYNAMIC, REF),
@@ -1457,6 +1496,11 @@ def _fb_quant(b: Builder, enc: QuantEncoding | None) -> int:
     chans = [b.table(_SCALE_OFFSET, (bits, s, o, sym)) for s, o in zip(enc.scales, enc.offsets)]
     if enc.kind in (QuantKind.SCALE_OFFSET, QuantKind.BW_SCALE_OFFSET):
         return b.table(_QUANT, (enc.kind, 1, chans[0], None))
+    if enc.kind == QuantKind.BLOCKWISE_EXPANSION:  # checked writable: channel-major, 8-bit block scales
+        scales = b.byte_vector(bytes(enc.block_scales))
+        blocks = len(enc.block_scales) // len(chans)
+        table = b.table(_BLOCKWISE, (scales, blocks, b.refs(chans), enc.axis, enc.block_scale_bitwidth))
+        return b.table(_QUANT_BLOCKWISE, (table, enc.kind, 1))
     axis = b.table(_AXIS, (enc.axis or 0, b.refs(chans)))
     return b.table(_QUANT, (enc.kind, 1, None, axis))
 
