@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field as dataclass_field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -421,21 +421,36 @@ class Schema:
         object.__setattr__(self, "widths", tuple(1 + 2 * len(tt.fields) for tt in self.types))
 
 
+#: up to this many strings are decoded one by one from the buffer (no pool offsets needed)
+_FEW_STRINGS = 4
+
+
 class Walk:
     """Every table of a flatbuffer reachable along a :class:`Schema`, checked
     (:func:`walk`) and held column-wise. Rows of a type are numbered in walk
     order; per field, :meth:`column` gives the C core's (a, b) columns. Strings
-    are checked (bounds, NUL) by the walk and decoded from UTF-8 when asked for."""
+    are checked (bounds, NUL) by the walk and decoded from UTF-8 when asked for;
+    ``pool`` holds their bytes, each followed by a NUL (the C core's own buffer, not a copy)."""
 
     __slots__ = ("fb", "schema", "cells", "spans", "pool", "_offsets")
 
-    def __init__(self, fb: FlatBuffer, schema: Schema, cells: list[np.ndarray], spans: np.ndarray,
-                 pool: bytes | bytearray) -> None:
+    def __init__(self, fb: FlatBuffer, schema: Schema, cells: Sequence[np.ndarray], spans: np.ndarray,
+                 pool: Any) -> None:
         self.fb, self.schema, self.cells, self.spans, self.pool = fb, schema, cells, spans, pool
         self._offsets: np.ndarray | None = None
 
     def count(self, type_: str) -> int:
         return self.cells[self.schema.index[type_]].shape[0]
+
+    def c_cells(self, ffi: Any, type_: str) -> tuple[Any, int, int]:
+        """The cells of ``type_`` for a C core call, (int64_t pointer, rows,
+        width): the C core's own array when it made the walk."""
+        t = self.schema.index[type_]
+        if isinstance(self.cells, _NativeCells):
+            n, w = self.cells.shapes[t]
+            return self.cells.ptrs[t], n, w
+        a = self.cells[t]
+        return ffi.from_buffer("int64_t[]", a), a.shape[0], a.shape[1]
 
     def pos(self, type_: str) -> np.ndarray:
         """Where each row's table starts in the flatbuffer."""
@@ -476,7 +491,7 @@ class Walk:
     def check_utf8(self) -> None:
         """Raise unless every string of the walk is valid UTF-8 (one decode of the pool)."""
         try:
-            self.pool.decode("utf-8")
+            str(self.pool, "utf-8")
         except UnicodeDecodeError:
             self.strings(0, self.spans.shape[0])  # names the bad string
 
@@ -484,16 +499,17 @@ class Walk:
         """Strings ``lo`` to ``hi - 1`` of the walk (the strings of one STRING or
         STRINGS field are consecutive): one decode, split on the NULs, unless a
         string holds a NUL or is not UTF-8 (the bad one is named)."""
-        if self._offsets is None:
-            self._offsets = np.concatenate([[0], np.cumsum(self.spans[:, 1] + 1)])
         if hi <= lo:
             return []
-        chunk = self.pool[int(self._offsets[lo]) : int(self._offsets[hi])]
-        if chunk.count(0) == hi - lo:
-            try:
-                return chunk.decode("utf-8").split("\0")[:-1]
-            except UnicodeDecodeError:
-                pass
+        if hi - lo > _FEW_STRINGS:  # one decode of their part of the pool
+            if self._offsets is None:
+                self._offsets = np.concatenate([[0], np.cumsum(self.spans[:, 1] + 1)])
+            chunk = self.pool[int(self._offsets[lo]) : int(self._offsets[hi])]
+            if chunk.count(0) == hi - lo:
+                try:
+                    return chunk.decode("utf-8").split("\0")[:-1]
+                except UnicodeDecodeError:
+                    pass
         fb, out = self.fb, []
         for at, length in self.spans[lo:hi].tolist():
             s = fb.start + at
@@ -526,7 +542,7 @@ def _walk_error(fb: FlatBuffer, schema: Schema, code: int, type_: int, row: int,
     return fb.error(_ERRORS[code].format(value, value2, at=at, size=fb.size, field=f), obj, at)
 
 
-def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.ndarray, bytearray]:
+def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[Sequence[np.ndarray], np.ndarray, Any]:
     ffi, lib = core.ffi, core.lib
     fields, starts = schema.native
     out = ffi.new("ctxbin_fb_result **")
@@ -548,19 +564,38 @@ def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[list[np.nda
         nrows = np.empty(len(schema.types), np.uint64)
         sizes = ffi.new("uint64_t[2]")
         lib.ctxbin_fb_sizes(res, ffi.from_buffer("uint64_t[]", nrows), sizes, sizes + 1)
-        counts = nrows.tolist()
-        flat = np.empty(sum(n * w for n, w in zip(counts, schema.widths)), np.int64)
-        spans = np.empty((sizes[0], 2), np.int64)
-        pool = bytearray(sizes[1])
-        lib.ctxbin_fb_export(res, ffi.from_buffer("int64_t[]", flat), ffi.from_buffer("int64_t[]", spans),
-                             ffi.from_buffer("uint8_t[]", pool))
+        rows, spans, pool = ffi.new("int64_t *[]", len(schema.types)), ffi.new("int64_t **"), ffi.new("uint8_t **")
+        lib.ctxbin_fb_detach(res, rows, spans, pool)
     finally:
         lib.ctxbin_fb_free(res)
-    cells, at = [], 0
-    for n, w in zip(counts, schema.widths):
-        cells.append(flat[at : at + n * w].reshape(n, w))
-        at += n * w
-    return cells, spans, pool  # the bytearray the C core filled: no copy
+    # the C core's arrays themselves, freed when the last array made on them goes (no copy)
+    free = lib.ctxbin_free
+    cells = _NativeCells(ffi, [ffi.gc(rows[t], free) for t in range(len(schema.types))],
+                         list(zip(nrows.tolist(), schema.widths)))
+    return (cells, np.frombuffer(ffi.buffer(ffi.gc(spans[0], free), sizes[0] * 16), np.int64).reshape(-1, 2),
+            ffi.buffer(ffi.gc(pool[0], free), sizes[1]))
+
+
+class _NativeCells(Sequence[np.ndarray]):
+    """The cells of a C core walk, per type: its own arrays (``ptrs``, rows x
+    width ``shapes``), made numpy arrays on first use (the C core's DLC checks
+    take the pointers: most types are never looked at from Python at open)."""
+
+    __slots__ = ("_ffi", "ptrs", "shapes", "_arrays")
+
+    def __init__(self, ffi: Any, ptrs: list[Any], shapes: list[tuple[int, int]]) -> None:
+        self._ffi, self.ptrs, self.shapes = ffi, ptrs, shapes
+        self._arrays: list[np.ndarray | None] = [None] * len(ptrs)
+
+    def __getitem__(self, t: int) -> np.ndarray:  # type: ignore[override]  # no slices
+        a = self._arrays[t]
+        if a is None:
+            n, w = self.shapes[t]
+            a = self._arrays[t] = np.frombuffer(self._ffi.buffer(self.ptrs[t], n * w * 8), np.int64).reshape(n, w)
+        return a
+
+    def __len__(self) -> int:
+        return len(self.ptrs)
 
 
 def _walk_numpy(fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.ndarray, bytes]:

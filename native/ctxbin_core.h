@@ -197,11 +197,14 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
  * *nstr strings, *npool pool bytes. */
 void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr, uint64_t *npool);
 
-/* Copy a walk's result out in one go (sizes from ctxbin_fb_sizes): cells gets
- * every type's rows, type after type (nrows[t] x (1 + 2 * nfields) int64
- * each); spans the (position, length) of every string; pool their bytes in
- * order, each followed by a NUL. */
-void ctxbin_fb_export(const ctxbin_fb_result *r, int64_t *cells, int64_t *spans, uint8_t *pool);
+/* Hand a walk's arrays to the caller, without a copy (sizes from
+ * ctxbin_fb_sizes): rows[t] the cells of type t (nrows[t] x (1 + 2 * nfields)
+ * int64), spans the (position, length) of every string, pool their bytes in
+ * order, each followed by a NUL. Each is the caller's to release with
+ * ctxbin_free; ctxbin_fb_free then frees the rest. */
+void ctxbin_fb_detach(ctxbin_fb_result *r, int64_t **rows, int64_t **spans, uint8_t **pool);
+
+void ctxbin_free(void *p);
 
 void ctxbin_fb_free(ctxbin_fb_result *r);
 /* DLC v4 (native/dlc_v4.c): every open-time check of ctxbin/formats/dlc.py

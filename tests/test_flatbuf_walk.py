@@ -5,6 +5,7 @@ FormatError; hostile sharing and bad strings are refused."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import flatbuffers
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ctxbin import hashing
+from ctxbin import flatbuf, hashing
 from ctxbin.errors import FormatError
 from ctxbin.flatbuf import STRING, STRINGS, TABLES, Field, FlatBuffer, Schema, TableType, walk
 from ctxbin.formats import dlc
@@ -170,3 +171,48 @@ def test_dlc_read_is_the_same_on_both_paths(own_dlc: Path) -> None:
         seen.append((g.name, [(t.name, t.dtype, t.shape, t.kind, t.encoding) for t in g.tensors.values()],
                      [(n.name, n.op_type, n.inputs, n.outputs, sorted(n.attrs)) for n in g.nodes]))
     assert all(s == seen[0] for s in seen)
+
+
+def test_native_walk_arrays_outlive_the_walk(entries: dict[str, bytes]) -> None:
+    """The C core's arrays are handed over without a copy: they stay valid
+    (and equal to the numpy walk's) after the Walk and its C result are gone."""
+    buf = entries["model"]
+    kept = []
+    for _ in both_paths():
+        w = walk(FlatBuffer(buf, what="fb"), dlc._V4_MODEL)
+        kept.append((w.cells, w.spans, bytes(w.pool[:64]), w.pool))
+        del w
+    gc.collect()
+    junk = [np.full(4096, -7, np.int64) for _ in range(256)]  # reuse of freed memory would show
+    assert len(junk) == 256
+    if len(kept) == 2:
+        (cells, spans, head, pool), (ncells, nspans, nhead, npool) = kept
+        assert all(np.array_equal(x, y) for x, y in zip(cells, ncells)) and np.array_equal(spans, nspans)
+        assert head == nhead and bytes(pool) == bytes(npool)
+
+
+def test_few_and_many_strings_decode_alike(entries: dict[str, bytes]) -> None:
+    """Short runs are decoded string by string, longer ones from the pool: same strings."""
+    for _ in both_paths():
+        w = walk(FlatBuffer(entries["model"], what="fb"), dlc._V4_MODEL)
+        n = w.spans.shape[0]
+        every = w.strings(0, n)
+        assert len(every) == n
+        for lo in range(0, n, max(1, n // 50)):
+            for k in (1, 2, flatbuf._FEW_STRINGS, flatbuf._FEW_STRINGS + 1, 40):
+                assert w.strings(lo, min(n, lo + k)) == every[lo : lo + k]
+
+
+def test_c_cells_point_at_the_walk_cells(entries: dict[str, bytes]) -> None:
+    """What the C core's DLC checks get: the same cells on both paths."""
+    if hashing._native_core is None:
+        pytest.skip("C core not built (run `python native/build.py`)")
+    ffi = hashing._native_core.ffi
+    got = []
+    for _ in both_paths():
+        w = walk(FlatBuffer(entries["model"], what="fb"), dlc._V4_MODEL)
+        for t in ("Node", "Tensor", "Axis"):
+            ptr, n, width = w.c_cells(ffi, t)
+            assert (n, width) == w.cells[w.schema.index[t]].shape
+            got.append(ffi.unpack(ffi.cast("int64_t *", ptr), n * width))
+    assert got[:3] == got[3:]

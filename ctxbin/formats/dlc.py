@@ -489,7 +489,10 @@ class _V4Tensors:
         return self._names
 
     def name(self, i: int) -> str:
-        return self._names[i] if self._names is not None else self.w.texts("Tensor", "name", self.rows[i : i + 1])[0]
+        if self._names is not None:
+            return self._names[i]
+        k = int(self.w.column("Tensor", "name")[0][self.rows[i]])  # its string's index in the walk
+        return self.w.strings(k, k + 1)[0] if k >= 0 else ""
 
     def error(self, msg: str, i: int) -> FormatError:
         return self.w.fb.error(msg, f"{self.graph}/{self.names[i]}", int(self.w.pos("Tensor")[self.rows[i]]))
@@ -761,23 +764,23 @@ def _v4_native(w: Walk, data: _V4Data, ranges: list[tuple[int, ...]]) -> tuple[n
         return None
     ffi, lib = core.ffi, core.lib
     p = data.params
-    tables = [walk_.cells[walk_.schema.index[t]] for walk_, types in zip((w, p), _NATIVE_TABLES) for t in types]
+    tables = [walk_.c_cells(ffi, t) for walk_, types in zip((w, p), _NATIVE_TABLES) for t in types]
     graphs = np.array(ranges, np.int64).reshape(-1)
     nt = w.count("Tensor")
     static_of, quant, where = np.empty(nt, np.int64), np.empty(nt, np.int64), np.empty((nt, 4), np.int64)
     status = np.zeros(len(ranges), np.uint8)
     fb, pfb = w.fb, p.fb
-    keep = [ffi.from_buffer("int64_t[]", a) for a in (*tables, w.spans, p.spans, _NATIVE_COLS, graphs)]
+    keep = [ffi.from_buffer("int64_t[]", a) for a in (w.spans, p.spans, _NATIVE_COLS, graphs)]
     keep += [ffi.from_buffer("uint8_t[]", memoryview(f.buf)[f.start : f.start + f.size]) for f in (fb, pfb)]
     args = ffi.new("ctxbin_dlc_v4_in *", {
-        "model": keep[-2], "model_spans": keep[-6], "params": keep[-1], "params_spans": keep[-5],
-        "params_start": pfb.start, "rows": keep[: len(tables)], "nrows": [t.shape[0] for t in tables],
-        "width": [t.shape[1] for t in tables],
+        "model": keep[-2], "model_spans": keep[0], "params": keep[-1], "params_spans": keep[1],
+        "params_start": pfb.start, "rows": [t[0] for t in tables], "nrows": [t[1] for t in tables],
+        "width": [t[2] for t in tables],
         "params_bin_size": -1 if data.params_bin is None else len(data.params_bin),
-        "cols": keep[-4], "kinds": ffi.from_buffer("int32_t[]", _NATIVE_KINDS), "nkinds": _NATIVE_KINDS.size,
+        "cols": keep[2], "kinds": ffi.from_buffer("int32_t[]", _NATIVE_KINDS), "nkinds": _NATIVE_KINDS.size,
         "dtypes": ffi.from_buffer("int32_t[]", _NATIVE_DTYPES),
         "itemsizes": ffi.from_buffer("uint8_t[]", _NATIVE_ITEMSIZES), "ndtypes": _NATIVE_DTYPES.size,
-        "graphs": keep[-3], "ngraphs": len(ranges),
+        "graphs": keep[3], "ngraphs": len(ranges),
     })
     outs = [ffi.from_buffer("int64_t[]", a) for a in (static_of, quant, where)]
     check_status(lib.ctxbin_dlc_v4_check(args, *outs, ffi.from_buffer("uint8_t[]", status)))
