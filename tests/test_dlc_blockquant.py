@@ -34,7 +34,7 @@ from ctxbin.ziparchive import ZipArchive
 
 from . import dlc_oracle as oracle
 from .native_paths import both_paths, needs_native
-from .test_dlc_native import _entries, _rezip, _summary, _walks
+from .test_dlc_native import _entries, _rezip, _summary, _walks, record_c_checks
 
 _ACT_SCALE, _OUT_SCALE = 0.001, 0.01  # uint16 activations in, out (one output step: _OUT_SCALE)
 
@@ -200,9 +200,7 @@ def test_both_paths_and_the_emulator_match_onnxruntime(made, name: str) -> None:
 def test_the_c_checks_accept_the_new_encodings(made, monkeypatch: pytest.MonkeyPatch) -> None:
     """The C core passes every decodable file (no slow path for LPBQ weights)."""
     monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
-    results = []
-    real = dlc._v4_native
-    monkeypatch.setattr(dlc, "_v4_native", lambda *a: results.append(real(*a)) or results[-1])
+    results = record_c_checks(monkeypatch)
     for name in MODELS:
         if name != "mm_float_block":
             dlc.read(made[name][0])

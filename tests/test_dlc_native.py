@@ -57,6 +57,15 @@ def _summary(path: Path) -> tuple:
     return ("ok", out)
 
 
+def record_c_checks(monkeypatch: pytest.MonkeyPatch) -> list:
+    """What each call of the C core's DLC checks returns from now on (None:
+    no C core; else its per-graph pass flags at [3])."""
+    results: list = []
+    real = dlc._v4_native
+    monkeypatch.setattr(dlc, "_v4_native", lambda *a: results.append(real(*a)) or results[-1])
+    return results
+
+
 def _field_positions(path: Path) -> list[tuple[str, int, int]]:
     """(entry, byte offset in it, width) of the fields the open-time checks read:
     tensor types, data types, dims, encoding kinds, TensorData references."""
@@ -233,9 +242,7 @@ def test_colliding_names_leave_the_c_table_for_python(tmp_path: Path, monkeypatc
     path = tmp_path / "collide.dlc"
     dlc.write(Container(graphs=(graph,)), path)
 
-    results = []
-    real = dlc._v4_native
-    monkeypatch.setattr(dlc, "_v4_native", lambda *a: results.append(real(*a)) or results[-1])
+    results = record_c_checks(monkeypatch)
     got = [_summary(path) for _ in both_paths()]
     assert got[0] == got[1] and got[0][0] == "ok"
     assert results and not any(r[3].any() for r in results if r is not None)  # the C table gave up: Python matched
@@ -259,9 +266,7 @@ def test_many_tensor_params_leave_the_c_checks_for_python(
     path = tmp_path / "params.dlc"
     dlc.write(Container(graphs=(graph,)), path)
 
-    results = []
-    real = dlc._v4_native
-    monkeypatch.setattr(dlc, "_v4_native", lambda *a: results.append(real(*a)) or results[-1])
+    results = record_c_checks(monkeypatch)
     got = [_summary(path) for _ in both_paths()]
     assert got[0] == got[1] and got[0][0] == "ok"
     assert bool(results[0][3][0]) == (params <= 64)  # the C core passes the graph, or leaves it to Python
