@@ -447,59 +447,54 @@ class _AttrColumns:
 
     def add(self, name: str, v: Any, node: str) -> None:
         """Attribute ``name`` = ``v`` of the node described by ``node``."""
-        if v.__class__ is int and _INT64[0] <= v <= _INT64[1]:  # the most common value, fast
-            self.name.append(self.pool.add(name))
-            self.kind.append(_INT)
-            self.ref.append(len(self.ints))
-            self.length.append(1)
-            self.ints.append(v)
-            return
-        if v.__class__ in (tuple, list) and all(x.__class__ is int and _INT64[0] <= x <= _INT64[1] for x in v):
-            # plain ints (shapes, pads): no conversion, no description
-            self.name.append(self.pool.add(name))
-            self.kind.append(_INTS)
-            self.ref.append(len(self.ints))
-            self.length.append(len(v))
-            self.ints.extend(v)
-            return
-        where = f"{node} attribute {name!r}"
         self.name.append(self.pool.add(name))
-        if isinstance(v, (bool, int, np.integer, np.bool_)):
+        if v.__class__ is int and _INT64[0] <= v <= _INT64[1]:  # the most common value, fast
             kind, ref, n = _INT, len(self.ints), 1
-            self.ints.append(self._int(v, where))
-        elif isinstance(v, (float, np.floating)):
-            kind, ref, n = _FLOAT, len(self.floats), 1
-            self.floats.append(float(v))
-        elif isinstance(v, str):
-            kind, ref, n = _STR, self.pool.add(v), 1
-        elif isinstance(v, (bytes, bytearray, memoryview)):
-            kind, ref, n = _BYTES, len(self.bytes_), 1
-            self.bytes_.append(bytes(v))
-        elif isinstance(v, np.ndarray):
-            a = v.astype(v.dtype.newbyteorder("<")) if v.dtype.byteorder == ">" else v
-            if a.dtype.str not in _ARRAY_DTYPES:
-                raise self.w.fail(where, f"arrays of {a.dtype} cannot be stored")
-            kind, ref, n = _ARRAY, len(self.arrays), 1
-            self.arrays.append(a)
-        elif isinstance(v, (tuple, list)):
-            n = len(v)
-            if all(isinstance(x, (bool, int, np.integer, np.bool_)) for x in v):
-                kind, ref = _INTS, len(self.ints)
-                self.ints.extend(self._int(x, where) for x in v)
-            elif all(isinstance(x, (int, float, np.integer, np.floating)) for x in v):
-                kind, ref = _FLOATS, len(self.floats)
-                self.floats.extend(float(x) for x in v)
-            elif all(isinstance(x, str) for x in v):
-                kind, ref = _STRS, len(self.ints)
-                self.ints.extend(self.pool.add(x) for x in v)
-            else:
-                raise self.w.fail(where, "lists must hold only ints, only numbers or only strings")
+            self.ints.append(v)
+        elif v.__class__ in (tuple, list) and all(x.__class__ is int and _INT64[0] <= x <= _INT64[1] for x in v):
+            # plain ints (shapes, pads): no conversion, no description
+            kind, ref, n = _INTS, len(self.ints), len(v)
+            self.ints.extend(v)
         else:
-            raise self.w.fail(where, f"attribute values of type {type(v).__name__} cannot be stored")
+            kind, ref, n = self._value(v, f"{node} attribute {name!r}")
         self.kind.append(kind)
         self.ref.append(ref)
         self.length.append(n)
 
+    def _value(self, v: Any, where: str) -> tuple[int, int, int]:
+        """Store any other value: (kind, ref, length) of its column entry."""
+        if isinstance(v, (bool, int, np.integer, np.bool_)):
+            self.ints.append(self._int(v, where))
+            return _INT, len(self.ints) - 1, 1
+        if isinstance(v, (float, np.floating)):
+            self.floats.append(float(v))
+            return _FLOAT, len(self.floats) - 1, 1
+        if isinstance(v, str):
+            return _STR, self.pool.add(v), 1
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            self.bytes_.append(bytes(v))
+            return _BYTES, len(self.bytes_) - 1, 1
+        if isinstance(v, np.ndarray):
+            a = v.astype(v.dtype.newbyteorder("<")) if v.dtype.byteorder == ">" else v
+            if a.dtype.str not in _ARRAY_DTYPES:
+                raise self.w.fail(where, f"arrays of {a.dtype} cannot be stored")
+            self.arrays.append(a)
+            return _ARRAY, len(self.arrays) - 1, 1
+        if isinstance(v, (tuple, list)):
+            if all(isinstance(x, (bool, int, np.integer, np.bool_)) for x in v):
+                ref = len(self.ints)
+                self.ints.extend(self._int(x, where) for x in v)
+                return _INTS, ref, len(v)
+            if all(isinstance(x, (int, float, np.integer, np.floating)) for x in v):
+                ref = len(self.floats)
+                self.floats.extend(float(x) for x in v)
+                return _FLOATS, ref, len(v)
+            if all(isinstance(x, str) for x in v):
+                ref = len(self.ints)
+                self.ints.extend(self.pool.add(x) for x in v)
+                return _STRS, ref, len(v)
+            raise self.w.fail(where, "lists must hold only ints, only numbers or only strings")
+        raise self.w.fail(where, f"attribute values of type {type(v).__name__} cannot be stored")
 
 def _layout(sizes: Sequence[int]) -> tuple[list[int], int]:
     """Canonical blob offsets (relative to the data section) and the data size."""
