@@ -358,6 +358,13 @@ def _ranges(first: np.ndarray, count: np.ndarray, step: int = 1) -> np.ndarray:
     return np.repeat(first, count) + step * (np.arange(total, dtype=np.int64) - np.repeat(ends - count, count))
 
 
+def _lpbq_block_size(shape: tuple[int, ...], axis: int, step: int) -> tuple[int, ...]:
+    """The block of a DLC LPBQ weight: ``step`` along ``axis - 1``, 1 along the
+    channel ``axis``, whole dimensions elsewhere (the table stores only the
+    number of blocks)."""
+    return tuple(1 if d == axis else step if d == axis - 1 else shape[d] or 1 for d in range(len(shape)))
+
+
 class _V4Quant:
     """The quantization tables of one walk as Python lists, made on first use."""
 
@@ -427,8 +434,7 @@ class _V4Quant:
             raise self.fb.error(f"{nscales} block scales, {count} channels x {blocks} blocks need "
                                 f"{count * blocks}", obj, at)
         chans = self.so_cols[first : first + count]
-        size = tuple(1 if d == axis else shape[d] // blocks if d == axis - 1 else shape[d] or 1
-                     for d in range(len(shape)))
+        size = _lpbq_block_size(shape, axis, shape[axis - 1] // blocks)
         # the walk checked the vector's bounds; its count is the one just checked against the shape
         scales = np.frombuffer(self.fb.buf, np.uint8, nscales, self.fb.start + scales_at).tolist() if nscales else []
         return QuantEncoding(
@@ -1277,8 +1283,7 @@ def _check_lpbq(enc: QuantEncoding, shape: tuple[int, ...], path: str, obj: str)
     size = tuple(enc.block_size)
     step = size[axis - 1] if len(size) == rank else 0
     blocks = shape[axis - 1] // step if step > 0 and shape[axis - 1] % step == 0 else 0
-    want = tuple(1 if d == axis else step if d == axis - 1 else shape[d] or 1 for d in range(rank))
-    if not blocks or size != want:
+    if not blocks or size != _lpbq_block_size(shape, axis, step):
         raise FormatError(f"LPBQ block size {size} does not fit shape {shape}: a DLC holds equal blocks of k "
                           f"along dimension {axis - 1} (k dividing {shape[axis - 1]}), 1 along the channel axis "
                           f"{axis}, whole dimensions elsewhere", path=path, obj=obj)
