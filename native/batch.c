@@ -31,10 +31,8 @@
 #define CB_PAGE_AHEAD (8u << 10)
 
 #if defined(__GNUC__) || defined(__clang__)
-#define CB_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
 #define CB_SET_FLAG(x) __atomic_store_n(&(x), 1, __ATOMIC_RELAXED)
 #else
-#define CB_PREFETCH(p) ((void)0)
 #define CB_SET_FLAG(x) ((x) = 1) /* threadpool.c runs one thread there */
 #endif
 

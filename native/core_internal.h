@@ -6,6 +6,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* CB_INLINE: static, and inlined even where the compiler would not (the hot
+ * per-item steps of the hash, walk and check loops); CB_PREFETCH: a read
+ * hint, never a fault. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CB_INLINE static inline __attribute__((always_inline))
+#define CB_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
+#else
+#define CB_INLINE static __inline
+#define CB_PREFETCH(p) ((void)0)
+#endif
+
 /* The CTXBIN_IMPL_* the CPU runs best on long inputs streamed from memory,
  * the one for short inputs (up to CTXBIN_SHORT_MAX bytes, often in cache), and the one AUTO
  * picks for an input of len bytes. */

@@ -16,13 +16,10 @@
 #include <string.h>
 
 #include "ctxbin_core.h"
+#include "core_internal.h"
 
-/* the per-name and per-tensor steps, inlined into the graph loops (their calls cost ~7% of the check) */
-#if defined(__GNUC__) || defined(__clang__)
-#define CHECK_HOT static inline __attribute__((always_inline))
-#else
-#define CHECK_HOT static __inline
-#endif
+/* the per-name and per-tensor steps are inlined into the graph loops (CB_INLINE:
+ * their calls cost ~7% of the check) */
 
 typedef struct {
     const uint8_t *buf;
@@ -38,7 +35,7 @@ typedef struct {
 
 /* A table-slot hash of a name, 8 bytes a step (names run to dozens of bytes:
  * a byte-at-a-time hash was most of this file's time). Only its spread matters. */
-CHECK_HOT uint64_t name_hash(const uint8_t *p, uint64_t n) {
+CB_INLINE uint64_t name_hash(const uint8_t *p, uint64_t n) {
     uint64_t h = 0x9e3779b97f4a7c15ull ^ n, v;
     for (; n >= 8; p += 8, n -= 8) {
         memcpy(&v, p, 8);
@@ -75,7 +72,7 @@ static void table_free(table *t) {
 }
 
 /* Strings i of a and j of b are equal (never, once MAX_COMPARED is spent: the caller then fails). */
-CHECK_HOT int same(const strings *a, int64_t i, const strings *b, int64_t j) {
+CB_INLINE int same(const strings *a, int64_t i, const strings *b, int64_t j) {
     int64_t n = a->spans[2 * i + 1];
     if (n != b->spans[2 * j + 1]) return 0;
     *a->compared += (uint64_t)n + 1;
@@ -90,7 +87,7 @@ CHECK_HOT int same(const strings *a, int64_t i, const strings *b, int64_t j) {
 
 /* Insert string s of row r: 1, or 0 when an equal string is already there,
  * or -1 after MAX_PROBES. */
-CHECK_HOT int table_add(table *t, const strings *st, int64_t s, int64_t r) {
+CB_INLINE int table_add(table *t, const strings *st, int64_t s, int64_t r) {
     uint64_t i = name_hash(st->buf + st->spans[2 * s], (uint64_t)st->spans[2 * s + 1]) & t->mask;
     for (int probes = 0; t->slot[i] >= 0; i = (i + 1) & t->mask) {
         if (same(st, t->slot[i], st, s)) return 0;
@@ -110,7 +107,7 @@ static int64_t table_find(const table *t, const strings *st, const strings *q, i
     return -1;
 }
 
-CHECK_HOT int known(const int32_t *codes, uint32_t n, int32_t v) {
+CB_INLINE int known(const int32_t *codes, uint32_t n, int32_t v) {
     for (uint32_t i = 0; i < n; i++)
         if (codes[i] == v) return (int)i;
     return -1;
@@ -162,7 +159,7 @@ static int blockwise_ok(const checker *k, const int64_t *t, int64_t b) {
 /* A tensor row's type and data type known, its encoding one ctxbin decodes
  * with the tables it needs: *di = its data type's index, *q = its Quant row
  * (-1: none). 0 when anything is off. */
-CHECK_HOT int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q) {
+CB_INLINE int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q) {
     const ctxbin_dlc_v4_in *in = k->in;
     int32_t dtype = t[col(k, CTXBIN_DLC_T_DTYPE) + 1] ? (int32_t)t[col(k, CTXBIN_DLC_T_DTYPE)] : QNN_UNDEFINED;
     if (known(in->kinds, in->nkinds, (int32_t)t[col(k, CTXBIN_DLC_T_KIND)]) < 0) return 0;
@@ -188,7 +185,7 @@ CHECK_HOT int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q)
 /* Static tensor t (data type index di) with its data in TensorData row d:
  * present, in bounds, exactly the size its shape and data type need.
  * w = (inline?, start, size, TensorData position). */
-CHECK_HOT int data_ok(const checker *k, const int64_t *t, int di, int64_t d, int64_t *w) {
+CB_INLINE int data_ok(const checker *k, const int64_t *t, int di, int64_t d, int64_t *w) {
     const ctxbin_dlc_v4_in *in = k->in;
     const int64_t *td = row(k, CTXBIN_DLC_TDATA, d);
     int64_t ref = td[col(k, CTXBIN_DLC_TD_REF)];

@@ -15,15 +15,12 @@
 #include <string.h>
 
 #include "ctxbin_core.h"
+#include "core_internal.h"
 
 #define TABLE_WORK 32
 
-/* the per-table and per-string steps, inlined into the field loop (their calls cost ~13% of the walk) */
-#if defined(__GNUC__) || defined(__clang__)
-#define FB_HOT static inline __attribute__((always_inline))
-#else
-#define FB_HOT static __inline
-#endif
+/* the per-table and per-string steps are inlined into the field loop (CB_INLINE:
+ * their calls cost ~13% of the walk) */
 
 struct ctxbin_fb_result {
     uint32_t ntypes;
@@ -97,7 +94,7 @@ static size_t width_of(const walker *w, uint32_t type) {
 }
 
 /* Check the table at pos (vtable and body in bounds) and append it as a row of type. */
-FB_HOT int add_table(walker *w, uint32_t type, uint64_t pos, int64_t *row_out) {
+CB_INLINE int add_table(walker *w, uint32_t type, uint64_t pos, int64_t *row_out) {
     ctxbin_fb_result *r = w->res;
     int64_t row = (int64_t)r->nrows[type];
     if (!inside(w, pos, 4)) return fail(w, CTXBIN_FB_RANGE, type, row, -1, pos, 4, 0);
@@ -121,7 +118,7 @@ FB_HOT int add_table(walker *w, uint32_t type, uint64_t pos, int64_t *row_out) {
     return CTXBIN_OK;
 }
 
-FB_HOT int add_string(walker *w, uint64_t at, uint32_t type, int64_t row, int32_t field, int64_t *index) {
+CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, int64_t row, int32_t field, int64_t *index) {
     ctxbin_fb_result *r = w->res;
     if (!inside(w, at, 4)) return fail(w, CTXBIN_FB_RANGE, type, row, field, at, 4, 0);
     uint64_t n = rd32(w->buf + at);
@@ -154,7 +151,7 @@ FB_HOT int add_string(walker *w, uint64_t at, uint32_t type, int64_t row, int32_
 static uint64_t deref(const walker *w, uint64_t at) { return at + rd32(w->buf + at); }
 
 /* A vector at `vec` of n elements of `elem` bytes: bounds and budget. */
-FB_HOT int vector(walker *w, uint64_t vec, unsigned elem, uint32_t type, int64_t row, int32_t field, uint64_t *n) {
+CB_INLINE int vector(walker *w, uint64_t vec, unsigned elem, uint32_t type, int64_t row, int32_t field, uint64_t *n) {
     if (!inside(w, vec, 4)) return fail(w, CTXBIN_FB_RANGE, type, row, field, vec, 4, 0);
     *n = rd32(w->buf + vec);
     if (!inside(w, vec + 4, *n * elem)) return fail(w, CTXBIN_FB_RANGE, type, row, field, vec + 4, (int64_t)(*n * elem), 0);

@@ -10,12 +10,8 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CB_GNU 1
-#define CB_INLINE static inline __attribute__((always_inline))
-#define CB_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
 #else
 #define CB_GNU 0
-#define CB_INLINE static __inline
-#define CB_PREFETCH(p) ((void)0)
 #endif
 
 #if defined(__x86_64__) || defined(_M_X64)
