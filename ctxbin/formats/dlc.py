@@ -601,9 +601,9 @@ class _V4Tensors:
         t = self.cache[i]
         if t is None:
             name = self.name(i)
-            q = int(self.quant[i])
-            enc = self._quant().encoding(q, f"{self.graph}/{name}.quantization", self.shape(i)) if q >= 0 else None
-            t = self.cache[i] = Tensor(name, DType(int(self.dtypes_np[i])), self.shape(i),
+            q, shape = int(self.quant[i]), self.shape(i)
+            enc = self._quant().encoding(q, f"{self.graph}/{name}.quantization", shape) if q >= 0 else None
+            t = self.cache[i] = Tensor(name, DType(int(self.dtypes_np[i])), shape,
                                        TensorKind(int(self.kinds_np[i])), enc, self.blob(i))
         return t
 
