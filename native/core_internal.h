@@ -12,9 +12,12 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define CB_INLINE static inline __attribute__((always_inline))
 #define CB_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
+/* CB_COLD: a rarely taken path (errors), kept out of the hot loops' code and registers */
+#define CB_COLD __attribute__((cold, noinline))
 #else
 #define CB_INLINE static __inline
 #define CB_PREFETCH(p) ((void)0)
+#define CB_COLD
 #endif
 
 /* The CTXBIN_IMPL_* the CPU runs best on long inputs streamed from memory,

@@ -18,48 +18,61 @@
 #include "core_internal.h"
 
 #define TABLE_WORK 32
+#define SHORT_STRING 32
 
-/* the per-table and per-string steps are inlined into the field loop (CB_INLINE:
+/* the per-table and per-string steps are inlined into the field loops (CB_INLINE:
  * their calls cost ~13% of the walk) */
+
+/* A checked table: where it and its vtable are, the vtable's and table's sizes
+ * (found once when the table is added, used by every field of its row). */
+typedef struct {
+    uint64_t pos;
+    const uint8_t *vt;
+    uint32_t vs, ts;
+} table_at;
+
+typedef struct {
+    size_t n, cap;
+    table_at *tabs; /* where each row's table is, appended as parents find it */
+    int64_t *rows;  /* made when the type's turn comes: n x (1 + 2 * nfields) cells */
+} type_rows;
+
+typedef struct {
+    int64_t *spans; /* (position, length) per string */
+    size_t nstr, capstr;
+    uint8_t *pool; /* every string's bytes, each followed by a NUL */
+    size_t npool, cappool;
+} string_list;
 
 struct ctxbin_fb_result {
     uint32_t ntypes;
-    size_t *nrows, *caprows, *width;
-    int64_t **pos;    /* per type: where each row's table is, appended as parents find it */
-    int64_t **rows;   /* per type, made when its turn comes: nrows x (1 + 2 * nfields) cells */
-    int64_t *spans;   /* (position, length) per string */
-    size_t nstr, capstr;
-    uint8_t *pool;    /* every string's bytes, each followed by a NUL */
-    size_t npool, cappool;
+    type_rows *types;
+    string_list strs;
 };
 
+/* The walk's state, a local of ctxbin_fb_walk (its strings go back into the
+ * result when the walk ends). */
 typedef struct {
     const uint8_t *buf;
     uint64_t size;
     int64_t budget;
     const ctxbin_fb_field *fields;
     const uint32_t *type_start;
-    ctxbin_fb_result *res;
+    type_rows *types;
+    string_list strs; /* back in the result when the walk ends */
     ctxbin_fb_error *err;
+    size_t first_rows; /* room made for a type's first table */
 } walker;
 
+/* little-endian loads at any alignment (the compiler makes each one load) */
 static uint32_t rd16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
 static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-/* width is 1, 2, 4 or 8 (check_schema): fixed-size reads the compiler makes single loads */
-static uint64_t rdn(const uint8_t *p, unsigned width) {
-    switch (width) {
-    case 1: return p[0];
-    case 2: return rd16(p);
-    case 4: return rd32(p);
-    default: return rd32(p) | (uint64_t)rd32(p + 4) << 32;
-    }
-}
+static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
-static int fail(walker *w, int code, uint32_t type, int64_t row, int32_t field, uint64_t at,
+CB_COLD static int fail(ctxbin_fb_error *e, int code, uint32_t type, int64_t row, int32_t field, uint64_t at,
                 int64_t v1, int64_t v2) {
-    ctxbin_fb_error *e = w->err;
     e->code = code;
     e->type = type;
     e->row = row;
@@ -70,15 +83,16 @@ static int fail(walker *w, int code, uint32_t type, int64_t row, int32_t field, 
     return CTXBIN_ERANGE;
 }
 
-/* [at, at + n) inside the buffer (64-bit sums: at < 2^33, n < 2^36 here) */
-static int inside(const walker *w, uint64_t at, uint64_t n) { return at <= w->size && n <= w->size - at; }
+/* [at, at + n) inside the buffer: one sum, as at < 2^33 + size and n < 2^36 here
+ * (offsets are u32 from inside the buffer, counts u32 times an item of <= 8 bytes) */
+static int inside(const walker *w, uint64_t at, uint64_t n) { return at + n <= w->size; }
 
 static int charge(walker *w, int64_t work, uint32_t type, int64_t row, int32_t field, uint64_t at) {
     w->budget -= work;
-    return w->budget < 0 ? fail(w, CTXBIN_FB_BUDGET, type, row, field, at, 0, 0) : CTXBIN_OK;
+    return w->budget < 0 ? fail(w->err, CTXBIN_FB_BUDGET, type, row, field, at, 0, 0) : CTXBIN_OK;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+CB_INLINE int grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return CTXBIN_OK;
     size_t n = *cap ? *cap : 64;
     while (n < need) n *= 2;
@@ -89,61 +103,71 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
     return CTXBIN_OK;
 }
 
-static size_t width_of(const walker *w, uint32_t type) {
-    return 1 + 2 * (size_t)(w->type_start[type + 1] - w->type_start[type]);
-}
-
 /* Check the table at pos (vtable and body in bounds) and append it as a row of type. */
 CB_INLINE int add_table(walker *w, uint32_t type, uint64_t pos, int64_t *row_out) {
-    ctxbin_fb_result *r = w->res;
-    int64_t row = (int64_t)r->nrows[type];
-    if (!inside(w, pos, 4)) return fail(w, CTXBIN_FB_RANGE, type, row, -1, pos, 4, 0);
-    int st = charge(w, TABLE_WORK, type, row, -1, pos);
+    type_rows *tr = &w->types[type];
+    size_t row = tr->n;
+    if (!inside(w, pos, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, pos, 4, 0);
+    int st = charge(w, TABLE_WORK, type, (int64_t)row, -1, pos);
     if (st) return st;
-    int64_t vt = (int64_t)pos - (int32_t)rd32(w->buf + pos);
+    int32_t soff = (int32_t)rd32(w->buf + pos);
+    int64_t vt = (int64_t)pos - soff;
     if (vt < 0 || !inside(w, (uint64_t)vt, 4))
-        return fail(w, CTXBIN_FB_VTABLE_AT, type, row, -1, pos, (int32_t)rd32(w->buf + pos), 0);
-    uint32_t vs = rd16(w->buf + vt), ts = rd16(w->buf + vt + 2);
-    if (vs < 4 || vs % 2) return fail(w, CTXBIN_FB_VTABLE, type, row, -1, (uint64_t)vt, vs, 0);
-    if (!inside(w, (uint64_t)vt, vs)) return fail(w, CTXBIN_FB_RANGE, type, row, -1, (uint64_t)vt, vs, 0);
-    if (!inside(w, pos, ts < 4 ? 4 : ts)) return fail(w, CTXBIN_FB_RANGE, type, row, -1, pos, ts < 4 ? 4 : ts, 0);
-    if (r->nrows[type] == r->caprows[type]) { /* only positions grow: cells are made once, at the type's turn */
-        void *p = r->pos[type];
-        st = grow(&p, &r->caprows[type], r->nrows[type] + 1, sizeof(int64_t));
-        r->pos[type] = p;
+        return fail(w->err, CTXBIN_FB_VTABLE_AT, type, (int64_t)row, -1, pos, soff, 0);
+    const uint8_t *v = w->buf + vt;
+    uint32_t vs = rd16(v), ts = rd16(v + 2);
+    if (vs < 4 || vs % 2) return fail(w->err, CTXBIN_FB_VTABLE, type, (int64_t)row, -1, (uint64_t)vt, vs, 0);
+    if (!inside(w, (uint64_t)vt, vs)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, (uint64_t)vt, vs, 0);
+    if (!inside(w, pos, ts < 4 ? 4 : ts)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, pos, ts < 4 ? 4 : ts, 0);
+    if (row == tr->cap) { /* only tables grow: cells are made once, at the type's turn */
+        void *p = tr->tabs;
+        st = grow(&p, &tr->cap, row ? row + 1 : w->first_rows, sizeof(table_at));
+        tr->tabs = p;
         if (st) return st;
     }
-    r->pos[type][r->nrows[type]++] = (int64_t)pos;
-    *row_out = row;
+    tr->tabs[row] = (table_at){pos, v, vs, ts};
+    tr->n = row + 1;
+    *row_out = (int64_t)row;
     return CTXBIN_OK;
 }
 
 CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, int64_t row, int32_t field, int64_t *index) {
-    ctxbin_fb_result *r = w->res;
-    if (!inside(w, at, 4)) return fail(w, CTXBIN_FB_RANGE, type, row, field, at, 4, 0);
+    string_list *r = &w->strs;
+    if (!inside(w, at, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, row, field, at, 4, 0);
     uint64_t n = rd32(w->buf + at);
-    if (!inside(w, at + 4, n + 1)) return fail(w, CTXBIN_FB_RANGE, type, row, field, at + 4, (int64_t)n + 1, 0);
+    if (!inside(w, at + 4, n + 1)) return fail(w->err, CTXBIN_FB_RANGE, type, row, field, at + 4, (int64_t)n + 1, 0);
     int st = charge(w, (int64_t)(4 + n), type, row, field, at);
     if (st) return st;
-    if (w->buf[at + 4 + n] != 0) return fail(w, CTXBIN_FB_NUL, type, row, field, at + 4 + n, (int64_t)n, 0);
+    if (w->buf[at + 4 + n] != 0) return fail(w->err, CTXBIN_FB_NUL, type, row, field, at + 4 + n, (int64_t)n, 0);
+    size_t nstr = r->nstr, npool = r->npool;
     void *p;
-    if (r->nstr == r->capstr) {
+    if (nstr == r->capstr) {
         p = r->spans;
-        st = grow(&p, &r->capstr, r->nstr + 1, 2 * sizeof(int64_t));
+        st = grow(&p, &r->capstr, nstr + 1, 2 * sizeof(int64_t));
         r->spans = p;
         if (st) return st;
     }
-    if (r->npool + n + 1 > r->cappool) {
+    if (npool + n + 1 > r->cappool) {
         p = r->pool;
-        st = grow(&p, &r->cappool, r->npool + n + 1, 1);
+        st = grow(&p, &r->cappool, npool + n + 1, 1);
         r->pool = p;
         if (st) return st;
     }
-    memcpy(r->pool + r->npool, w->buf + at + 4, n + 1);
-    r->npool += n + 1;
-    r->spans[2 * r->nstr] = (int64_t)(at + 4);
-    r->spans[2 * r->nstr + 1] = (int64_t)n;
-    *index = (int64_t)r->nstr++;
+    int64_t *span = r->spans + 2 * nstr;
+    uint8_t *dst = r->pool + npool;
+    const uint8_t *src = w->buf + at + 4;
+    /* most names are short: a fixed 32-byte copy (inlined, no libc call) where the
+     * buffer and the pool have room; the bytes past the NUL are overwritten by
+     * the next string, or lie past npool */
+    if (n < SHORT_STRING && npool + SHORT_STRING <= r->cappool && inside(w, at + 4, SHORT_STRING))
+        memcpy(dst, src, SHORT_STRING);
+    else
+        memcpy(dst, src, n + 1);
+    r->npool = npool + n + 1;
+    span[0] = (int64_t)(at + 4);
+    span[1] = (int64_t)n;
+    r->nstr = nstr + 1;
+    *index = (int64_t)nstr;
     return CTXBIN_OK;
 }
 
@@ -152,89 +176,99 @@ static uint64_t deref(const walker *w, uint64_t at) { return at + rd32(w->buf + 
 
 /* A vector at `vec` of n elements of `elem` bytes: bounds and budget. */
 CB_INLINE int vector(walker *w, uint64_t vec, unsigned elem, uint32_t type, int64_t row, int32_t field, uint64_t *n) {
-    if (!inside(w, vec, 4)) return fail(w, CTXBIN_FB_RANGE, type, row, field, vec, 4, 0);
+    if (!inside(w, vec, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, row, field, vec, 4, 0);
     *n = rd32(w->buf + vec);
-    if (!inside(w, vec + 4, *n * elem)) return fail(w, CTXBIN_FB_RANGE, type, row, field, vec + 4, (int64_t)(*n * elem), 0);
+    if (!inside(w, vec + 4, *n * elem)) return fail(w->err, CTXBIN_FB_RANGE, type, row, field, vec + 4, (int64_t)(*n * elem), 0);
     return charge(w, (int64_t)(4 + *n * elem), type, row, field, vec);
 }
 
-static int walk_field(walker *w, uint32_t type, uint32_t fi) {
-    const ctxbin_fb_field *f = &w->fields[w->type_start[type] + fi];
-    ctxbin_fb_result *r = w->res;
-    size_t wd = width_of(w, type);
-    unsigned need = f->kind == CTXBIN_FB_SCALAR ? f->width : 4;
-    /* locals: the stores below may alias the walker and result (no strict aliasing);
-     * this type's rows neither grow nor move while its fields are walked */
+/* One field over every row of its type; kind and width are constants where
+ * walk_field calls it, so each kind gets its own loop without a per-row switch. */
+CB_INLINE int field_rows(walker *w, uint32_t type, uint32_t fi, const ctxbin_fb_field *f, int kind, unsigned width) {
+    const type_rows *tr = &w->types[type];
+    /* locals: this type's rows neither grow nor move while its fields are walked */
+    const table_at *tab = tr->tabs;
+    const size_t nrows = tr->n, wd = 1 + 2 * (size_t)(w->type_start[type + 1] - w->type_start[type]);
+    int64_t *a = tr->rows + 1 + 2 * fi;
     const uint8_t *buf = w->buf;
-    int64_t *cells = r->rows[type] + 1 + 2 * fi;
-    const size_t nrows = r->nrows[type];
-    const uint32_t vo = 4 + 2 * (uint32_t)f->index;
-    const int64_t absent = f->kind == CTXBIN_FB_SCALAR ? 0 : -1;
+    const uint32_t vo = 4 + 2 * (uint32_t)f->index, need = kind == CTXBIN_FB_SCALAR ? width : 4;
+    const uint32_t child_type = f->child;
     int st;
-    for (size_t row = 0; row < nrows; row++, cells += wd) {
-        int64_t *a = cells, *b = a + 1;
-        uint64_t pos = (uint64_t)cells[-1 - 2 * (int64_t)fi];
-        uint64_t vt = pos - (int32_t)rd32(buf + pos);
-        uint32_t vs = rd16(buf + vt), ts = rd16(buf + vt + 2);
-        uint32_t off = vo + 2 <= vs ? rd16(buf + vt + vo) : 0;
-        *a = absent;
-        *b = 0;
-        if (off == 0) continue;
-        if (off + need > ts) return fail(w, CTXBIN_FB_FIELD, type, (int64_t)row, (int32_t)fi, pos, off, ts);
-        uint64_t at = pos + off, n, target;
+    for (size_t row = 0; row < nrows; row++, a += wd) {
+        const table_at t = tab[row];
+        uint32_t off = vo + 2 <= t.vs ? rd16(t.vt + vo) : 0;
+        if (off == 0) {
+            a[0] = kind == CTXBIN_FB_SCALAR ? 0 : -1;
+            a[1] = 0;
+            continue;
+        }
+        if (off + need > t.ts) return fail(w->err, CTXBIN_FB_FIELD, type, (int64_t)row, (int32_t)fi, t.pos, off, t.ts);
+        uint64_t at = t.pos + off, n = 0, target;
         int64_t child = -1;
-        switch (f->kind) {
+        switch (kind) {
         case CTXBIN_FB_SCALAR:
-            *a = (int64_t)rdn(buf + at, f->width);
-            *b = 1;
+            a[0] = (int64_t)(width == 1 ? buf[at] : width == 2 ? rd16(buf + at) : width == 4 ? rd32(buf + at) : rd64(buf + at));
+            a[1] = 1;
             break;
         case CTXBIN_FB_STRING:
-            if ((st = add_string(w, deref(w, at), type, (int64_t)row, (int32_t)fi, a))) return st;
+            if ((st = add_string(w, deref(w, at), type, (int64_t)row, (int32_t)fi, &a[0]))) return st;
+            a[1] = 0;
             break;
         case CTXBIN_FB_VECTOR:
             target = deref(w, at);
-            if ((st = vector(w, target, f->width, type, (int64_t)row, (int32_t)fi, &n))) return st;
-            *a = (int64_t)(target + 4);
-            *b = (int64_t)n;
+            if ((st = vector(w, target, width, type, (int64_t)row, (int32_t)fi, &n))) return st;
+            a[0] = (int64_t)(target + 4);
+            a[1] = (int64_t)n;
             break;
         case CTXBIN_FB_STRINGS:
         case CTXBIN_FB_TABLES:
             target = deref(w, at);
             if ((st = vector(w, target, 4, type, (int64_t)row, (int32_t)fi, &n))) return st;
-            *a = f->kind == CTXBIN_FB_STRINGS ? (int64_t)r->nstr : (int64_t)r->nrows[f->child];
-            *b = (int64_t)n;
-            for (uint64_t i = 0; i < n; i++) {
-                uint64_t e = target + 4 + 4 * i;
-                st = f->kind == CTXBIN_FB_STRINGS
-                         ? add_string(w, deref(w, e), type, (int64_t)row, (int32_t)fi, &child)
-                         : add_table(w, f->child, deref(w, e), &child);
+            a[0] = kind == CTXBIN_FB_STRINGS ? (int64_t)w->strs.nstr : (int64_t)w->types[child_type].n;
+            a[1] = (int64_t)n;
+            for (uint64_t e = target + 4; e < target + 4 + 4 * n; e += 4) {
+                st = kind == CTXBIN_FB_STRINGS ? add_string(w, deref(w, e), type, (int64_t)row, (int32_t)fi, &child)
+                                               : add_table(w, child_type, deref(w, e), &child);
                 if (st) return st;
             }
             break;
-        case CTXBIN_FB_TABLE:
-            if ((st = add_table(w, f->child, deref(w, at), &child))) return st;
-            *a = child;
+        default: /* CTXBIN_FB_TABLE */
+            if ((st = add_table(w, child_type, deref(w, at), &child))) return st;
+            a[0] = child;
+            a[1] = 0;
             break;
-        default:
-            return CTXBIN_EINVAL;
         }
     }
     return CTXBIN_OK;
 }
 
+static int walk_field(walker *w, uint32_t type, uint32_t fi) {
+    const ctxbin_fb_field *f = &w->fields[w->type_start[type] + fi];
+    switch (f->kind) {
+    case CTXBIN_FB_SCALAR:
+        switch (f->width) {
+        case 1: return field_rows(w, type, fi, f, CTXBIN_FB_SCALAR, 1);
+        case 2: return field_rows(w, type, fi, f, CTXBIN_FB_SCALAR, 2);
+        case 4: return field_rows(w, type, fi, f, CTXBIN_FB_SCALAR, 4);
+        default: return field_rows(w, type, fi, f, CTXBIN_FB_SCALAR, 8); /* check_schema: 1, 2, 4 or 8 */
+        }
+    case CTXBIN_FB_STRING: return field_rows(w, type, fi, f, CTXBIN_FB_STRING, 4);
+    case CTXBIN_FB_VECTOR: return field_rows(w, type, fi, f, CTXBIN_FB_VECTOR, f->width);
+    case CTXBIN_FB_STRINGS: return field_rows(w, type, fi, f, CTXBIN_FB_STRINGS, 4);
+    case CTXBIN_FB_TABLE: return field_rows(w, type, fi, f, CTXBIN_FB_TABLE, 4);
+    default: return field_rows(w, type, fi, f, CTXBIN_FB_TABLES, 4); /* check_schema: no other kind */
+    }
+}
+
 void ctxbin_fb_free(ctxbin_fb_result *r) {
     if (!r) return;
-    for (uint32_t t = 0; t < r->ntypes; t++) {
-        free(r->rows[t]);
-        free(r->pos[t]);
+    for (uint32_t t = 0; r->types && t < r->ntypes; t++) {
+        free(r->types[t].rows);
+        free(r->types[t].tabs);
     }
-    free(r->rows);
-    free(r->pos);
-    free(r->nrows);
-    free(r->caprows);
-    free(r->width);
-    free(r->spans);
-    free(r->pool);
+    free(r->types);
+    free(r->strs.spans);
+    free(r->strs.pool);
     free(r);
 }
 
@@ -265,47 +299,41 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
     ctxbin_fb_result *r = calloc(1, sizeof *r);
     if (!r) return CTXBIN_ENOMEM;
     r->ntypes = ntypes;
-    r->nrows = calloc(ntypes, sizeof *r->nrows);
-    r->caprows = calloc(ntypes, sizeof *r->caprows);
-    r->rows = calloc(ntypes, sizeof *r->rows);
-    r->pos = calloc(ntypes, sizeof *r->pos);
-    r->width = calloc(ntypes, sizeof *r->width);
-    if (!r->nrows || !r->caprows || !r->rows || !r->pos || !r->width) {
+    r->types = calloc(ntypes, sizeof *r->types);
+    if (!r->types) {
         ctxbin_fb_free(r);
         return CTXBIN_ENOMEM;
     }
-    for (uint32_t t = 0; t < ntypes; t++) r->width[t] = 1 + 2 * (size_t)(type_start[t + 1] - type_start[t]);
     /* room for the strings of a buffer without shared references (their bytes; one
      * span per 16 bytes, real names take more), so honest walks rarely regrow these;
      * capped, so a huge buffer costs nothing up front */
+    /* a type's first room: one table per 128 bytes (real tables take 16+, most
+     * buffers hold one or two big types), so honest walks rarely regrow it */
+    size_t first_rows = (size < (1 << 20) ? size : (1 << 20)) / 128 + 1;
+    walker w = {buf, size, *budget, fields, type_start, r->types, {NULL, 0, 0, NULL, 0, 0}, err, first_rows};
     void *pool = NULL, *spans = NULL;
-    st = grow(&pool, &r->cappool, (size < (1 << 20) ? size : (1 << 20)) + 1, 1);
-    r->pool = pool;
-    if (!st) st = grow(&spans, &r->capstr, (size < (1 << 20) ? size : (1 << 20)) / 16 + 1, 2 * sizeof(int64_t));
-    r->spans = spans;
-    if (st) {
-        ctxbin_fb_free(r);
-        return st;
-    }
-    walker w = {buf, size, *budget, fields, type_start, r, err};
+    st = grow(&pool, &w.strs.cappool, (size < (1 << 20) ? size : (1 << 20)) + 1, 1);
+    w.strs.pool = pool;
+    if (!st) st = grow(&spans, &w.strs.capstr, (size < (1 << 20) ? size : (1 << 20)) / 16 + 1, 2 * sizeof(int64_t));
+    w.strs.spans = spans;
     int64_t root;
-    if (!inside(&w, 0, 4)) {
-        st = fail(&w, CTXBIN_FB_RANGE, 0, 0, -1, 0, 4, 0);
-    } else {
-        st = add_table(&w, 0, rd32(buf), &root);
-    }
+    if (!st) st = inside(&w, 0, 4) ? add_table(&w, 0, rd32(buf), &root) : fail(err, CTXBIN_FB_RANGE, 0, 0, -1, 0, 4, 0);
     for (uint32_t t = 0; !st && t < ntypes; t++) {
         /* every row of type t is known now (its parents were walked): its cells, once
-         * (walk_field writes both cells of its field in every row: no zeroing) */
-        size_t n = r->nrows[t], wd = r->width[t];
-        r->rows[t] = malloc((n ? n * wd : 1) * sizeof(int64_t));
-        if (!r->rows[t]) {
+         * (field_rows writes both cells of its field in every row: no zeroing) */
+        type_rows *tr = &r->types[t];
+        size_t n = tr->n, wd = 1 + 2 * (size_t)(type_start[t + 1] - type_start[t]);
+        tr->rows = malloc((n ? n * wd : 1) * sizeof(int64_t));
+        if (!tr->rows) {
             st = CTXBIN_ENOMEM;
             break;
         }
-        for (size_t row = 0; row < n; row++) r->rows[t][row * wd] = r->pos[t][row];
+        int64_t *cells = tr->rows;
+        const table_at *tabs = tr->tabs;
+        for (size_t row = 0; row < n; row++) cells[row * wd] = (int64_t)tabs[row].pos;
         for (uint32_t fi = 0; !st && fi < type_start[t + 1] - type_start[t]; fi++) st = walk_field(&w, t, fi);
     }
+    r->strs = w.strs;
     *budget = w.budget;
     if (st) {
         ctxbin_fb_free(r);
@@ -316,23 +344,24 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
 }
 
 void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr, uint64_t *npool) {
-    for (uint32_t t = 0; t < r->ntypes; t++) nrows[t] = r->nrows[t];
-    *nstr = r->nstr;
-    *npool = r->npool;
+    for (uint32_t t = 0; t < r->ntypes; t++) nrows[t] = r->types[t].n;
+    *nstr = r->strs.nstr;
+    *npool = r->strs.npool;
 }
 
 void ctxbin_fb_detach(ctxbin_fb_result *r, int64_t **rows, int64_t **spans, uint8_t **pool) {
     for (uint32_t t = 0; t < r->ntypes; t++) {
-        rows[t] = r->rows[t];
-        r->rows[t] = NULL;
+        rows[t] = r->types[t].rows;
+        r->types[t].rows = NULL;
     }
     /* down to what they hold (room for a buffer's strings was made up front): the caller keeps them */
-    void *p = realloc(r->spans, (r->nstr ? r->nstr : 1) * 2 * sizeof(int64_t));
-    if (p) r->spans = p;
-    p = realloc(r->pool, r->npool ? r->npool : 1);
-    if (p) r->pool = p;
-    *spans = r->spans, *pool = r->pool;
-    r->spans = NULL, r->pool = NULL;
+    string_list *l = &r->strs;
+    void *p = realloc(l->spans, (l->nstr ? l->nstr : 1) * 2 * sizeof(int64_t));
+    if (p) l->spans = p;
+    p = realloc(l->pool, l->npool ? l->npool : 1);
+    if (p) l->pool = p;
+    *spans = l->spans, *pool = l->pool;
+    l->spans = NULL, l->pool = NULL;
 }
 
 void ctxbin_free(void *p) { free(p); }

@@ -216,3 +216,18 @@ def test_c_cells_point_at_the_walk_cells(entries: dict[str, bytes]) -> None:
             assert (n, width) == w.cells[w.schema.index[t]].shape
             got.append(ffi.unpack(ffi.cast("int64_t *", ptr), n * width))
     assert got[:3] == got[3:]
+
+
+@pytest.mark.parametrize("name", ["", "k", "x" * 27, "y" * 31, "z" * 32, "w" * 33, "long name " * 12])
+def test_strings_of_every_length_and_regrown_rows_walk_the_same(name: str) -> None:
+    """Short strings are copied into the pool in fixed-size pieces, longer ones
+    (and ones ending near the buffer's end: the builder puts the name last)
+    whole; a type with more tables than the room first made for it regrows:
+    the same cells, strings and pool on both paths."""
+    buf = _shared_buffer(20, name)
+    got = _outcome(buf, _SHARED)
+    assert not any(isinstance(g, FormatError) for g in got)
+    _same(got)
+    cells, spans, pool, strings, _ = got[0]
+    assert strings == [name] * (20 + 20 * 20) and bytes(pool) == (name.encode() + b"\0") * (20 + 20 * 20)
+    assert cells[1].shape == (20, 5)
