@@ -30,15 +30,17 @@ before it points to the ZIP64 end record ``PK\\6\\6``; central headers
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from .errors import ChecksumError, FormatError
-from .hashing import crc32
+from .hashing import crc32, native_core
 
 __all__ = ["ZipArchive", "ZipEntry", "ZipLimits", "STORED", "DEFLATED"]
 
@@ -54,6 +56,8 @@ _EXTRA = struct.Struct("<HH")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+_SCAN_HEAD = struct.Struct("=3q")  # what ctxbin_zip_scan writes (native int64s): count, directory start, end
+_SCAN_ROW = struct.Struct("=9q")  # and per entry: name start, end, then ZipEntry's fields from method on
 
 _FLAG_ENCRYPTED = 0x0001
 _FLAG_DESCRIPTOR = 0x0008
@@ -61,6 +65,10 @@ _FLAG_STRONG_ENCRYPTION = 0x0040
 _FLAG_UTF8 = 0x0800
 _ZIP64_ID = 0x0001
 _MAX_COMMENT = 0xFFFF
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # O_BINARY: Windows only
+#: entries shorter than this get zlib's CRC-32 directly: the C core's is faster
+#: per byte, but crossing into it costs more than it saves on small entries
+_SMALL_CRC = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -78,10 +86,11 @@ class ZipLimits:
     ratio_floor: int = 1 << 16
 
 
-@dataclass(frozen=True)
-class ZipEntry:
+class ZipEntry(NamedTuple):
     """One archive member as the central directory declares it, checked against
-    its local header. ``data_offset`` is where its (compressed) bytes start."""
+    its local header. ``data_offset`` is where its (compressed) bytes start.
+    A named tuple: immutable, and cheap to build (an archive makes one per
+    entry on every open)."""
 
     name: str
     method: int
@@ -97,6 +106,9 @@ class ZipEntry:
         return self.data_offset + self.compressed_size
 
 
+_new_entry = tuple.__new__  # a ZipEntry from a tuple of its fields, without the per-field call
+
+
 class ZipArchive:
     """A ZIP archive held in a buffer (``bytes``, ``mmap``, ...), fully validated
     on construction; entries are read on demand."""
@@ -108,7 +120,7 @@ class ZipArchive:
         self._view = memoryview(buf).cast("B")
         self.path = None if path is None else str(path)
         self.limits = limits
-        entries = self._scan_native()
+        entries = self._scan_native(native_core())
         self._by_name = {} if entries is None else {e.name: e for e in entries}
         if entries is None or len(self._by_name) != len(entries):
             entries = self._parse()  # the reference: decides, and names any error
@@ -119,11 +131,16 @@ class ZipArchive:
     def open(cls, path: str | os.PathLike, *, limits: ZipLimits = ZipLimits()) -> "ZipArchive":
         """Map the file at ``path`` read-only and parse it (no data is read yet)."""
         try:
-            with open(path, "rb", buffering=0) as f:  # only mapped: no read buffer
-                size = os.fstat(f.fileno()).st_size
-                if size == 0:
+            fd = os.open(path, _OPEN_FLAGS)  # only mapped: no file object, no read buffer
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISDIR(st.st_mode):  # os.open takes directories; open() refused them
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+                if st.st_size == 0:
                     raise FormatError("empty file, not a ZIP archive", path=path, offset=0)
-                buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                buf = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            finally:
+                os.close(fd)
         except OSError as e:
             raise FormatError(f"cannot open: {e.strerror or e}", path=path) from None
         return cls(buf, path=path, limits=limits)
@@ -164,7 +181,7 @@ class ZipArchive:
         else:
             data = memoryview(self._inflate(e, raw))
         if e.crc != 0:
-            got = crc32(data)  # the native core: several times zlib's speed
+            got = zlib.crc32(data) if len(data) < _SMALL_CRC else crc32(data)
             if got != e.crc:
                 raise ChecksumError(
                     f"CRC-32 {got:08x} does not match the recorded {e.crc:08x}",
@@ -173,35 +190,38 @@ class ZipArchive:
         return data
 
     # ----------------------------------------------------------------- parsing
-    def _scan_native(self) -> tuple[ZipEntry, ...] | None:
-        """The entries when the C core is in use and its scan (the checks of
-        :meth:`_parse` but duplicate names, for ordinary archives) passes; else
-        None, and :meth:`_parse` decides."""
-        from .hashing import native_core
-
-        core = native_core()
-        lim = self.limits
-        if core is None or not (0 <= lim.max_entries < 1 << 64 and 0 <= lim.max_inflated_size < 1 << 64
-                                and 0 <= lim.ratio_floor < 1 << 64):
+    def _scan_native(self, core: Any) -> tuple[ZipEntry, ...] | None:
+        """The entries when the C core ``core`` is in use and its scan (the
+        checks of :meth:`_parse` but duplicate names, for ordinary archives)
+        passes; else None, and :meth:`_parse` decides."""
+        if core is None:
             return None
-        ffi, lib = core.ffi, core.lib
-        limits = ffi.new("ctxbin_zip_limits *", (lim.max_entries, lim.max_inflated_size, lim.ratio_floor, lim.max_ratio))
-        count = ffi.new("uint64_t *")
+        ffi, lib, lim, view = core.ffi, core.lib, self.limits, self._view
         cap = 8
-        with ffi.from_buffer(self._view) as buf:
+        with ffi.from_buffer(view) as buf:
             while True:
-                out = ffi.new("int64_t[]", 9 * cap)
-                st = lib.ctxbin_zip_scan(buf, len(self._view), limits, out, cap, count)
-                if st != lib.CTXBIN_EINVAL or count[0] <= cap:
+                out = ffi.new("int64_t[]", 3 + 9 * cap)
+                try:
+                    st = lib.ctxbin_zip_scan(buf, len(view), lim.max_entries, lim.max_inflated_size,
+                                             lim.ratio_floor, lim.max_ratio, out, cap)
+                except OverflowError:  # a limit outside 64 bits: the parser applies it
+                    return None
+                if st != lib.CTXBIN_EINVAL or out[0] <= cap:
                     break
-                cap = count[0]
+                cap = out[0]
         if st != lib.CTXBIN_OK:
             return None
-        view, f = self._view, ffi.unpack(out, 9 * count[0])
-        return tuple(
-            ZipEntry(bytes(view[f[i] : f[i] + f[i + 1]]).decode("ascii"), *f[i + 2 : i + 9])
-            for i in range(0, len(f), 9)
-        )
+        raw = ffi.buffer(out)
+        count, cd_start, cd_end = _SCAN_HEAD.unpack_from(raw)
+        # the scan took only ASCII names: the directory decoded as latin-1 keeps
+        # their positions, so each name is a slice of one decode
+        names = str(view[cd_start:cd_end], "latin-1")
+        return tuple([
+            _new_entry(ZipEntry, (names[start:end], method, flags, crc, csize, size, hoff, data_at))
+            for start, end, method, flags, crc, csize, size, hoff, data_at in _SCAN_ROW.iter_unpack(
+                raw[_SCAN_HEAD.size : _SCAN_HEAD.size + _SCAN_ROW.size * count]
+            )
+        ])
 
     def _error(self, msg: str, at: int, obj: str | None = None) -> FormatError:
         return FormatError(msg, path=self.path, obj=obj or "zip", offset=at)

@@ -260,19 +260,17 @@ typedef struct {
 int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
                         uint8_t *status);
 /* ZIP (native/zipscan.c): the central directory scan of ctxbin/ziparchive.py
- * (ZipArchive._parse) for ordinary archives: no ZIP64, ASCII names. On
- * CTXBIN_OK, *count entries of 9 int64 each in out (name position, name
- * length, method, flags, CRC-32, compressed size, size, local header offset,
- * data offset); CTXBIN_EINVAL with *count set when cap is smaller;
+ * (ZipArchive._parse) for ordinary archives: no ZIP64, ASCII names. out holds
+ * 3 + 9 * cap int64: the entry count, where the central directory starts and
+ * where it ends (set whenever the end record was read); then, on CTXBIN_OK,
+ * 9 per entry: where its name starts and ends (relative to the central
+ * directory), method, flags, CRC-32, compressed size, size, local header
+ * offset, data offset. CTXBIN_EINVAL when cap is smaller than the count;
  * CTXBIN_ERANGE when any check fails or the archive is unusual (the Python
- * parser then decides). Duplicate names are not checked here. */
-typedef struct {
-    uint64_t max_entries, max_inflated_size, ratio_floor;
-    double max_ratio;
-} ctxbin_zip_limits;
-
-int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, const ctxbin_zip_limits *lim, int64_t *out,
-                    uint64_t cap, uint64_t *count);
+ * parser then decides). Duplicate names are not checked here. The limits are
+ * those of ZipLimits, as scalars (no struct to allocate per call). */
+int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, uint64_t max_entries, uint64_t max_inflated_size,
+                    uint64_t ratio_floor, double max_ratio, int64_t *out, uint64_t cap);
 /* CFFI-END */
 
 #ifdef __cplusplus

@@ -57,9 +57,9 @@ static int by_start(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, const ctxbin_zip_limits *lim, int64_t *out,
-                    uint64_t cap, uint64_t *count) {
-    if (!buf || !lim || !count || (cap && !out)) return CTXBIN_EINVAL;
+int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, uint64_t max_entries, uint64_t max_inflated_size,
+                    uint64_t ratio_floor, double max_ratio, int64_t *out, uint64_t cap) {
+    if (!buf || !out) return CTXBIN_EINVAL;
     if (size < EOCD) return CTXBIN_ERANGE;
     /* the last end record whose comment ends exactly at the end of the file */
     uint64_t lo = size > EOCD + MAX_COMMENT ? size - EOCD - MAX_COMMENT : 0, eocd = size - EOCD + 1;
@@ -70,9 +70,9 @@ int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, const ctxbin_zip_limits *
     if (eocd >= LOCATOR && memcmp(buf + eocd - LOCATOR, "PK\x06\x07", 4) == 0) return CTXBIN_ERANGE; /* ZIP64 */
     uint64_t n = u16(e + 10), cd_size = u32(e + 12), cd_off = u32(e + 16);
     if (u16(e + 4) != 0 || u16(e + 6) != 0 || cd_off + cd_size > eocd || n > cd_size / CENTRAL ||
-        n > lim->max_entries)
+        n > max_entries)
         return CTXBIN_ERANGE;
-    *count = n;
+    out[0] = (int64_t)n, out[1] = (int64_t)cd_off, out[2] = (int64_t)(cd_off + cd_size);
     if (n > cap) return CTXBIN_EINVAL;
     span *spans = malloc((n ? n : 1) * sizeof *spans);
     if (!spans) return CTXBIN_ENOMEM;
@@ -89,8 +89,8 @@ int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, const ctxbin_zip_limits *
         if (usize == 0xFFFFFFFF || csize == 0xFFFFFFFF || hoff == 0xFFFFFFFF || disk != 0) goto done;
         if (flags & (FLAG_ENCRYPTED | FLAG_STRONG) || (method != 0 && method != 8)) goto done;
         if (method == 0 && csize != usize) goto done;
-        if (method == 8 && (usize > lim->max_inflated_size ||
-                            (usize > lim->ratio_floor && (double)usize > lim->max_ratio * (double)(csize ? csize : 1))))
+        if (method == 8 && (usize > max_inflated_size ||
+                            (usize > ratio_floor && (double)usize > max_ratio * (double)(csize ? csize : 1))))
             goto done;
         /* its local header */
         if (hoff + LOCAL > size) goto done;
@@ -105,9 +105,9 @@ int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, const ctxbin_zip_limits *
             if (lcsize != csize || lusize != usize || u32(l + 14) != crc) goto done;
         }
         if (data_at + csize > size) goto done;
-        int64_t *o = out + 9 * i;
-        o[0] = (int64_t)name_at, o[1] = (int64_t)nlen, o[2] = (int64_t)method, o[3] = (int64_t)flags;
-        o[4] = (int64_t)crc, o[5] = (int64_t)csize, o[6] = (int64_t)usize, o[7] = (int64_t)hoff;
+        int64_t *o = out + 3 + 9 * i;
+        o[0] = (int64_t)(name_at - cd_off), o[1] = (int64_t)(name_at - cd_off + nlen);
+        o[2] = (int64_t)method, o[3] = (int64_t)flags, o[4] = (int64_t)crc, o[5] = (int64_t)csize, o[6] = (int64_t)usize, o[7] = (int64_t)hoff;
         o[8] = (int64_t)data_at;
         spans[i].start = hoff, spans[i].end = data_at + csize;
         at = next;

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ctxbin.errors import ChecksumError, FormatError
 from ctxbin.ziparchive import DEFLATED, STORED, ZipArchive, ZipLimits
+from tests.native_paths import both_paths
 from tests.shared_data import DLC_DIR
 
 DATA = DLC_DIR
@@ -63,6 +64,28 @@ def test_crc_mismatch_is_a_checksum_error() -> None:
     z = ZipArchive(bytes(raw))  # structure is fine
     with pytest.raises(ChecksumError, match="CRC-32"):
         z.read("model")
+
+
+@pytest.mark.parametrize("size", [100, 70_000])  # under and over the size where the C core's CRC takes over
+def test_crc_is_checked_for_small_and_large_entries(size: int) -> None:
+    data = bytes(range(256)) * (size // 256 + 1)
+    raw = bytearray(_zip({"a": data[:size]}))
+    z = ZipArchive(bytes(raw))
+    for native in both_paths():
+        assert bytes(z.read("a")) == data[:size]
+    raw[z.entry("a").data_offset + size - 1] ^= 1
+    for native in both_paths():
+        with pytest.raises(ChecksumError, match="CRC-32") as e:
+            ZipArchive(bytes(raw)).read("a")
+        assert e.value.offset == z.entry("a").data_offset
+
+
+def test_entries_are_immutable_records() -> None:
+    e = ZipArchive(_zip({"dir/a": b"abc"})).entry("dir/a")
+    assert (e.name, e.method, e.size, e.compressed_size) == ("dir/a", STORED, 3, 3)
+    assert e.data_end == e.data_offset + 3
+    with pytest.raises(AttributeError):
+        e.size = 4  # type: ignore[misc]
 
 
 def _zero_crcs(raw: bytes) -> bytes:
@@ -189,6 +212,13 @@ def test_empty_file(tmp_path: Path) -> None:
     p.write_bytes(b"")
     with pytest.raises(FormatError, match="empty"):
         ZipArchive.open(p)
+
+
+def test_unopenable_paths(tmp_path: Path) -> None:
+    with pytest.raises(FormatError, match="cannot open: Is a directory"):
+        ZipArchive.open(tmp_path)
+    with pytest.raises(FormatError, match="cannot open: No such file"):
+        ZipArchive.open(tmp_path / "missing.dlc")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

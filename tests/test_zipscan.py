@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ctxbin.errors import FormatError
+from ctxbin.hashing import native_core
 from ctxbin.ziparchive import ZipArchive, ZipLimits
 from tests.native_paths import both_paths, needs_native
 
@@ -43,7 +44,7 @@ def _scan(raw: bytes, limits: ZipLimits = ZipLimits()) -> tuple | None:
     z._buf, z._view, z.path, z.limits = raw, memoryview(raw), None, limits
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CTXBIN_NO_NATIVE", raising=False)
-        return z._scan_native()
+        return z._scan_native(native_core())
 
 
 @needs_native

@@ -157,6 +157,11 @@ def _flatbuffer(doc: _Doc, entry: str, data: memoryview, ident: bytes) -> FlatBu
     return fb
 
 
+#: json.dumps(..., separators=(",", ":"), ensure_ascii=False) without making an
+#: encoder per call; no circular check: the steps come from json.loads
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+
+
 def _metadata(doc: _Doc) -> dict[str, str]:
     """Producer metadata: v3 ``dlc.metadata`` key=value lines, v4 JSON entries."""
     meta: dict[str, str] = {}
@@ -185,7 +190,7 @@ def _metadata(doc: _Doc) -> dict[str, str]:
         steps = obj.get("dlcGenerationInfo")
         if not isinstance(steps, list):
             continue
-        meta[HISTORY_KEY] = json.dumps(steps, separators=(",", ":"), ensure_ascii=False)
+        meta[HISTORY_KEY] = _COMPACT_JSON.encode(steps)
         for info in steps:
             cmd = info.get("converterCommand") if isinstance(info, dict) else None
             # the last converter wins; ctxbin's own rewrites don't change what converted the graphs
@@ -199,7 +204,7 @@ def _metadata(doc: _Doc) -> dict[str, str]:
 
 def _text(doc: _Doc, name: str) -> str:
     try:
-        return bytes(doc.entry(name)).decode("utf-8")
+        return str(doc.entry(name), "utf-8")  # decoded from the view: no bytes copy
     except UnicodeDecodeError as e:
         raise doc.error("metadata is not UTF-8 text", name, name, e.start) from None
 
