@@ -259,6 +259,48 @@ typedef struct {
 
 int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
                         uint8_t *status);
+/* DLC v4 open in one call (native/dlc_v4.c): the schema walks of `model`
+ * and `model.params` (ctxbin_fb_walk), every string of both valid UTF-8,
+ * the graphs matched to their GraphParameters by name, then the checks of
+ * ctxbin_dlc_v4_check on every graph. CTXBIN_OK only when all of it passes,
+ * with the walks' arrays handed over (as ctxbin_fb_detach does) and
+ * `checked` = per graph its 8 row-range bounds (as ctxbin_dlc_v4_check's
+ * `graphs`), then static_of and quant per Tensor row, then `where` per
+ * static: the caller owns every array (ctxbin_free). CTXBIN_ERANGE (nothing
+ * handed over) when anything fails or is unusual: the caller's reference
+ * path then decides and names the error. CTXBIN_ENOMEM, CTXBIN_EINVAL. */
+typedef struct {
+    const uint8_t *buf;        /* the flatbuffer (positions are relative to it) */
+    uint64_t size;
+    const ctxbin_fb_field *fields; /* its schema, as ctxbin_fb_walk takes it */
+    const uint32_t *type_start;
+    uint32_t ntypes;
+    int64_t budget;            /* in: the walk's budget; out: what is left of it */
+    uint32_t graphs;           /* the type of the graph tables (Graph, GraphParameters) */
+    int64_t graph_cols[3];     /* the cell columns of their name, tensors and nodes fields */
+    int64_t **rows;            /* out (ntypes entries, caller's array): each type's cells */
+    uint64_t *nrows;           /* out (ntypes entries, caller's array) */
+    int64_t *spans;            /* out: (position, length) of every string */
+    uint8_t *pool;             /* out: their bytes, each followed by a NUL */
+    uint64_t nstr, npool;      /* out */
+} ctxbin_dlc_walk;
+
+typedef struct {
+    ctxbin_dlc_walk model, params;
+    uint64_t params_start;       /* as in ctxbin_dlc_v4_in */
+    int64_t params_bin_size;
+    uint32_t tables[CTXBIN_DLC_NTABLES]; /* each checked table's type in its walk (model: NODE..BLOCKWISE) */
+    const int64_t *cols;         /* the rest as in ctxbin_dlc_v4_in */
+    const int32_t *kinds;
+    uint32_t nkinds;
+    const int32_t *dtypes;
+    const uint8_t *itemsizes;
+    uint32_t ndtypes;
+    int64_t *checked;            /* out */
+    uint64_t ngraphs, nstatics;  /* out: model graphs, statics placed */
+} ctxbin_dlc_v4_open_args;
+
+int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a);
 /* ZIP (native/zipscan.c): the central directory scan of ctxbin/ziparchive.py
  * (ZipArchive._parse) for ordinary archives: no ZIP64, ASCII names. out holds
  * 3 + 9 * cap int64: the entry count, where the central directory starts and

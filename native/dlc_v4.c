@@ -322,9 +322,9 @@ static int rows_in(const ctxbin_dlc_v4_in *in, int table, int64_t lo, int64_t n)
     return lo >= 0 && n >= 0 && (uint64_t)lo <= in->nrows[table] && (uint64_t)n <= in->nrows[table] - (uint64_t)lo;
 }
 
-int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
-                        uint8_t *status) {
-    if (!in || !static_of || !quant || !where || !status) return CTXBIN_EINVAL;
+/* ctxbin_dlc_v4_check, *ns = the statics placed */
+static int check_graphs(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
+                        uint8_t *status, uint64_t *nstatics) {
     if (in->ndtypes > 127) return CTXBIN_EINVAL;
     uint64_t compared = 0;
     checker k = {in, {in->model, in->model_spans, &compared}, {in->params, in->params_spans, &compared}, {{0}}, -1};
@@ -348,5 +348,189 @@ int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t 
         status[gi] = st == CTXBIN_OK;
         if (st != CTXBIN_OK) ns = ns0; /* this graph's statics are the caller's to place */
     }
+    *nstatics = ns;
+    return CTXBIN_OK;
+}
+
+int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
+                        uint8_t *status) {
+    uint64_t ns;
+    if (!in || !static_of || !quant || !where || !status) return CTXBIN_EINVAL;
+    return check_graphs(in, static_of, quant, where, status, &ns);
+}
+
+/* ------------------------------------------------------------------ open in one call */
+
+/* Valid UTF-8 as Python's strict decoder takes it (no overlongs, surrogates or
+ * code points past U+10FFFF); ASCII, nearly all of a DLC's names, 8 bytes a step. */
+static int utf8_ok(const uint8_t *p, uint64_t n) {
+    uint64_t i = 0, v;
+    while (i < n) {
+        if (n - i >= 8) {
+            memcpy(&v, p + i, 8);
+            if (!(v & 0x8080808080808080ull)) {
+                i += 8;
+                continue;
+            }
+        }
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        uint64_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        if (!len || n - i < len) return 0;
+        uint8_t lo = 0x80, hi = 0xbf; /* the second byte's range */
+        if (c == 0xe0) lo = 0xa0;
+        else if (c == 0xed) hi = 0x9f;
+        else if (c == 0xf0) lo = 0x90;
+        else if (c == 0xf4) hi = 0x8f;
+        if (p[i + 1] < lo || p[i + 1] > hi) return 0;
+        for (uint64_t j = 2; j < len; j++)
+            if ((p[i + j] & 0xc0) != 0x80) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+static void walk_release(ctxbin_dlc_walk *w) {
+    for (uint32_t t = 0; t < w->ntypes; t++) {
+        free(w->rows[t]);
+        w->rows[t] = NULL;
+    }
+    free(w->spans);
+    free(w->pool);
+    w->spans = NULL;
+    w->pool = NULL;
+}
+
+/* The walk, its arrays handed over; its strings valid UTF-8 (else CTXBIN_ERANGE). */
+static int walk_one(ctxbin_dlc_walk *w) {
+    ctxbin_fb_error err;
+    ctxbin_fb_result *r;
+    if (!w->rows || !w->nrows || w->graphs >= w->ntypes) return CTXBIN_EINVAL;
+    int st = ctxbin_fb_walk(w->buf, w->size, w->fields, w->type_start, w->ntypes, &w->budget, &r, &err);
+    if (st) return st;
+    ctxbin_fb_sizes(r, w->nrows, &w->nstr, &w->npool);
+    ctxbin_fb_detach(r, w->rows, &w->spans, &w->pool);
+    ctxbin_fb_free(r);
+    return utf8_ok(w->pool, w->npool) ? CTXBIN_OK : CTXBIN_ERANGE;
+}
+
+static uint64_t walk_width(const ctxbin_dlc_walk *w, uint32_t t) {
+    return 1 + 2 * (uint64_t)(w->type_start[t + 1] - w->type_start[t]);
+}
+
+/* Graph tables g and h (rows of walks a and b) have equal, present names. */
+static int same_graph(const ctxbin_dlc_walk *a, uint64_t g, const ctxbin_dlc_walk *b, uint64_t h, uint64_t *compared) {
+    strings sa = {a->buf, a->spans, compared}, sb = {b->buf, b->spans, compared};
+    return same_name(&sa, a->rows[a->graphs][g * walk_width(a, a->graphs) + a->graph_cols[0]], &sb,
+                     b->rows[b->graphs][h * walk_width(b, b->graphs) + b->graph_cols[0]]);
+}
+
+/* the graph matching below compares every pair of names: past this many pairs, the Python path */
+#define MAX_GRAPH_PAIRS 4096
+
+/* Row ranges of every model graph and its GraphParameters, then of the
+ * GraphParameters no model graph names (their TensorData names are checked
+ * too): 8 bounds each into `graphs` (room for both walks' graph counts).
+ * 0 when a name is missing or repeated, or a model graph has no parameters. */
+static int match_graphs(const ctxbin_dlc_walk *m, const ctxbin_dlc_walk *p, int64_t *graphs, uint64_t *n) {
+    uint64_t ng = m->nrows[m->graphs], np = p->nrows[p->graphs], compared = 0;
+    if (ng * np > MAX_GRAPH_PAIRS || ng * ng > MAX_GRAPH_PAIRS || np * np > MAX_GRAPH_PAIRS) return 0;
+    uint64_t mw = walk_width(m, m->graphs), pw = walk_width(p, p->graphs);
+    const int64_t *mg = m->rows[m->graphs], *pg = p->rows[p->graphs];
+    uint8_t *used = calloc(np ? np : 1, 1);
+    if (!used) return 0;
+    int ok = 1;
+    for (uint64_t a = 0; a < np && ok; a++)
+        for (uint64_t b = 0; b < a && ok; b++)
+            ok = !same_graph(p, a, p, b, &compared);
+    for (uint64_t g = 0; g < ng && ok; g++) {
+        for (uint64_t h = 0; h < g && ok; h++) ok = !same_graph(m, g, m, h, &compared);
+        uint64_t h = 0;
+        while (h < np && !same_graph(m, g, p, h, &compared)) h++;
+        if (!ok || h == np) {
+            ok = 0;
+            break;
+        }
+        used[h] = 1;
+        const int64_t *a = mg + g * mw, *b = pg + h * pw;
+        int64_t *out = graphs + 8 * g;
+        out[0] = a[m->graph_cols[1]] < 0 ? 0 : a[m->graph_cols[1]];
+        out[1] = a[m->graph_cols[1] + 1];
+        out[2] = b[p->graph_cols[1]] < 0 ? 0 : b[p->graph_cols[1]];
+        out[3] = b[p->graph_cols[1] + 1];
+        out[4] = a[m->graph_cols[2]] < 0 ? 0 : a[m->graph_cols[2]];
+        out[5] = a[m->graph_cols[2] + 1];
+        out[6] = b[p->graph_cols[2]] < 0 ? 0 : b[p->graph_cols[2]];
+        out[7] = b[p->graph_cols[2] + 1];
+    }
+    *n = ng;
+    for (uint64_t h = 0; h < np && ok; h++) {
+        if (used[h]) continue;
+        const int64_t *b = pg + h * pw;
+        int64_t *out = graphs + 8 * (*n)++;
+        memset(out, 0, 8 * sizeof *out);
+        out[2] = b[p->graph_cols[1]] < 0 ? 0 : b[p->graph_cols[1]];
+        out[3] = b[p->graph_cols[1] + 1];
+    }
+    free(used);
+    return ok && compared <= MAX_COMPARED;
+}
+
+int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a) {
+    if (!a || !a->model.buf || !a->params.buf) return CTXBIN_EINVAL;
+    a->checked = NULL;
+    a->ngraphs = a->nstatics = 0;
+    int st = walk_one(&a->model);
+    if (!st) st = walk_one(&a->params);
+    ctxbin_dlc_walk *m = &a->model, *p = &a->params;
+    int64_t *graphs = NULL, *checked = NULL;
+    uint8_t *status = NULL;
+    uint64_t ng = st ? 0 : m->nrows[m->graphs], n = 0;
+    if (!st) {
+        graphs = malloc(8 * (ng + p->nrows[p->graphs] + 1) * sizeof *graphs);
+        status = malloc(ng + p->nrows[p->graphs] + 1);
+        if (!graphs || !status) st = CTXBIN_ENOMEM;
+        else if (!match_graphs(m, p, graphs, &n)) st = CTXBIN_ERANGE;
+    }
+    if (!st) {
+        ctxbin_dlc_v4_in in = {m->buf, m->spans, p->buf, p->spans, a->params_start, {0}, {0}, {0},
+                               a->params_bin_size, a->cols, a->kinds, a->nkinds, a->dtypes, a->itemsizes,
+                               a->ndtypes, graphs, n};
+        for (int t = 0; t < CTXBIN_DLC_NTABLES; t++) {
+            const ctxbin_dlc_walk *w = t < CTXBIN_DLC_TDATA ? m : p;
+            if (a->tables[t] >= w->ntypes) {
+                st = CTXBIN_EINVAL;
+                break;
+            }
+            in.rows[t] = w->rows[a->tables[t]];
+            in.nrows[t] = w->nrows[a->tables[t]];
+            in.width[t] = walk_width(w, a->tables[t]);
+        }
+        uint64_t nt = in.nrows[CTXBIN_DLC_TENSOR];
+        /* the ranges, static_of, quant, then room for a `where` per tensor */
+        if (!st && !(checked = malloc((8 * ng + 6 * nt + 1) * sizeof *checked))) st = CTXBIN_ENOMEM;
+        if (!st) {
+            memcpy(checked, graphs, 8 * ng * sizeof *checked);
+            int64_t *static_of = checked + 8 * ng, *quant = static_of + nt, *where = quant + nt;
+            memset(static_of, 0xff, 2 * nt * sizeof *static_of); /* -1 in the rows of tensor params too */
+            st = check_graphs(&in, static_of, quant, where, status, &a->nstatics);
+            for (uint64_t g = 0; !st && g < n; g++)
+                if (!status[g]) st = CTXBIN_ERANGE;
+        }
+    }
+    free(graphs);
+    free(status);
+    if (st) {
+        free(checked);
+        walk_release(m);
+        walk_release(p);
+        a->nstatics = 0;
+        return st;
+    }
+    a->checked = checked;
+    a->ngraphs = ng;
     return CTXBIN_OK;
 }
