@@ -32,7 +32,7 @@ import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field as dataclass_field
-from functools import cache, partial
+from functools import cache, cached_property, partial
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -450,6 +450,13 @@ class _V4Quant:
         )
 
 
+# where a Tensor row's fields are among its walk cells: its name's string index, type, dims (start, length), data type
+_TENSOR_TYPE = _V4_MODEL.index["Tensor"]
+_TENSOR_CELLS = tuple(1 + 2 * _V4_MODEL.fields[("Tensor", f)] + extra for f, extra in
+                      (("name", 0), ("type", 0), ("dims", 0), ("dims", 1)))
+_TENSOR_DTYPE = 1 + 2 * _V4_MODEL.fields[("Tensor", "dtype")]
+
+
 class _V4Tensors:
     """Some rows of the ``Tensor`` tables of a walk (``rows``: their row
     numbers): names, types, data types and encoding kinds checked at once, and
@@ -463,14 +470,12 @@ class _V4Tensors:
         (:func:`_v4_native`), which then need not be made again here."""
         self.w, self.rows, self.doc, self.graph, self._quant = w, rows, doc, graph, quant
         self._names: list[str] | None = None
-        self.kinds_np = kinds = w.scalars("Tensor", "type")[rows]
-        self.dtypes_np = w.scalars("Tensor", "dtype", _QNN_UNDEFINED)[rows]
-        self.dims_at, self.dims_count = (c[rows] for c in w.column("Tensor", "dims"))
         self.cache: list[Tensor | None] = [None] * rows.size
         self.where: np.ndarray | None = None
         if checked is not None:
             self.static_of, self.quant = checked
             return
+        kinds = self.kinds_np
         i = _first(~_known(kinds, _KIND_CODES))
         if i is not None:
             raise self.error(f"tensor type {int(kinds[i])} is not one ctxbin models", i)
@@ -491,6 +496,21 @@ class _V4Tensors:
         self.statics = np.flatnonzero(kinds == int(TensorKind.STATIC))
         # per row: its index among the statics (-1: no data); blob places per static
         self.static_of = np.full(rows.size, -1, np.int64)
+
+    # columns of these rows, made on first use (opening a file makes Tensors for its inputs and outputs only)
+    @cached_property
+    def kinds_np(self) -> np.ndarray:
+        return self.w.scalars("Tensor", "type")[self.rows]
+
+    @cached_property
+    def dtypes_np(self) -> np.ndarray:
+        return self.w.scalars("Tensor", "dtype", _QNN_UNDEFINED)[self.rows]
+
+    @cached_property
+    def dims(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each row's dims vector starts, and its length."""
+        at, count = self.w.column("Tensor", "dims")
+        return at[self.rows], count[self.rows]
 
     @property
     def names(self) -> list[str]:
@@ -557,7 +577,7 @@ class _V4Tensors:
         self.static_of[rows] = np.arange(rows.size)
         # every static tensor's byte count must be its element count times its element size;
         # float products are exact below 2**52, the rest (and every mismatch) is re-checked exactly
-        at, count = self.dims_at[rows], self.dims_count[rows]
+        at, count = (c[rows] for c in self.dims)
         dims = self.w.fb.column("I", _ranges(at, count, 4), f"{self.graph}.tensors").astype(np.float64)
         ends = np.cumsum(count)
         prod = np.multiply.reduceat(np.append(dims, 1.0), np.minimum(ends - count, dims.size))
@@ -572,8 +592,8 @@ class _V4Tensors:
             quant.encoding(int(self.quant[i]), f"{self.graph}/{self.names[i]}.quantization", self.shape(i))
 
     def shape(self, i: int) -> tuple[int, ...]:
-        count = int(self.dims_count[i])  # the walk checked the vector's bounds
-        return struct.unpack_from(f"<{count}I", self.w.fb.buf, self.w.fb.start + int(self.dims_at[i])) if count else ()
+        at, count = (int(c[i]) for c in self.dims)  # the walk checked the vector's bounds
+        return struct.unpack_from(f"<{count}I", self.w.fb.buf, self.w.fb.start + at) if count else ()
 
     def check_size(self, i: int) -> None:
         """The exact (Python int) size check of row ``i``, raising the error."""
@@ -604,14 +624,19 @@ class _V4Tensors:
         return Blob(memoryview(params.buf)[start : start + size], origin=(doc.path, obj, params.base + td))
 
     def tensor(self, i: int) -> Tensor:
-        """Row ``i`` as a Tensor, made once; its scale/offset tables are decoded here."""
+        """Row ``i`` as a Tensor, made once from its row of cells; its scale/offset tables are decoded here."""
         t = self.cache[i]
         if t is None:
-            name = self.name(i)
-            q, shape = int(self.quant[i]), self.shape(i)
+            w = self.w
+            cells = w.cells[_TENSOR_TYPE][int(self.rows[i])].tolist()
+            k, kind, at, rank = (cells[c] for c in _TENSOR_CELLS)
+            name = self._names[i] if self._names is not None else w.strings(k, k + 1)[0] if k >= 0 else ""
+            shape = struct.unpack_from(f"<{rank}I", w.fb.buf, w.fb.start + at) if rank else ()
+            dtype = cells[_TENSOR_DTYPE] if cells[_TENSOR_DTYPE + 1] else _QNN_UNDEFINED
+            q = int(self.quant[i])
             enc = self._quant().encoding(q, f"{self.graph}/{name}.quantization", shape) if q >= 0 else None
-            t = self.cache[i] = Tensor(name, DType(int(self.dtypes_np[i])), shape,
-                                       TensorKind(int(self.kinds_np[i])), enc, self.blob(i))
+            t = self.cache[i] = Tensor(name, DType(dtype - (dtype >> 31 << 32)), shape,  # the u32 cell as int32
+                                       TensorKind(kind), enc, self.blob(i))
         return t
 
 
