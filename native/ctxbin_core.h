@@ -265,8 +265,10 @@ int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t 
  * ctxbin_dlc_v4_check on every graph. CTXBIN_OK only when all of it passes,
  * with the walks' arrays handed over (as ctxbin_fb_detach does) and
  * `checked` = per graph its 8 row-range bounds (as ctxbin_dlc_v4_check's
- * `graphs`), then static_of and quant per Tensor row, then `where` per
- * static: the caller owns every array (ctxbin_free). CTXBIN_ERANGE (nothing
+ * `graphs`) and its input and output counts, then static_of and quant per
+ * Tensor row, then Tensor rows' room (one per row) holding, graph by graph,
+ * the rows (within the graph) of its inputs, then of its outputs, then
+ * `where` per static: the caller owns every array (ctxbin_free). CTXBIN_ERANGE (nothing
  * handed over) when anything fails or is unusual: the caller's reference
  * path then decides and names the error. CTXBIN_ENOMEM, CTXBIN_EINVAL. */
 typedef struct {

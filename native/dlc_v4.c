@@ -479,6 +479,22 @@ static int match_graphs(const ctxbin_dlc_walk *m, const ctxbin_dlc_walk *p, int6
     return ok && compared <= MAX_COMPARED;
 }
 
+/* A graph's ranges (g) and its input and output counts into out[0..10), the
+ * rows (within the graph) of its inputs, then of its outputs, from io on. */
+static int64_t *graph_io(const ctxbin_dlc_v4_in *in, const int64_t *g, int64_t *out, int64_t *io) {
+    const int64_t *t = in->rows[CTXBIN_DLC_TENSOR] + (uint64_t)g[0] * in->width[CTXBIN_DLC_TENSOR];
+    const int64_t kind = in->cols[CTXBIN_DLC_T_KIND];
+    memcpy(out, g, 8 * sizeof *out);
+    out[8] = out[9] = 0;
+    for (int which = 0; which < 2; which++) /* QNN tensor types APP_WRITE (0), APP_READ (1) */
+        for (int64_t r = 0; r < g[1]; r++)
+            if (t[(uint64_t)r * in->width[CTXBIN_DLC_TENSOR] + kind] == which) {
+                *io++ = r;
+                out[8 + which]++;
+            }
+    return io;
+}
+
 int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a) {
     if (!a || !a->model.buf || !a->params.buf) return CTXBIN_EINVAL;
     a->checked = NULL;
@@ -510,15 +526,16 @@ int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a) {
             in.width[t] = walk_width(w, a->tables[t]);
         }
         uint64_t nt = in.nrows[CTXBIN_DLC_TENSOR];
-        /* the ranges, static_of, quant, then room for a `where` per tensor */
-        if (!st && !(checked = malloc((8 * ng + 6 * nt + 1) * sizeof *checked))) st = CTXBIN_ENOMEM;
+        /* per graph its ranges and input and output counts, then static_of, quant,
+         * room for the input and output rows and for a `where` per tensor */
+        if (!st && !(checked = malloc((10 * ng + 7 * nt + 1) * sizeof *checked))) st = CTXBIN_ENOMEM;
         if (!st) {
-            memcpy(checked, graphs, 8 * ng * sizeof *checked);
-            int64_t *static_of = checked + 8 * ng, *quant = static_of + nt, *where = quant + nt;
+            int64_t *static_of = checked + 10 * ng, *quant = static_of + nt, *io = quant + nt, *where = io + nt;
             memset(static_of, 0xff, 2 * nt * sizeof *static_of); /* -1 in the rows of tensor params too */
             st = check_graphs(&in, static_of, quant, where, status, &a->nstatics);
             for (uint64_t g = 0; !st && g < n; g++)
                 if (!status[g]) st = CTXBIN_ERANGE;
+            for (uint64_t g = 0; !st && g < ng; g++) io = graph_io(&in, graphs + 8 * g, checked + 10 * g, io);
         }
     }
     free(graphs);

@@ -664,24 +664,28 @@ def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
     opened = _v4_native(core, doc, fb) if core is not None else None
     if opened is None:  # the Python checks: they name what is wrong, or accept what the C core left to them
         return _read_v4_python(doc, fb)
-    w, data, ranges, (static_of, quant_rows, where) = opened
+    w, data, ranges, (static_of, quant_rows, io, where) = opened
     quant = _Once(partial(_V4Quant, w))
     graphs = []
+    at = 0  # where the graph's input and output rows start in io
     for gi, name in enumerate(w.texts("Graph", "name")):
-        lo, n, _, _, _, nn, np_lo, np_n = ranges[gi]
+        lo, n, _, _, _, nn, np_lo, np_n, nin, nout = ranges[gi]
         cols = _V4Tensors(w, np.arange(lo, lo + n), doc, name, quant, (static_of[lo : lo + n], quant_rows[lo : lo + n]))
         cols.data, cols.where = data, where
-        graphs.append(_v4_graph(cols, nn, partial(_v4_nodes, w, gi, (np_lo, np_n), doc, name, data),
+        graphs.append(_v4_graph(cols, io[at : at + nin], io[at + nin : at + nin + nout], nn,
+                                partial(_v4_nodes, w, gi, (np_lo, np_n), doc, name, data),
                                 _Rows(n, lambda cols=cols: cols.names)))
+        at += nin + nout
     return graphs
 
 
-def _v4_graph(cols: _V4Tensors, nnodes: int, nodes: Callable[[], Sequence[Node]], row_of: Mapping[str, int]) -> Graph:
-    kinds = cols.kinds_np
+def _v4_graph(cols: _V4Tensors, inputs: list[int], outputs: list[int], nnodes: int,
+              nodes: Callable[[], Sequence[Node]], row_of: Mapping[str, int]) -> Graph:
+    """Graph of the tensor table ``cols`` with the tensors of rows ``inputs`` and ``outputs``."""
     return Graph(
         name=cols.graph,
-        inputs=tuple(cols.tensor(i) for i in np.flatnonzero(kinds == int(TensorKind.INPUT)).tolist()),
-        outputs=tuple(cols.tensor(i) for i in np.flatnonzero(kinds == int(TensorKind.OUTPUT)).tolist()),
+        inputs=tuple(map(cols.tensor, inputs)),
+        outputs=tuple(map(cols.tensor, outputs)),
         nodes=LazyTuple(nnodes, nodes),
         tensors=LazyTable(row_of, cols.tensor, f"tensor table of {cols.graph!r}"),  # type: ignore[arg-type]
     )
@@ -713,7 +717,10 @@ def _read_v4_python(doc: _Doc, fb: FlatBuffer) -> list[Graph]:
         cols.attach(np.array([by_name.get(cols.names[i], -1) for i in cols.statics.tolist()], np.int64), data)
         cols.check_encodings()
         nodes = tuple(_v4_nodes(w, gi, np_range, doc, name, data))
-        graphs.append(_v4_graph(cols, n_count[gi], lambda nodes=nodes: nodes, row_of))
+        kinds = cols.kinds_np
+        graphs.append(_v4_graph(cols, np.flatnonzero(kinds == int(TensorKind.INPUT)).tolist(),
+                                np.flatnonzero(kinds == int(TensorKind.OUTPUT)).tolist(), n_count[gi],
+                                lambda nodes=nodes: nodes, row_of))
     for name, (td_lo, td_n, _) in params.items():  # graphs only model.params has: their names are still checked
         _v4_td_names(data.params, name, td_lo, td_n)
     return graphs
@@ -820,11 +827,12 @@ def _native_args(core: Any) -> Any:
     return args, keep
 
 
-def _v4_native(core: Any, doc: _Doc, fb: FlatBuffer) -> tuple[Walk, _V4Data, list[list[int]], tuple[np.ndarray, ...]] | None:
+def _v4_native(core: Any, doc: _Doc, fb: FlatBuffer) -> tuple[Walk, _V4Data, list[list[int]], tuple[Any, ...]] | None:
     """Both walks and every check of every graph in one C core call: the walk
-    of ``model``, that of ``model.params``, the ranges of each graph's rows
-    (Tensor, TensorData, Node, NodeParameters: 8 bounds) and (static_of,
-    quant, where) over all Tensor rows and statics; None when anything fails
+    of ``model``, that of ``model.params``, per graph the ranges of its rows
+    (Tensor, TensorData, Node, NodeParameters: 8 bounds) and its input and
+    output counts, and (static_of, quant, the input and output rows of every
+    graph, where) over all Tensor rows and statics; None when anything fails
     or is unusual (the Python checks then decide, and name any error in the
     order they meet it)."""
     try:  # what the Python checks would raise only after walking `model` is theirs to raise
@@ -855,10 +863,12 @@ def _v4_native(core: Any, doc: _Doc, fb: FlatBuffer) -> tuple[Walk, _V4Data, lis
         f.budget = w.budget
         walks.append(Walk(f, schema, *adopt_native(core, schema, w.rows, w.nrows, w.spans, w.nstr, w.pool, w.npool)))
     ng, nt, ns = args.ngraphs, walks[0].count("Tensor"), args.nstatics
-    checked = np.frombuffer(ffi.buffer(ffi.gc(args.checked, lib.ctxbin_free), 8 * (8 * ng + 2 * nt + 4 * ns)), np.int64)
-    return (walks[0], _V4Data(doc, walks[1], params_bin), checked[: 8 * ng].reshape(ng, 8).tolist(),
-            (checked[8 * ng : 8 * ng + nt], checked[8 * ng + nt : 8 * ng + 2 * nt],
-             checked[8 * ng + 2 * nt :].reshape(ns, 4)))
+    checked = np.frombuffer(ffi.buffer(ffi.gc(args.checked, lib.ctxbin_free), 8 * (10 * ng + 3 * nt + 4 * ns)), np.int64)
+    ranges = checked[: 10 * ng].reshape(ng, 10).tolist()
+    static_of, quant, io = (checked[10 * ng + k * nt : 10 * ng + (k + 1) * nt] for k in range(3))
+    nio = sum(r[8] + r[9] for r in ranges)
+    return (walks[0], _V4Data(doc, walks[1], params_bin), ranges,
+            (static_of, quant, io[:nio].tolist(), checked[10 * ng + 3 * nt :].reshape(ns, 4)))
 
 
 def _scalar_dtype(value: bool | int | float | str) -> DType | None:
