@@ -442,16 +442,6 @@ class Walk:
     def count(self, type_: str) -> int:
         return self.cells[self.schema.index[type_]].shape[0]
 
-    def c_cells(self, ffi: Any, type_: str) -> tuple[Any, int, int]:
-        """The cells of ``type_`` for a C core call, (int64_t pointer, rows,
-        width): the C core's own array when it made the walk."""
-        t = self.schema.index[type_]
-        if isinstance(self.cells, _NativeCells):
-            n, w = self.cells.shapes[t]
-            return self.cells.ptrs[t], n, w
-        a = self.cells[t]
-        return ffi.from_buffer("int64_t[]", a), a.shape[0], a.shape[1]
-
     def pos(self, type_: str) -> np.ndarray:
         """Where each row's table starts in the flatbuffer."""
         return self.cells[self.schema.index[type_]][:, 0]
@@ -585,8 +575,8 @@ def adopt_native(core: Any, schema: Schema, rows: Any, nrows: Any, spans: Any, n
 
 class _NativeCells(Sequence[np.ndarray]):
     """The cells of a C core walk, per type: its own arrays (``ptrs``, rows x
-    width ``shapes``), made numpy arrays on first use (the C core's DLC checks
-    take the pointers: most types are never looked at from Python at open)."""
+    width ``shapes``), made numpy arrays on first use (most types are never
+    looked at from Python at open)."""
 
     __slots__ = ("_ffi", "ptrs", "shapes", "_arrays")
 

@@ -1,16 +1,17 @@
-/* DLC v4 open-time checks of every graph (tensor tables, nodes, params)
- * against its model.params tables, after the schema walks of ctxbin/flatbuf.py.
+/* DLC v4 open in one call (ctxbin_dlc_v4_open): the schema walks of `model`
+ * and `model.params` (native/flatbuf.c), then every open-time check of every
+ * graph (tensor tables, nodes, params) against its model.params tables.
  *
  * The numpy/Python code in ctxbin/formats/dlc.py (_V4Tensors, _v4_nodes) makes
- * the same checks and is the reference: this only says, per graph, whether
- * they all pass (and, when they do, gives its results); when one fails the
- * caller runs the Python checks, which raise the error naming the tensor,
- * node or param and the byte offset. So the two can never disagree on a
- * message. Anything unusual (an unnamed tensor, a zero-element static
- * tensor, a float16 scalar, a node with very many tensor params, ...) is also
- * left to the Python checks, which may accept it: a failure here only means
- * "take the slow path". The hypothesis tests check that whatever passes here
- * passes there with the same results.
+ * the same checks and is the reference: this only says whether they all pass
+ * (and, when they do, gives their results); when one fails the caller runs
+ * the Python checks, which raise the error naming the tensor, node or param
+ * and the byte offset. So the two can never disagree on a message. Anything
+ * unusual (an unnamed tensor, a zero-element static tensor, a float16
+ * scalar, a node with very many tensor params, ...) is also left to the
+ * Python checks, which may accept it: a failure here only means "take the
+ * slow path". The hypothesis tests check that whatever passes here passes
+ * there with the same results.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,26 @@
 
 /* the per-name and per-tensor steps are inlined into the graph loops (CB_INLINE:
  * their calls cost ~7% of the check) */
+
+/* What the checks read: the two walks' tables, strings and flatbuffers, and the codes ctxbin knows. */
+typedef struct {
+    const uint8_t *model;        /* the model flatbuffer (positions are relative to it) */
+    const int64_t *model_spans;  /* its walk's string spans */
+    const uint8_t *params;       /* the model.params flatbuffer */
+    const int64_t *params_spans;
+    uint64_t params_start;       /* where that flatbuffer starts in its entry */
+    const int64_t *rows[CTXBIN_DLC_NTABLES]; /* every row of each table (CTXBIN_DLC_*) */
+    uint64_t nrows[CTXBIN_DLC_NTABLES], width[CTXBIN_DLC_NTABLES];
+    int64_t params_bin_size;     /* -1: the archive has no model.params.bin */
+    const int64_t *cols;         /* CTXBIN_DLC_NCOLS cell columns */
+    const int32_t *kinds;
+    uint32_t nkinds;
+    const int32_t *dtypes;
+    const uint8_t *itemsizes;
+    uint32_t ndtypes;
+    const int64_t *graphs;       /* 8 row-range bounds per graph: Tensor, TensorData, Node, NodeParameters */
+    uint64_t ngraphs;
+} v4_in;
 
 typedef struct {
     const uint8_t *buf;
@@ -124,7 +145,7 @@ static uint32_t rd32(const uint8_t *p) {
 #define MAX_NODE_TENSORS 64
 
 typedef struct {
-    const ctxbin_dlc_v4_in *in;
+    const v4_in *in;
     strings model, params;
     /* index into in->dtypes of each code 0xCCBB (class CC < 8, bits BB), -1: unknown;
      * codes are looked up per tensor and per scalar: a scan of the list was most of tensor_ok's time */
@@ -160,7 +181,7 @@ static int blockwise_ok(const checker *k, const int64_t *t, int64_t b) {
  * with the tables it needs: *di = its data type's index, *q = its Quant row
  * (-1: none). 0 when anything is off. */
 CB_INLINE int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q) {
-    const ctxbin_dlc_v4_in *in = k->in;
+    const v4_in *in = k->in;
     int32_t dtype = t[col(k, CTXBIN_DLC_T_DTYPE) + 1] ? (int32_t)t[col(k, CTXBIN_DLC_T_DTYPE)] : QNN_UNDEFINED;
     if (known(in->kinds, in->nkinds, (int32_t)t[col(k, CTXBIN_DLC_T_KIND)]) < 0) return 0;
     if ((*di = dtype_index(k, dtype)) < 0) return 0;
@@ -186,7 +207,7 @@ CB_INLINE int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q)
  * present, in bounds, exactly the size its shape and data type need.
  * w = (inline?, start, size, TensorData position). */
 CB_INLINE int data_ok(const checker *k, const int64_t *t, int di, int64_t d, int64_t *w) {
-    const ctxbin_dlc_v4_in *in = k->in;
+    const v4_in *in = k->in;
     const int64_t *td = row(k, CTXBIN_DLC_TDATA, d);
     int64_t ref = td[col(k, CTXBIN_DLC_TD_REF)];
     uint64_t size;
@@ -254,7 +275,7 @@ done:
 /* A scalar param's value is one _v4_scalar gives back without error: a string,
  * a bool, an integer that fits its data type, a float32 or float64. */
 static int scalar_ok(const checker *k, const int64_t *s) {
-    const ctxbin_dlc_v4_in *in = k->in;
+    const v4_in *in = k->in;
     if (!s[col(k, CTXBIN_DLC_S_DTYPE) + 1]) return 0; /* no data type: UNDEFINED */
     uint32_t code = (uint32_t)s[col(k, CTXBIN_DLC_S_DTYPE)], cls = code >> 8;
     if (code == 0x0608 || code == 0x0508 || code == 0x0232 || code == 0x0264) return 1;
@@ -318,12 +339,17 @@ static int graph_nodes(checker *k, const int64_t *g) {
 }
 
 /* [lo, lo + n) is a range of rows of table (the walk made them; a bad caller is refused) */
-static int rows_in(const ctxbin_dlc_v4_in *in, int table, int64_t lo, int64_t n) {
+static int rows_in(const v4_in *in, int table, int64_t lo, int64_t n) {
     return lo >= 0 && n >= 0 && (uint64_t)lo <= in->nrows[table] && (uint64_t)n <= in->nrows[table] - (uint64_t)lo;
 }
 
-/* ctxbin_dlc_v4_check, *ns = the statics placed */
-static int check_graphs(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
+/* Every graph's checks: per graph g status[g] is 1 when every check passed,
+ * with, per tensor row r of it, static_of[r] (index among all graphs'
+ * statics, or -1) and quant[r] (its Quant row, -1 for none), and per static
+ * where = (inline?, start, size, TensorData position); 0 when a check fails
+ * or the input is unusual. *nstatics = the statics placed. CTXBIN_OK unless
+ * out of memory. */
+static int check_graphs(const v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
                         uint8_t *status, uint64_t *nstatics) {
     if (in->ndtypes > 127) return CTXBIN_EINVAL;
     uint64_t compared = 0;
@@ -350,13 +376,6 @@ static int check_graphs(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t 
     }
     *nstatics = ns;
     return CTXBIN_OK;
-}
-
-int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
-                        uint8_t *status) {
-    uint64_t ns;
-    if (!in || !static_of || !quant || !where || !status) return CTXBIN_EINVAL;
-    return check_graphs(in, static_of, quant, where, status, &ns);
 }
 
 /* ------------------------------------------------------------------ open in one call */
@@ -481,7 +500,7 @@ static int match_graphs(const ctxbin_dlc_walk *m, const ctxbin_dlc_walk *p, int6
 
 /* A graph's ranges (g) and its input and output counts into out[0..10), the
  * rows (within the graph) of its inputs, then of its outputs, from io on. */
-static int64_t *graph_io(const ctxbin_dlc_v4_in *in, const int64_t *g, int64_t *out, int64_t *io) {
+static int64_t *graph_io(const v4_in *in, const int64_t *g, int64_t *out, int64_t *io) {
     const int64_t *t = in->rows[CTXBIN_DLC_TENSOR] + (uint64_t)g[0] * in->width[CTXBIN_DLC_TENSOR];
     const int64_t kind = in->cols[CTXBIN_DLC_T_KIND];
     memcpy(out, g, 8 * sizeof *out);
@@ -512,7 +531,7 @@ int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a) {
         else if (!match_graphs(m, p, graphs, &n)) st = CTXBIN_ERANGE;
     }
     if (!st) {
-        ctxbin_dlc_v4_in in = {m->buf, m->spans, p->buf, p->spans, a->params_start, {0}, {0}, {0},
+        v4_in in = {m->buf, m->spans, p->buf, p->spans, a->params_start, {0}, {0}, {0},
                                a->params_bin_size, a->cols, a->kinds, a->nkinds, a->dtypes, a->itemsizes,
                                a->ndtypes, graphs, n};
         for (int t = 0; t < CTXBIN_DLC_NTABLES; t++) {

@@ -1,4 +1,4 @@
-"""The C core's DLC v4 open-time checks (``ctxbin_dlc_v4_check``, native/dlc_v4.c:
+"""The C core's DLC v4 open (``ctxbin_dlc_v4_open``, native/dlc_v4.c: both walks, then the checks of
 tensor tables, encodings, nodes, params and their data) against the numpy and
 Python checks of ctxbin/formats/dlc.py, on a DLC written by ctxbin's
 own lowering and on mutated copies of it: both paths give the same container,
