@@ -381,14 +381,14 @@ static int check_graphs(const v4_in *in, int64_t *static_of, int64_t *quant, int
 /* ------------------------------------------------------------------ open in one call */
 
 /* Valid UTF-8 as Python's strict decoder takes it (no overlongs, surrogates or
- * code points past U+10FFFF); ASCII, nearly all of a DLC's names, 8 bytes a step. */
+ * code points past U+10FFFF); ASCII, nearly all of a DLC's names, 32 bytes a step. */
 static int utf8_ok(const uint8_t *p, uint64_t n) {
-    uint64_t i = 0, v;
+    uint64_t i = 0, v[4];
     while (i < n) {
-        if (n - i >= 8) {
-            memcpy(&v, p + i, 8);
-            if (!(v & 0x8080808080808080ull)) {
-                i += 8;
+        if (n - i >= 32) {
+            memcpy(v, p + i, 32);
+            if (!((v[0] | v[1] | v[2] | v[3]) & 0x8080808080808080ull)) {
+                i += 32;
                 continue;
             }
         }

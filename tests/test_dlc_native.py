@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ctxbin.errors import FormatError
 from ctxbin.flatbuf import Rows, walk
 from ctxbin.formats import dlc
+from ctxbin.hashing import native_core
 from ctxbin.ziparchive import ZipArchive
 
 from .native_paths import both_paths, needs_native
@@ -270,3 +271,32 @@ def test_many_tensor_params_leave_the_c_checks_for_python(
     assert (results[0] is not None) == (params <= 64)  # the C core passes the graph, or leaves it to Python
     (node,) = dlc.read(path).graphs[0].nodes
     assert sorted(node.attrs) == sorted(attrs) and all(np.array_equal(node.attrs[k], v) for k, v in attrs.items())
+
+
+@needs_native
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_c_open_takes_exactly_the_utf8_names_python_decodes(own_dlc: Path, tmp_path: Path, data: st.DataObject) -> None:
+    """A weight renamed (in both flatbuffers) to bytes that may or may not be
+    UTF-8: the C open accepts the file exactly when Python's strict decoder
+    takes them (ASCII runs are checked 32 bytes a step), and both paths agree."""
+    e = _entries(own_dlc)
+    old = next(t.name for t in dlc.read(own_dlc).graphs[0].weights if len(t.name) >= 12).encode()
+    text = data.draw(st.text(min_size=1, max_size=len(old))).encode()
+    new = data.draw(st.one_of(st.just((text + b"_" * len(old))[: len(old)]),
+                              st.binary(min_size=len(old), max_size=len(old))))
+    if b"\0" in new or any(new in v for v in e.values()):
+        return  # a name must stay one NUL-terminated string, and new
+    for entry in ("model", "model.params"):
+        e[entry] = e[entry].replace(old, new)
+    path = _rezip(e, tmp_path / "names.dlc")
+    try:
+        new.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    got = [_summary(path) for _ in both_paths()]
+    assert got[0] == got[1] and (got[0][0] == "ok") == valid
+    doc = dlc._Doc(ZipArchive.open(path), str(path))
+    opened = dlc._v4_native(native_core(), doc, dlc._flatbuffer(doc, "model", doc.entry("model"), b"NETD"))
+    assert (opened is not None) == valid
