@@ -33,6 +33,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field as dataclass_field
 from functools import cache, cached_property, partial
+from operator import itemgetter
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -450,11 +451,14 @@ class _V4Quant:
         )
 
 
-# where a Tensor row's fields are among its walk cells: its name's string index, type, dims (start, length), data type
+# where a Tensor row's fields are among its walk cells: its name's string index, type, dims (start, length),
+# data type (and whether it is present)
 _TENSOR_TYPE = _V4_MODEL.index["Tensor"]
-_TENSOR_CELLS = tuple(1 + 2 * _V4_MODEL.fields[("Tensor", f)] + extra for f, extra in
-                      (("name", 0), ("type", 0), ("dims", 0), ("dims", 1)))
-_TENSOR_DTYPE = 1 + 2 * _V4_MODEL.fields[("Tensor", "dtype")]
+_TENSOR_CELLS = itemgetter(*(1 + 2 * _V4_MODEL.fields[("Tensor", f)] + extra for f, extra in
+                              (("name", 0), ("type", 0), ("dims", 0), ("dims", 1), ("dtype", 0), ("dtype", 1))))
+# data types and tensor types by code, looked up per Tensor made (an enum call costs several times more)
+_DTYPES = {int(d): d for d in DType}
+_KINDS = {int(k): k for k in TensorKind}
 
 
 class _V4Tensors:
@@ -629,14 +633,15 @@ class _V4Tensors:
         if t is None:
             w = self.w
             cells = w.cells[_TENSOR_TYPE][int(self.rows[i])].tolist()
-            k, kind, at, rank = (cells[c] for c in _TENSOR_CELLS)
+            k, kind, at, rank, dtype, has_dtype = _TENSOR_CELLS(cells)
             name = self._names[i] if self._names is not None else w.strings(k, k + 1)[0] if k >= 0 else ""
             shape = struct.unpack_from(f"<{rank}I", w.fb.buf, w.fb.start + at) if rank else ()
-            dtype = cells[_TENSOR_DTYPE] if cells[_TENSOR_DTYPE + 1] else _QNN_UNDEFINED
+            dtype = dtype if has_dtype else _QNN_UNDEFINED
             q = int(self.quant[i])
             enc = self._quant().encoding(q, f"{self.graph}/{name}.quantization", shape) if q >= 0 else None
-            t = self.cache[i] = Tensor(name, DType(dtype - (dtype >> 31 << 32)), shape,  # the u32 cell as int32
-                                       TensorKind(kind), enc, self.blob(i))
+            # (the checks made sure both codes are known; the data type cell is the u32 of an int32)
+            t = self.cache[i] = Tensor(name, _DTYPES[dtype - (dtype >> 31 << 32)], shape, _KINDS[kind], enc,
+                                       self.blob(i))
         return t
 
 
