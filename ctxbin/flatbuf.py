@@ -442,16 +442,6 @@ class Walk:
     def count(self, type_: str) -> int:
         return self.cells[self.schema.index[type_]].shape[0]
 
-    def c_cells(self, ffi: Any, type_: str) -> tuple[Any, int, int]:
-        """The cells of ``type_`` for a C core call, (int64_t pointer, rows,
-        width): the C core's own array when it made the walk."""
-        t = self.schema.index[type_]
-        if isinstance(self.cells, _NativeCells):
-            n, w = self.cells.shapes[t]
-            return self.cells.ptrs[t], n, w
-        a = self.cells[t]
-        return ffi.from_buffer("int64_t[]", a), a.shape[0], a.shape[1]
-
     def pos(self, type_: str) -> np.ndarray:
         """Where each row's table starts in the flatbuffer."""
         return self.cells[self.schema.index[type_]][:, 0]
@@ -561,25 +551,32 @@ def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[Sequence[np
         check_status(st)
     res = out[0]
     try:
-        nrows = np.empty(len(schema.types), np.uint64)
+        nrows = ffi.new("uint64_t[]", len(schema.types))
         sizes = ffi.new("uint64_t[2]")
-        lib.ctxbin_fb_sizes(res, ffi.from_buffer("uint64_t[]", nrows), sizes, sizes + 1)
+        lib.ctxbin_fb_sizes(res, nrows, sizes, sizes + 1)
         rows, spans, pool = ffi.new("int64_t *[]", len(schema.types)), ffi.new("int64_t **"), ffi.new("uint8_t **")
         lib.ctxbin_fb_detach(res, rows, spans, pool)
     finally:
         lib.ctxbin_fb_free(res)
-    # the C core's arrays themselves, freed when the last array made on them goes (no copy)
-    free = lib.ctxbin_free
+    return adopt_native(core, schema, rows, nrows, spans[0], sizes[0], pool[0], sizes[1])
+
+
+def adopt_native(core: Any, schema: Schema, rows: Any, nrows: Any, spans: Any, nstr: int, pool: Any,
+                 npool: int) -> tuple[Sequence[np.ndarray], np.ndarray, Any]:
+    """The cells, spans and pool of a walk from the arrays a C core walk
+    handed over (``rows``/``nrows``: per type), owned from now on: freed when
+    the last array made on them goes (no copy)."""
+    ffi, free = core.ffi, core.lib.ctxbin_free
     cells = _NativeCells(ffi, [ffi.gc(rows[t], free) for t in range(len(schema.types))],
-                         list(zip(nrows.tolist(), schema.widths)))
-    return (cells, np.frombuffer(ffi.buffer(ffi.gc(spans[0], free), sizes[0] * 16), np.int64).reshape(-1, 2),
-            ffi.buffer(ffi.gc(pool[0], free), sizes[1]))
+                         list(zip(ffi.unpack(nrows, len(schema.types)), schema.widths)))
+    return (cells, np.frombuffer(ffi.buffer(ffi.gc(spans, free), nstr * 16), np.int64).reshape(-1, 2),
+            ffi.buffer(ffi.gc(pool, free), npool))
 
 
 class _NativeCells(Sequence[np.ndarray]):
     """The cells of a C core walk, per type: its own arrays (``ptrs``, rows x
-    width ``shapes``), made numpy arrays on first use (the C core's DLC checks
-    take the pointers: most types are never looked at from Python at open)."""
+    width ``shapes``), made numpy arrays on first use (most types are never
+    looked at from Python at open)."""
 
     __slots__ = ("_ffi", "ptrs", "shapes", "_arrays")
 

@@ -207,28 +207,33 @@ void ctxbin_fb_detach(ctxbin_fb_result *r, int64_t **rows, int64_t **spans, uint
 void ctxbin_free(void *p);
 
 void ctxbin_fb_free(ctxbin_fb_result *r);
-/* DLC v4 (native/dlc_v4.c): every open-time check of ctxbin/formats/dlc.py
- * (_V4Tensors, _v4_nodes) over the cells of the two ctxbin_fb_walk results
- * (`model` along _V4_MODEL, `model.params` along _V4_PARAMS), graph by graph.
- * Tensors: names unique, tensor types, data types and encodings known (and
- * their scale/offset or axis tables present), every STATIC tensor's
- * TensorData found by name (TensorData names unique), its model.params.bin
- * range inside params_bin_size or its inline bytes present, and exactly the
- * size its shape and data type need. Nodes: every param's kind, its scalar
- * (a data type whose value fits) or its tensor (static, checked like the
- * graph's, its TensorData found by name in the node's NodeParameters).
- * Per graph g (graphs[8 g ..]: tensor_lo, ntensors, td_lo, ntdata, node_lo,
- * nnodes, np_lo, nnp: row ranges of Tensor, TensorData, Node, NodeParameters)
- * status[g] is 1 when every check passed, with, per tensor row r of it,
- * static_of[r] (index among all graphs' statics, or -1) and quant[r] (its
- * Quant row, -1 for none), and per static where = (inline?, start, size,
- * TensorData position); 0 when a check fails or the input is unusual (the
- * caller's own checks then decide). Returns CTXBIN_OK unless out of memory. */
-enum { /* the tables of ctxbin_dlc_v4_in.rows */
+/* DLC v4 open in one call (native/dlc_v4.c): the schema walks of `model`
+ * and `model.params` (ctxbin_fb_walk), every string of both valid UTF-8,
+ * the graphs matched to their GraphParameters by name, then every open-time
+ * check of ctxbin/formats/dlc.py (_V4Tensors, _v4_nodes) on every graph:
+ * tensors (names unique, tensor types, data types and encodings known, with
+ * the tables they need; every STATIC tensor's TensorData found by name, its
+ * model.params.bin range inside params_bin_size or its inline bytes present,
+ * exactly the size its shape and data type need), nodes (every param's kind,
+ * its scalar a data type its value fits, its tensor static and checked like
+ * the graph's, its TensorData found in the node's NodeParameters).
+ * CTXBIN_OK only when all of it passes, with the walks' arrays handed over
+ * (as ctxbin_fb_detach does) and `checked` = per model graph its Tensor,
+ * TensorData, Node and NodeParameters row ranges (first, count each) and its
+ * input and output counts, then per Tensor row static_of (index among all
+ * statics, -1: none) and quant (its Quant row, -1: no encoding), then room of
+ * a row per Tensor row holding, graph by graph, the rows (within the graph)
+ * of its inputs, then of its outputs, then per static (inline?, start, size,
+ * TensorData position): the caller owns every array (ctxbin_free).
+ * CTXBIN_ERANGE (nothing handed over) when anything fails or is unusual:
+ * the caller's reference path then decides and names the error (a failure
+ * may only mean "take the slow path": an unnamed tensor, colliding names,
+ * very many tensor params on one node, ...). CTXBIN_ENOMEM, CTXBIN_EINVAL. */
+enum { /* the tables of ctxbin_dlc_v4_open_args.tables */
     CTXBIN_DLC_NODE, CTXBIN_DLC_PARAM, CTXBIN_DLC_SCALAR, CTXBIN_DLC_TENSOR, CTXBIN_DLC_QUANT, CTXBIN_DLC_AXIS,
     CTXBIN_DLC_BLOCKWISE, CTXBIN_DLC_TDATA, CTXBIN_DLC_BINREF, CTXBIN_DLC_NODEPARAMS, CTXBIN_DLC_NTABLES
 };
-enum { /* indices into ctxbin_dlc_v4_in.cols: the cell column of each field's `a` cell */
+enum { /* indices into ctxbin_dlc_v4_open_args.cols: the cell column of each field's `a` cell */
     CTXBIN_DLC_T_NAME, CTXBIN_DLC_T_KIND, CTXBIN_DLC_T_DIMS, CTXBIN_DLC_T_QUANT, CTXBIN_DLC_T_DTYPE,
     CTXBIN_DLC_Q_ENCODING, CTXBIN_DLC_Q_SO, CTXBIN_DLC_Q_AXIS, CTXBIN_DLC_Q_BLOCKWISE, CTXBIN_DLC_AX_CHANNELS,
     CTXBIN_DLC_BX_AXIS, CTXBIN_DLC_BX_CHANNELS, CTXBIN_DLC_BX_BLOCKS, CTXBIN_DLC_BX_STORAGE, CTXBIN_DLC_BX_BITS,
@@ -239,26 +244,37 @@ enum { /* indices into ctxbin_dlc_v4_in.cols: the cell column of each field's `a
 };
 
 typedef struct {
-    const uint8_t *model;        /* the model flatbuffer (positions are relative to it) */
-    const int64_t *model_spans;  /* its walk's string spans */
-    const uint8_t *params;       /* the model.params flatbuffer */
-    const int64_t *params_spans;
-    uint64_t params_start;       /* where that flatbuffer starts in its entry */
-    const int64_t *rows[CTXBIN_DLC_NTABLES]; /* every row of each table (CTXBIN_DLC_*) */
-    uint64_t nrows[CTXBIN_DLC_NTABLES], width[CTXBIN_DLC_NTABLES];
+    const uint8_t *buf;        /* the flatbuffer (positions are relative to it) */
+    uint64_t size;
+    const ctxbin_fb_field *fields; /* its schema, as ctxbin_fb_walk takes it */
+    const uint32_t *type_start;
+    uint32_t ntypes;
+    int64_t budget;            /* in: the walk's budget; out: what is left of it */
+    uint32_t graphs;           /* the type of the graph tables (Graph, GraphParameters) */
+    int64_t graph_cols[3];     /* the cell columns of their name, tensors and nodes fields */
+    int64_t **rows;            /* out (ntypes entries, caller's array): each type's cells */
+    uint64_t *nrows;           /* out (ntypes entries, caller's array) */
+    int64_t *spans;            /* out: (position, length) of every string */
+    uint8_t *pool;             /* out: their bytes, each followed by a NUL */
+    uint64_t nstr, npool;      /* out */
+} ctxbin_dlc_walk;
+
+typedef struct {
+    ctxbin_dlc_walk model, params;
+    uint64_t params_start;       /* where the params flatbuffer starts in its entry */
     int64_t params_bin_size;     /* -1: the archive has no model.params.bin */
+    uint32_t tables[CTXBIN_DLC_NTABLES]; /* each checked table's type in its walk (model: NODE..BLOCKWISE) */
     const int64_t *cols;         /* CTXBIN_DLC_NCOLS cell columns */
     const int32_t *kinds;        /* known tensor types */
     uint32_t nkinds;
     const int32_t *dtypes;       /* known data types and their item sizes (0: cannot hold data) */
     const uint8_t *itemsizes;
     uint32_t ndtypes;
-    const int64_t *graphs;       /* 8 row-range bounds per graph (above) */
-    uint64_t ngraphs;
-} ctxbin_dlc_v4_in;
+    int64_t *checked;            /* out */
+    uint64_t ngraphs, nstatics;  /* out: model graphs, statics placed */
+} ctxbin_dlc_v4_open_args;
 
-int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
-                        uint8_t *status);
+int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a);
 /* ZIP (native/zipscan.c): the central directory scan of ctxbin/ziparchive.py
  * (ZipArchive._parse) for ordinary archives: no ZIP64, ASCII names. out holds
  * 3 + 9 * cap int64: the entry count, where the central directory starts and

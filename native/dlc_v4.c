@@ -1,16 +1,17 @@
-/* DLC v4 open-time checks of every graph (tensor tables, nodes, params)
- * against its model.params tables, after the schema walks of ctxbin/flatbuf.py.
+/* DLC v4 open in one call (ctxbin_dlc_v4_open): the schema walks of `model`
+ * and `model.params` (native/flatbuf.c), then every open-time check of every
+ * graph (tensor tables, nodes, params) against its model.params tables.
  *
  * The numpy/Python code in ctxbin/formats/dlc.py (_V4Tensors, _v4_nodes) makes
- * the same checks and is the reference: this only says, per graph, whether
- * they all pass (and, when they do, gives its results); when one fails the
- * caller runs the Python checks, which raise the error naming the tensor,
- * node or param and the byte offset. So the two can never disagree on a
- * message. Anything unusual (an unnamed tensor, a zero-element static
- * tensor, a float16 scalar, a node with very many tensor params, ...) is also
- * left to the Python checks, which may accept it: a failure here only means
- * "take the slow path". The hypothesis tests check that whatever passes here
- * passes there with the same results.
+ * the same checks and is the reference: this only says whether they all pass
+ * (and, when they do, gives their results); when one fails the caller runs
+ * the Python checks, which raise the error naming the tensor, node or param
+ * and the byte offset. So the two can never disagree on a message. Anything
+ * unusual (an unnamed tensor, a zero-element static tensor, a float16
+ * scalar, a node with very many tensor params, ...) is also left to the
+ * Python checks, which may accept it: a failure here only means "take the
+ * slow path". The hypothesis tests check that whatever passes here passes
+ * there with the same results.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,26 @@
 
 /* the per-name and per-tensor steps are inlined into the graph loops (CB_INLINE:
  * their calls cost ~7% of the check) */
+
+/* What the checks read: the two walks' tables, strings and flatbuffers, and the codes ctxbin knows. */
+typedef struct {
+    const uint8_t *model;        /* the model flatbuffer (positions are relative to it) */
+    const int64_t *model_spans;  /* its walk's string spans */
+    const uint8_t *params;       /* the model.params flatbuffer */
+    const int64_t *params_spans;
+    uint64_t params_start;       /* where that flatbuffer starts in its entry */
+    const int64_t *rows[CTXBIN_DLC_NTABLES]; /* every row of each table (CTXBIN_DLC_*) */
+    uint64_t nrows[CTXBIN_DLC_NTABLES], width[CTXBIN_DLC_NTABLES];
+    int64_t params_bin_size;     /* -1: the archive has no model.params.bin */
+    const int64_t *cols;         /* CTXBIN_DLC_NCOLS cell columns */
+    const int32_t *kinds;
+    uint32_t nkinds;
+    const int32_t *dtypes;
+    const uint8_t *itemsizes;
+    uint32_t ndtypes;
+    const int64_t *graphs;       /* 8 row-range bounds per graph: Tensor, TensorData, Node, NodeParameters */
+    uint64_t ngraphs;
+} v4_in;
 
 typedef struct {
     const uint8_t *buf;
@@ -124,7 +145,7 @@ static uint32_t rd32(const uint8_t *p) {
 #define MAX_NODE_TENSORS 64
 
 typedef struct {
-    const ctxbin_dlc_v4_in *in;
+    const v4_in *in;
     strings model, params;
     /* index into in->dtypes of each code 0xCCBB (class CC < 8, bits BB), -1: unknown;
      * codes are looked up per tensor and per scalar: a scan of the list was most of tensor_ok's time */
@@ -160,7 +181,7 @@ static int blockwise_ok(const checker *k, const int64_t *t, int64_t b) {
  * with the tables it needs: *di = its data type's index, *q = its Quant row
  * (-1: none). 0 when anything is off. */
 CB_INLINE int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q) {
-    const ctxbin_dlc_v4_in *in = k->in;
+    const v4_in *in = k->in;
     int32_t dtype = t[col(k, CTXBIN_DLC_T_DTYPE) + 1] ? (int32_t)t[col(k, CTXBIN_DLC_T_DTYPE)] : QNN_UNDEFINED;
     if (known(in->kinds, in->nkinds, (int32_t)t[col(k, CTXBIN_DLC_T_KIND)]) < 0) return 0;
     if ((*di = dtype_index(k, dtype)) < 0) return 0;
@@ -186,7 +207,7 @@ CB_INLINE int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q)
  * present, in bounds, exactly the size its shape and data type need.
  * w = (inline?, start, size, TensorData position). */
 CB_INLINE int data_ok(const checker *k, const int64_t *t, int di, int64_t d, int64_t *w) {
-    const ctxbin_dlc_v4_in *in = k->in;
+    const v4_in *in = k->in;
     const int64_t *td = row(k, CTXBIN_DLC_TDATA, d);
     int64_t ref = td[col(k, CTXBIN_DLC_TD_REF)];
     uint64_t size;
@@ -254,7 +275,7 @@ done:
 /* A scalar param's value is one _v4_scalar gives back without error: a string,
  * a bool, an integer that fits its data type, a float32 or float64. */
 static int scalar_ok(const checker *k, const int64_t *s) {
-    const ctxbin_dlc_v4_in *in = k->in;
+    const v4_in *in = k->in;
     if (!s[col(k, CTXBIN_DLC_S_DTYPE) + 1]) return 0; /* no data type: UNDEFINED */
     uint32_t code = (uint32_t)s[col(k, CTXBIN_DLC_S_DTYPE)], cls = code >> 8;
     if (code == 0x0608 || code == 0x0508 || code == 0x0232 || code == 0x0264) return 1;
@@ -318,13 +339,18 @@ static int graph_nodes(checker *k, const int64_t *g) {
 }
 
 /* [lo, lo + n) is a range of rows of table (the walk made them; a bad caller is refused) */
-static int rows_in(const ctxbin_dlc_v4_in *in, int table, int64_t lo, int64_t n) {
+static int rows_in(const v4_in *in, int table, int64_t lo, int64_t n) {
     return lo >= 0 && n >= 0 && (uint64_t)lo <= in->nrows[table] && (uint64_t)n <= in->nrows[table] - (uint64_t)lo;
 }
 
-int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
-                        uint8_t *status) {
-    if (!in || !static_of || !quant || !where || !status) return CTXBIN_EINVAL;
+/* Every graph's checks: per graph g status[g] is 1 when every check passed,
+ * with, per tensor row r of it, static_of[r] (index among all graphs'
+ * statics, or -1) and quant[r] (its Quant row, -1 for none), and per static
+ * where = (inline?, start, size, TensorData position); 0 when a check fails
+ * or the input is unusual. *nstatics = the statics placed. CTXBIN_OK unless
+ * out of memory. */
+static int check_graphs(const v4_in *in, int64_t *static_of, int64_t *quant, int64_t *where,
+                        uint8_t *status, uint64_t *nstatics) {
     if (in->ndtypes > 127) return CTXBIN_EINVAL;
     uint64_t compared = 0;
     checker k = {in, {in->model, in->model_spans, &compared}, {in->params, in->params_spans, &compared}, {{0}}, -1};
@@ -348,5 +374,199 @@ int ctxbin_dlc_v4_check(const ctxbin_dlc_v4_in *in, int64_t *static_of, int64_t 
         status[gi] = st == CTXBIN_OK;
         if (st != CTXBIN_OK) ns = ns0; /* this graph's statics are the caller's to place */
     }
+    *nstatics = ns;
+    return CTXBIN_OK;
+}
+
+/* ------------------------------------------------------------------ open in one call */
+
+/* Valid UTF-8 as Python's strict decoder takes it (no overlongs, surrogates or
+ * code points past U+10FFFF); ASCII, nearly all of a DLC's names, 32 bytes a step. */
+static int utf8_ok(const uint8_t *p, uint64_t n) {
+    uint64_t i = 0, v[4];
+    while (i < n) {
+        if (n - i >= 32) {
+            memcpy(v, p + i, 32);
+            if (!((v[0] | v[1] | v[2] | v[3]) & 0x8080808080808080ull)) {
+                i += 32;
+                continue;
+            }
+        }
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        uint64_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        if (!len || n - i < len) return 0;
+        uint8_t lo = 0x80, hi = 0xbf; /* the second byte's range */
+        if (c == 0xe0) lo = 0xa0;
+        else if (c == 0xed) hi = 0x9f;
+        else if (c == 0xf0) lo = 0x90;
+        else if (c == 0xf4) hi = 0x8f;
+        if (p[i + 1] < lo || p[i + 1] > hi) return 0;
+        for (uint64_t j = 2; j < len; j++)
+            if ((p[i + j] & 0xc0) != 0x80) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+static void walk_release(ctxbin_dlc_walk *w) {
+    for (uint32_t t = 0; t < w->ntypes; t++) {
+        free(w->rows[t]);
+        w->rows[t] = NULL;
+    }
+    free(w->spans);
+    free(w->pool);
+    w->spans = NULL;
+    w->pool = NULL;
+}
+
+/* The walk, its arrays handed over; its strings valid UTF-8 (else CTXBIN_ERANGE). */
+static int walk_one(ctxbin_dlc_walk *w) {
+    ctxbin_fb_error err;
+    ctxbin_fb_result *r;
+    if (!w->rows || !w->nrows || w->graphs >= w->ntypes) return CTXBIN_EINVAL;
+    int st = ctxbin_fb_walk(w->buf, w->size, w->fields, w->type_start, w->ntypes, &w->budget, &r, &err);
+    if (st) return st;
+    ctxbin_fb_sizes(r, w->nrows, &w->nstr, &w->npool);
+    ctxbin_fb_detach(r, w->rows, &w->spans, &w->pool);
+    ctxbin_fb_free(r);
+    return utf8_ok(w->pool, w->npool) ? CTXBIN_OK : CTXBIN_ERANGE;
+}
+
+static uint64_t walk_width(const ctxbin_dlc_walk *w, uint32_t t) {
+    return 1 + 2 * (uint64_t)(w->type_start[t + 1] - w->type_start[t]);
+}
+
+/* Graph tables g and h (rows of walks a and b) have equal, present names. */
+static int same_graph(const ctxbin_dlc_walk *a, uint64_t g, const ctxbin_dlc_walk *b, uint64_t h, uint64_t *compared) {
+    strings sa = {a->buf, a->spans, compared}, sb = {b->buf, b->spans, compared};
+    return same_name(&sa, a->rows[a->graphs][g * walk_width(a, a->graphs) + a->graph_cols[0]], &sb,
+                     b->rows[b->graphs][h * walk_width(b, b->graphs) + b->graph_cols[0]]);
+}
+
+/* the graph matching below compares every pair of names: past this many pairs, the Python path */
+#define MAX_GRAPH_PAIRS 4096
+
+/* Row ranges of every model graph and its GraphParameters, then of the
+ * GraphParameters no model graph names (their TensorData names are checked
+ * too): 8 bounds each into `graphs` (room for both walks' graph counts).
+ * 0 when a name is missing or repeated, or a model graph has no parameters. */
+static int match_graphs(const ctxbin_dlc_walk *m, const ctxbin_dlc_walk *p, int64_t *graphs, uint64_t *n) {
+    uint64_t ng = m->nrows[m->graphs], np = p->nrows[p->graphs], compared = 0;
+    if (ng * np > MAX_GRAPH_PAIRS || ng * ng > MAX_GRAPH_PAIRS || np * np > MAX_GRAPH_PAIRS) return 0;
+    uint64_t mw = walk_width(m, m->graphs), pw = walk_width(p, p->graphs);
+    const int64_t *mg = m->rows[m->graphs], *pg = p->rows[p->graphs];
+    uint8_t *used = calloc(np ? np : 1, 1);
+    if (!used) return 0;
+    int ok = 1;
+    for (uint64_t a = 0; a < np && ok; a++)
+        for (uint64_t b = 0; b < a && ok; b++)
+            ok = !same_graph(p, a, p, b, &compared);
+    for (uint64_t g = 0; g < ng && ok; g++) {
+        for (uint64_t h = 0; h < g && ok; h++) ok = !same_graph(m, g, m, h, &compared);
+        uint64_t h = 0;
+        while (h < np && !same_graph(m, g, p, h, &compared)) h++;
+        if (!ok || h == np) {
+            ok = 0;
+            break;
+        }
+        used[h] = 1;
+        const int64_t *a = mg + g * mw, *b = pg + h * pw;
+        int64_t *out = graphs + 8 * g;
+        out[0] = a[m->graph_cols[1]] < 0 ? 0 : a[m->graph_cols[1]];
+        out[1] = a[m->graph_cols[1] + 1];
+        out[2] = b[p->graph_cols[1]] < 0 ? 0 : b[p->graph_cols[1]];
+        out[3] = b[p->graph_cols[1] + 1];
+        out[4] = a[m->graph_cols[2]] < 0 ? 0 : a[m->graph_cols[2]];
+        out[5] = a[m->graph_cols[2] + 1];
+        out[6] = b[p->graph_cols[2]] < 0 ? 0 : b[p->graph_cols[2]];
+        out[7] = b[p->graph_cols[2] + 1];
+    }
+    *n = ng;
+    for (uint64_t h = 0; h < np && ok; h++) {
+        if (used[h]) continue;
+        const int64_t *b = pg + h * pw;
+        int64_t *out = graphs + 8 * (*n)++;
+        memset(out, 0, 8 * sizeof *out);
+        out[2] = b[p->graph_cols[1]] < 0 ? 0 : b[p->graph_cols[1]];
+        out[3] = b[p->graph_cols[1] + 1];
+    }
+    free(used);
+    return ok && compared <= MAX_COMPARED;
+}
+
+/* A graph's ranges (g) and its input and output counts into out[0..10), the
+ * rows (within the graph) of its inputs, then of its outputs, from io on. */
+static int64_t *graph_io(const v4_in *in, const int64_t *g, int64_t *out, int64_t *io) {
+    const int64_t *t = in->rows[CTXBIN_DLC_TENSOR] + (uint64_t)g[0] * in->width[CTXBIN_DLC_TENSOR];
+    const int64_t kind = in->cols[CTXBIN_DLC_T_KIND];
+    memcpy(out, g, 8 * sizeof *out);
+    out[8] = out[9] = 0;
+    for (int which = 0; which < 2; which++) /* QNN tensor types APP_WRITE (0), APP_READ (1) */
+        for (int64_t r = 0; r < g[1]; r++)
+            if (t[(uint64_t)r * in->width[CTXBIN_DLC_TENSOR] + kind] == which) {
+                *io++ = r;
+                out[8 + which]++;
+            }
+    return io;
+}
+
+int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a) {
+    if (!a || !a->model.buf || !a->params.buf) return CTXBIN_EINVAL;
+    a->checked = NULL;
+    a->ngraphs = a->nstatics = 0;
+    int st = walk_one(&a->model);
+    if (!st) st = walk_one(&a->params);
+    ctxbin_dlc_walk *m = &a->model, *p = &a->params;
+    int64_t *graphs = NULL, *checked = NULL;
+    uint8_t *status = NULL;
+    uint64_t ng = st ? 0 : m->nrows[m->graphs], n = 0;
+    if (!st) {
+        graphs = malloc(8 * (ng + p->nrows[p->graphs] + 1) * sizeof *graphs);
+        status = malloc(ng + p->nrows[p->graphs] + 1);
+        if (!graphs || !status) st = CTXBIN_ENOMEM;
+        else if (!match_graphs(m, p, graphs, &n)) st = CTXBIN_ERANGE;
+    }
+    if (!st) {
+        v4_in in = {m->buf, m->spans, p->buf, p->spans, a->params_start, {0}, {0}, {0},
+                               a->params_bin_size, a->cols, a->kinds, a->nkinds, a->dtypes, a->itemsizes,
+                               a->ndtypes, graphs, n};
+        for (int t = 0; t < CTXBIN_DLC_NTABLES; t++) {
+            const ctxbin_dlc_walk *w = t < CTXBIN_DLC_TDATA ? m : p;
+            if (a->tables[t] >= w->ntypes) {
+                st = CTXBIN_EINVAL;
+                break;
+            }
+            in.rows[t] = w->rows[a->tables[t]];
+            in.nrows[t] = w->nrows[a->tables[t]];
+            in.width[t] = walk_width(w, a->tables[t]);
+        }
+        uint64_t nt = in.nrows[CTXBIN_DLC_TENSOR];
+        /* per graph its ranges and input and output counts, then static_of, quant,
+         * room for the input and output rows and for a `where` per tensor */
+        if (!st && !(checked = malloc((10 * ng + 7 * nt + 1) * sizeof *checked))) st = CTXBIN_ENOMEM;
+        if (!st) {
+            int64_t *static_of = checked + 10 * ng, *quant = static_of + nt, *io = quant + nt, *where = io + nt;
+            memset(static_of, 0xff, 2 * nt * sizeof *static_of); /* -1 in the rows of tensor params too */
+            st = check_graphs(&in, static_of, quant, where, status, &a->nstatics);
+            for (uint64_t g = 0; !st && g < n; g++)
+                if (!status[g]) st = CTXBIN_ERANGE;
+            for (uint64_t g = 0; !st && g < ng; g++) io = graph_io(&in, graphs + 8 * g, checked + 10 * g, io);
+        }
+    }
+    free(graphs);
+    free(status);
+    if (st) {
+        free(checked);
+        walk_release(m);
+        walk_release(p);
+        a->nstatics = 0;
+        return st;
+    }
+    a->checked = checked;
+    a->ngraphs = ng;
     return CTXBIN_OK;
 }

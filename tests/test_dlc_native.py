@@ -1,4 +1,4 @@
-"""The C core's DLC v4 open-time checks (``ctxbin_dlc_v4_check``, native/dlc_v4.c:
+"""The C core's DLC v4 open (``ctxbin_dlc_v4_open``, native/dlc_v4.c: both walks, then the checks of
 tensor tables, encodings, nodes, params and their data) against the numpy and
 Python checks of ctxbin/formats/dlc.py, on a DLC written by ctxbin's
 own lowering and on mutated copies of it: both paths give the same container,
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ctxbin.errors import FormatError
 from ctxbin.flatbuf import Rows, walk
 from ctxbin.formats import dlc
+from ctxbin.hashing import native_core
 from ctxbin.ziparchive import ZipArchive
 
 from .native_paths import both_paths, needs_native
@@ -58,8 +59,8 @@ def _summary(path: Path) -> tuple:
 
 
 def record_c_checks(monkeypatch: pytest.MonkeyPatch) -> list:
-    """What each call of the C core's DLC checks returns from now on (None:
-    no C core; else its per-graph pass flags at [3])."""
+    """What each call of the C core's DLC open returns from now on (None: it
+    left the file to the Python checks; made only when there is a C core)."""
     results: list = []
     real = dlc._v4_native
     monkeypatch.setattr(dlc, "_v4_native", lambda *a: results.append(real(*a)) or results[-1])
@@ -114,13 +115,11 @@ def _both(path: Path) -> list[tuple]:
 @needs_native
 def test_native_checks_take_the_fast_path_on_a_good_file(own_dlc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
-    calls = []
-    native = dlc._v4_native
-    monkeypatch.setattr(dlc, "_v4_native", lambda *a: calls.append(r := native(*a)) or r)
+    calls = record_c_checks(monkeypatch)
     (g,) = dlc.read(own_dlc).graphs
     assert calls and calls[0] is not None  # the C core accepted it: no numpy re-check
-    static_of, _, _, status = calls[0]
-    assert status.tolist() == [1] and (static_of[: len(g.tensors)] >= 0).sum() == len(g.weights) > 10
+    _, _, ranges, (static_of, _, _, where) = calls[0]
+    assert ranges[0][:2] == [0, len(g.tensors)] and (static_of[: len(g.tensors)] >= 0).sum() == len(where) == len(g.weights) > 10
     a, b = _both(own_dlc)
     assert a == b and a[0] == "ok"
 
@@ -245,7 +244,7 @@ def test_colliding_names_leave_the_c_table_for_python(tmp_path: Path, monkeypatc
     results = record_c_checks(monkeypatch)
     got = [_summary(path) for _ in both_paths()]
     assert got[0] == got[1] and got[0][0] == "ok"
-    assert results and not any(r[3].any() for r in results if r is not None)  # the C table gave up: Python matched
+    assert results and all(r is None for r in results)  # the C table gave up: Python matched
     assert [float(t.numpy()[0]) for t in dlc.read(path).graphs[0].weights] == list(range(count))
 
 
@@ -269,6 +268,35 @@ def test_many_tensor_params_leave_the_c_checks_for_python(
     results = record_c_checks(monkeypatch)
     got = [_summary(path) for _ in both_paths()]
     assert got[0] == got[1] and got[0][0] == "ok"
-    assert bool(results[0][3][0]) == (params <= 64)  # the C core passes the graph, or leaves it to Python
+    assert (results[0] is not None) == (params <= 64)  # the C core passes the graph, or leaves it to Python
     (node,) = dlc.read(path).graphs[0].nodes
     assert sorted(node.attrs) == sorted(attrs) and all(np.array_equal(node.attrs[k], v) for k, v in attrs.items())
+
+
+@needs_native
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_c_open_takes_exactly_the_utf8_names_python_decodes(own_dlc: Path, tmp_path: Path, data: st.DataObject) -> None:
+    """A weight renamed (in both flatbuffers) to bytes that may or may not be
+    UTF-8: the C open accepts the file exactly when Python's strict decoder
+    takes them (ASCII runs are checked 32 bytes a step), and both paths agree."""
+    e = _entries(own_dlc)
+    old = next(t.name for t in dlc.read(own_dlc).graphs[0].weights if len(t.name) >= 12).encode()
+    text = data.draw(st.text(min_size=1, max_size=len(old))).encode()
+    new = data.draw(st.one_of(st.just((text + b"_" * len(old))[: len(old)]),
+                              st.binary(min_size=len(old), max_size=len(old))))
+    if b"\0" in new or any(new in v for v in e.values()):
+        return  # a name must stay one NUL-terminated string, and new
+    for entry in ("model", "model.params"):
+        e[entry] = e[entry].replace(old, new)
+    path = _rezip(e, tmp_path / "names.dlc")
+    try:
+        new.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    got = [_summary(path) for _ in both_paths()]
+    assert got[0] == got[1] and (got[0][0] == "ok") == valid
+    doc = dlc._Doc(ZipArchive.open(path), str(path))
+    opened = dlc._v4_native(native_core(), doc, dlc._flatbuffer(doc, "model", doc.entry("model"), b"NETD"))
+    assert (opened is not None) == valid

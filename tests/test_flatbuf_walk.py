@@ -203,21 +203,6 @@ def test_few_and_many_strings_decode_alike(entries: dict[str, bytes]) -> None:
                 assert w.strings(lo, min(n, lo + k)) == every[lo : lo + k]
 
 
-def test_c_cells_point_at_the_walk_cells(entries: dict[str, bytes]) -> None:
-    """What the C core's DLC checks get: the same cells on both paths."""
-    if hashing._native_core is None:
-        pytest.skip("C core not built (run `python native/build.py`)")
-    ffi = hashing._native_core.ffi
-    got = []
-    for _ in both_paths():
-        w = walk(FlatBuffer(entries["model"], what="fb"), dlc._V4_MODEL)
-        for t in ("Node", "Tensor", "Axis"):
-            ptr, n, width = w.c_cells(ffi, t)
-            assert (n, width) == w.cells[w.schema.index[t]].shape
-            got.append(ffi.unpack(ffi.cast("int64_t *", ptr), n * width))
-    assert got[:3] == got[3:]
-
-
 @pytest.mark.parametrize("name", ["", "k", "x" * 27, "y" * 31, "z" * 32, "w" * 33, "long name " * 12])
 def test_strings_of_every_length_and_regrown_rows_walk_the_same(name: str) -> None:
     """Short strings are copied into the pool in fixed-size pieces, longer ones

@@ -32,14 +32,17 @@ import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field as dataclass_field
-from functools import partial
+from functools import cache, cached_property, partial
+from operator import itemgetter
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
-from ..flatbuf import SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field, FlatBuffer, Schema, Table, TableType, Walk, walk
+from ..flatbuf import (
+    SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field, FlatBuffer, Schema, Table, TableType, Walk, adopt_native, walk,
+)
 from ..flatbuild import REF, Builder, Layout
 from ..hashing import check_status, crc32, crc32_combine, crc32_many, hash_and_crc, native_core
 from ..ir import (
@@ -448,6 +451,16 @@ class _V4Quant:
         )
 
 
+# where a Tensor row's fields are among its walk cells: its name's string index, type, dims (start, length),
+# data type (and whether it is present)
+_TENSOR_TYPE = _V4_MODEL.index["Tensor"]
+_TENSOR_CELLS = itemgetter(*(1 + 2 * _V4_MODEL.fields[("Tensor", f)] + extra for f, extra in
+                              (("name", 0), ("type", 0), ("dims", 0), ("dims", 1), ("dtype", 0), ("dtype", 1))))
+# data types and tensor types by code, looked up per Tensor made (an enum call costs several times more)
+_DTYPES = {int(d): d for d in DType}
+_KINDS = {int(k): k for k in TensorKind}
+
+
 class _V4Tensors:
     """Some rows of the ``Tensor`` tables of a walk (``rows``: their row
     numbers): names, types, data types and encoding kinds checked at once, and
@@ -461,14 +474,12 @@ class _V4Tensors:
         (:func:`_v4_native`), which then need not be made again here."""
         self.w, self.rows, self.doc, self.graph, self._quant = w, rows, doc, graph, quant
         self._names: list[str] | None = None
-        self.kinds_np = kinds = w.scalars("Tensor", "type")[rows]
-        self.dtypes_np = w.scalars("Tensor", "dtype", _QNN_UNDEFINED)[rows]
-        self.dims_at, self.dims_count = (c[rows] for c in w.column("Tensor", "dims"))
         self.cache: list[Tensor | None] = [None] * rows.size
         self.where: np.ndarray | None = None
         if checked is not None:
             self.static_of, self.quant = checked
             return
+        kinds = self.kinds_np
         i = _first(~_known(kinds, _KIND_CODES))
         if i is not None:
             raise self.error(f"tensor type {int(kinds[i])} is not one ctxbin models", i)
@@ -489,6 +500,21 @@ class _V4Tensors:
         self.statics = np.flatnonzero(kinds == int(TensorKind.STATIC))
         # per row: its index among the statics (-1: no data); blob places per static
         self.static_of = np.full(rows.size, -1, np.int64)
+
+    # columns of these rows, made on first use (opening a file makes Tensors for its inputs and outputs only)
+    @cached_property
+    def kinds_np(self) -> np.ndarray:
+        return self.w.scalars("Tensor", "type")[self.rows]
+
+    @cached_property
+    def dtypes_np(self) -> np.ndarray:
+        return self.w.scalars("Tensor", "dtype", _QNN_UNDEFINED)[self.rows]
+
+    @cached_property
+    def dims(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each row's dims vector starts, and its length."""
+        at, count = self.w.column("Tensor", "dims")
+        return at[self.rows], count[self.rows]
 
     @property
     def names(self) -> list[str]:
@@ -555,7 +581,7 @@ class _V4Tensors:
         self.static_of[rows] = np.arange(rows.size)
         # every static tensor's byte count must be its element count times its element size;
         # float products are exact below 2**52, the rest (and every mismatch) is re-checked exactly
-        at, count = self.dims_at[rows], self.dims_count[rows]
+        at, count = (c[rows] for c in self.dims)
         dims = self.w.fb.column("I", _ranges(at, count, 4), f"{self.graph}.tensors").astype(np.float64)
         ends = np.cumsum(count)
         prod = np.multiply.reduceat(np.append(dims, 1.0), np.minimum(ends - count, dims.size))
@@ -570,8 +596,8 @@ class _V4Tensors:
             quant.encoding(int(self.quant[i]), f"{self.graph}/{self.names[i]}.quantization", self.shape(i))
 
     def shape(self, i: int) -> tuple[int, ...]:
-        count = int(self.dims_count[i])  # the walk checked the vector's bounds
-        return struct.unpack_from(f"<{count}I", self.w.fb.buf, self.w.fb.start + int(self.dims_at[i])) if count else ()
+        at, count = (int(c[i]) for c in self.dims)  # the walk checked the vector's bounds
+        return struct.unpack_from(f"<{count}I", self.w.fb.buf, self.w.fb.start + at) if count else ()
 
     def check_size(self, i: int) -> None:
         """The exact (Python int) size check of row ``i``, raising the error."""
@@ -602,14 +628,20 @@ class _V4Tensors:
         return Blob(memoryview(params.buf)[start : start + size], origin=(doc.path, obj, params.base + td))
 
     def tensor(self, i: int) -> Tensor:
-        """Row ``i`` as a Tensor, made once; its scale/offset tables are decoded here."""
+        """Row ``i`` as a Tensor, made once from its row of cells; its scale/offset tables are decoded here."""
         t = self.cache[i]
         if t is None:
-            name = self.name(i)
-            q, shape = int(self.quant[i]), self.shape(i)
+            w = self.w
+            cells = w.cells[_TENSOR_TYPE][int(self.rows[i])].tolist()
+            k, kind, at, rank, dtype, has_dtype = _TENSOR_CELLS(cells)
+            name = self._names[i] if self._names is not None else w.strings(k, k + 1)[0] if k >= 0 else ""
+            shape = struct.unpack_from(f"<{rank}I", w.fb.buf, w.fb.start + at) if rank else ()
+            dtype = dtype if has_dtype else _QNN_UNDEFINED
+            q = int(self.quant[i])
             enc = self._quant().encoding(q, f"{self.graph}/{name}.quantization", shape) if q >= 0 else None
-            t = self.cache[i] = Tensor(name, DType(int(self.dtypes_np[i])), shape,
-                                       TensorKind(int(self.kinds_np[i])), enc, self.blob(i))
+            # (the checks made sure both codes are known; the data type cell is the u32 of an int32)
+            t = self.cache[i] = Tensor(name, _DTYPES[dtype - (dtype >> 31 << 32)], shape, _KINDS[kind], enc,
+                                       self.blob(i))
         return t
 
 
@@ -633,6 +665,40 @@ def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
     """Every graph, checked whole at open (tensor tables, encodings, nodes,
     params and their data); Node and Tensor objects are made on first use."""
     fb = _flatbuffer(doc, "model", model, b"NETD")
+    core = native_core()
+    opened = _v4_native(core, doc, fb) if core is not None else None
+    if opened is None:  # the Python checks: they name what is wrong, or accept what the C core left to them
+        return _read_v4_python(doc, fb)
+    w, data, ranges, (static_of, quant_rows, io, where) = opened
+    quant = _Once(partial(_V4Quant, w))
+    graphs = []
+    at = 0  # where the graph's input and output rows start in io
+    for gi, name in enumerate(w.texts("Graph", "name")):
+        lo, n, _, _, _, nn, np_lo, np_n, nin, nout = ranges[gi]
+        cols = _V4Tensors(w, np.arange(lo, lo + n), doc, name, quant, (static_of[lo : lo + n], quant_rows[lo : lo + n]))
+        cols.data, cols.where = data, where
+        graphs.append(_v4_graph(cols, io[at : at + nin], io[at + nin : at + nin + nout], nn,
+                                partial(_v4_nodes, w, gi, (np_lo, np_n), doc, name, data),
+                                _Rows(n, lambda cols=cols: cols.names)))
+        at += nin + nout
+    return graphs
+
+
+def _v4_graph(cols: _V4Tensors, inputs: list[int], outputs: list[int], nnodes: int,
+              nodes: Callable[[], Sequence[Node]], row_of: Mapping[str, int]) -> Graph:
+    """Graph of the tensor table ``cols`` with the tensors of rows ``inputs`` and ``outputs``."""
+    return Graph(
+        name=cols.graph,
+        inputs=tuple(map(cols.tensor, inputs)),
+        outputs=tuple(map(cols.tensor, outputs)),
+        nodes=LazyTuple(nnodes, nodes),
+        tensors=LazyTable(row_of, cols.tensor, f"tensor table of {cols.graph!r}"),  # type: ignore[arg-type]
+    )
+
+
+def _read_v4_python(doc: _Doc, fb: FlatBuffer) -> list[Graph]:
+    """:func:`_read_v4` with every check made in Python/numpy: the reference,
+    which names any error (the C core only says whether a file passes)."""
     w = walk(fb, _V4_MODEL)
     w.check_utf8()
     data, params = _v4_params(doc)
@@ -640,48 +706,28 @@ def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
     names = w.texts("Graph", "name")
     t_first, t_count = (c.tolist() for c in w.column("Graph", "tensors"))
     n_first, n_count = (c.tolist() for c in w.column("Graph", "nodes"))
-    # per graph (then per graph only model.params has): row ranges of its Tensor,
-    # TensorData, Node and NodeParameters rows
-    ranges = []
+    graphs = []
     for gi, name in enumerate(names):
         if name not in params:
             raise doc.error("graph has no parameters in model.params", name, "model", _PREFIX + int(w.pos("Graph")[gi]))
-        td_lo, td_n, (np_lo, np_n) = params.pop(name)
-        ranges.append((max(t_first[gi], 0), t_count[gi], td_lo, td_n, max(n_first[gi], 0), n_count[gi], np_lo, np_n))
-    ranges += [(0, 0, td_lo, td_n, 0, 0, 0, 0) for td_lo, td_n, _ in params.values()]
-    checked = _v4_native(w, data, ranges)
-    graphs = []
-    for gi, name in enumerate(names):
-        lo, n, td_lo, td_n, _, _, np_lo, np_n = ranges[gi]
-        rows = np.arange(lo, lo + n)
-        nodes = partial(_v4_nodes, w, gi, (np_lo, np_n), doc, name, data)
-        if checked is not None and checked[3][gi]:
-            static_of, qrows, where, _ = checked
-            cols = _V4Tensors(w, rows, doc, name, quant, (static_of[lo : lo + n], qrows[lo : lo + n]))
-            cols.data, cols.where = data, where
-            row_of: Mapping[str, int] = _Rows(n, lambda cols=cols: cols.names)
-        else:  # the Python checks: they name what is wrong, or accept what the C core left to them
-            cols = _V4Tensors(w, rows, doc, name, quant)
-            row_of = dict(zip(cols.names, range(n)))
-            if len(row_of) != n:
-                dup = next(t for i, t in enumerate(cols.names) if row_of[t] != i)
-                raise doc.error("duplicate tensor name", f"{name}/{dup}", "model")
-            td_names = _v4_td_names(data.params, name, td_lo, td_n)
-            by_name = dict(zip(td_names, range(td_lo, td_lo + td_n)))
-            cols.attach(np.array([by_name.get(cols.names[i], -1) for i in cols.statics.tolist()], np.int64), data)
-            cols.check_encodings()
-            nodes = partial(tuple, nodes())
+        td_lo, td_n, np_range = params.pop(name)
+        lo, n = max(t_first[gi], 0), t_count[gi]
+        cols = _V4Tensors(w, np.arange(lo, lo + n), doc, name, quant)
+        row_of = dict(zip(cols.names, range(n)))
+        if len(row_of) != n:
+            dup = next(t for i, t in enumerate(cols.names) if row_of[t] != i)
+            raise doc.error("duplicate tensor name", f"{name}/{dup}", "model")
+        td_names = _v4_td_names(data.params, name, td_lo, td_n)
+        by_name = dict(zip(td_names, range(td_lo, td_lo + td_n)))
+        cols.attach(np.array([by_name.get(cols.names[i], -1) for i in cols.statics.tolist()], np.int64), data)
+        cols.check_encodings()
+        nodes = tuple(_v4_nodes(w, gi, np_range, doc, name, data))
         kinds = cols.kinds_np
-        graphs.append(Graph(
-            name=name,
-            inputs=tuple(cols.tensor(i) for i in np.flatnonzero(kinds == int(TensorKind.INPUT)).tolist()),
-            outputs=tuple(cols.tensor(i) for i in np.flatnonzero(kinds == int(TensorKind.OUTPUT)).tolist()),
-            nodes=LazyTuple(n_count[gi], nodes),
-            tensors=LazyTable(row_of, cols.tensor, f"tensor table of {name!r}"),  # type: ignore[arg-type]
-        ))
-    for gi, (name, (td_lo, td_n, _)) in enumerate(params.items(), len(names)):
-        if checked is None or not checked[3][gi]:  # graphs only model.params has: their names are still checked
-            _v4_td_names(data.params, name, td_lo, td_n)
+        graphs.append(_v4_graph(cols, np.flatnonzero(kinds == int(TensorKind.INPUT)).tolist(),
+                                np.flatnonzero(kinds == int(TensorKind.OUTPUT)).tolist(), n_count[gi],
+                                lambda nodes=nodes: nodes, row_of))
+    for name, (td_lo, td_n, _) in params.items():  # graphs only model.params has: their names are still checked
+        _v4_td_names(data.params, name, td_lo, td_n)
     return graphs
 
 
@@ -744,10 +790,10 @@ def _v4_td_names(p: Walk, graph: str, lo: int, n: int) -> list[str]:
     return names
 
 
-# what ctxbin_dlc_v4_check needs besides the walks: its tables (CTXBIN_DLC_*: types
-# of the two walks), the cell column of each field it reads (in its enum's order), known codes
-_NATIVE_TABLES = (("Node", "Param", "Scalar", "Tensor", "Quant", "Axis", "Blockwise"),
-                  ("TensorData", "BinRef", "NodeParameters"))
+# what ctxbin_dlc_v4_open needs besides the two flatbuffers: the tables it checks
+# (CTXBIN_DLC_*, in its enum's order), the cell column of each field it reads, known codes
+_NATIVE_TABLES = ((_V4_MODEL, ("Node", "Param", "Scalar", "Tensor", "Quant", "Axis", "Blockwise")),
+                  (_V4_PARAMS, ("TensorData", "BinRef", "NodeParameters")))
 _NATIVE_COLS = np.array([1 + 2 * schema.fields[key] for schema, key in (
     *((_V4_MODEL, ("Tensor", f)) for f in ("name", "type", "dims", "quant", "dtype")),
     *((_V4_MODEL, ("Quant", f)) for f in ("encoding", "scale_offset", "axis", "blockwise")),
@@ -765,37 +811,69 @@ _NATIVE_DTYPES = _DTYPE_CODES.astype(np.uint32).view(np.int32)
 _NATIVE_ITEMSIZES = _ITEMSIZES.astype(np.uint8)
 
 
-def _v4_native(w: Walk, data: _V4Data, ranges: list[tuple[int, ...]]) -> tuple[np.ndarray, ...] | None:
-    """The C core's checks of every graph (``ranges``: the row ranges of
-    :func:`_read_v4`): (static_of, quant, where) over all Tensor rows and
-    statics, and per graph whether every check passed; None without the C
-    core. A graph that did not pass goes to the Python checks."""
-    core = native_core()
-    if core is None:
+@cache
+def _native_args(core: Any) -> Any:
+    """The constant part of ctxbin_dlc_v4_open's arguments (schemas, tables,
+    columns, known codes), made once per C core: it is copied per call."""
+    ffi = core.ffi
+    keep = []  # the arrays the struct points into live as long as it
+    args = ffi.new("ctxbin_dlc_v4_open_args *")
+    for side, (schema, graph) in (("model", (_V4_MODEL, "Graph")), ("params", (_V4_PARAMS, "GraphParameters"))):
+        fields, starts = schema.native
+        keep += [ffi.from_buffer("ctxbin_fb_field[]", fields), ffi.from_buffer("uint32_t[]", starts)]
+        w = getattr(args, side)
+        w.fields, w.type_start, w.ntypes, w.graphs = keep[-2], keep[-1], len(schema.types), schema.index[graph]
+        w.graph_cols = [1 + 2 * schema.fields[(graph, f)] for f in ("name", "tensors", "nodes")]
+    args.tables = [schema.index[t] for schema, types in _NATIVE_TABLES for t in types]
+    keep += [ffi.from_buffer("int64_t[]", _NATIVE_COLS), ffi.from_buffer("int32_t[]", _NATIVE_KINDS),
+             ffi.from_buffer("int32_t[]", _NATIVE_DTYPES), ffi.from_buffer("uint8_t[]", _NATIVE_ITEMSIZES)]
+    args.cols, args.kinds, args.dtypes, args.itemsizes = keep[-4:]
+    args.nkinds, args.ndtypes = _NATIVE_KINDS.size, _NATIVE_DTYPES.size
+    return args, keep
+
+
+def _v4_native(core: Any, doc: _Doc, fb: FlatBuffer) -> tuple[Walk, _V4Data, list[list[int]], tuple[Any, ...]] | None:
+    """Both walks and every check of every graph in one C core call: the walk
+    of ``model``, that of ``model.params``, per graph the ranges of its rows
+    (Tensor, TensorData, Node, NodeParameters: 8 bounds) and its input and
+    output counts, and (static_of, quant, the input and output rows of every
+    graph, where) over all Tensor rows and statics; None when anything fails
+    or is unusual (the Python checks then decide, and name any error in the
+    order they meet it)."""
+    try:  # what the Python checks would raise only after walking `model` is theirs to raise
+        raw = doc.entry("model.params")
+        pfb = _flatbuffer(doc, "model.params", raw, b"NETP") if _prefix(raw, doc, "model.params")[0] == 4 else None
+        params_bin = doc.weights_entry("model.params.bin") if "model.params.bin" in doc.zf else None
+    except FormatError:
+        return None
+    if pfb is None:
         return None
     ffi, lib = core.ffi, core.lib
-    p = data.params
-    tables = [walk_.c_cells(ffi, t) for walk_, types in zip((w, p), _NATIVE_TABLES) for t in types]
-    graphs = np.array(ranges, np.int64).reshape(-1)
-    nt = w.count("Tensor")
-    static_of, quant, where = np.empty(nt, np.int64), np.empty(nt, np.int64), np.empty((nt, 4), np.int64)
-    status = np.zeros(len(ranges), np.uint8)
-    fb, pfb = w.fb, p.fb
-    keep = [ffi.from_buffer("int64_t[]", a) for a in (w.spans, p.spans, _NATIVE_COLS, graphs)]
-    keep += [ffi.from_buffer("uint8_t[]", memoryview(f.buf)[f.start : f.start + f.size]) for f in (fb, pfb)]
-    args = ffi.new("ctxbin_dlc_v4_in *", {
-        "model": keep[-2], "model_spans": keep[0], "params": keep[-1], "params_spans": keep[1],
-        "params_start": pfb.start, "rows": [t[0] for t in tables], "nrows": [t[1] for t in tables],
-        "width": [t[2] for t in tables],
-        "params_bin_size": -1 if data.params_bin is None else len(data.params_bin),
-        "cols": keep[2], "kinds": ffi.from_buffer("int32_t[]", _NATIVE_KINDS), "nkinds": _NATIVE_KINDS.size,
-        "dtypes": ffi.from_buffer("int32_t[]", _NATIVE_DTYPES),
-        "itemsizes": ffi.from_buffer("uint8_t[]", _NATIVE_ITEMSIZES), "ndtypes": _NATIVE_DTYPES.size,
-        "graphs": keep[3], "ngraphs": len(ranges),
-    })
-    outs = [ffi.from_buffer("int64_t[]", a) for a in (static_of, quant, where)]
-    check_status(lib.ctxbin_dlc_v4_check(args, *outs, ffi.from_buffer("uint8_t[]", status)))
-    return static_of, quant, where, status
+    template, _ = _native_args(core)
+    args = ffi.new("ctxbin_dlc_v4_open_args *", template[0])
+    keep = []  # what the struct points to, alive through the call
+    for w, f in ((args.model, fb), (args.params, pfb)):
+        keep += [ffi.from_buffer(memoryview(f.buf)[f.start : f.start + f.size]),
+                 ffi.new("int64_t *[]", w.ntypes), ffi.new("uint64_t[]", w.ntypes)]
+        w.buf, w.rows, w.nrows = keep[-3:]
+        w.size, w.budget = f.size, f.budget
+    args.params_start = pfb.start
+    args.params_bin_size = -1 if params_bin is None else len(params_bin)
+    st = lib.ctxbin_dlc_v4_open(args)
+    if st == lib.CTXBIN_ERANGE:
+        return None
+    check_status(st)
+    walks = []
+    for w, f, schema in ((args.model, fb, _V4_MODEL), (args.params, pfb, _V4_PARAMS)):
+        f.budget = w.budget
+        walks.append(Walk(f, schema, *adopt_native(core, schema, w.rows, w.nrows, w.spans, w.nstr, w.pool, w.npool)))
+    ng, nt, ns = args.ngraphs, walks[0].count("Tensor"), args.nstatics
+    checked = np.frombuffer(ffi.buffer(ffi.gc(args.checked, lib.ctxbin_free), 8 * (10 * ng + 3 * nt + 4 * ns)), np.int64)
+    ranges = checked[: 10 * ng].reshape(ng, 10).tolist()
+    static_of, quant, io = (checked[10 * ng + k * nt : 10 * ng + (k + 1) * nt] for k in range(3))
+    nio = sum(r[8] + r[9] for r in ranges)
+    return (walks[0], _V4Data(doc, walks[1], params_bin), ranges,
+            (static_of, quant, io[:nio].tolist(), checked[10 * ng + 3 * nt :].reshape(ns, 4)))
 
 
 def _scalar_dtype(value: bool | int | float | str) -> DType | None:
