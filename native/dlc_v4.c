@@ -531,9 +531,8 @@ int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a) {
         else if (!match_graphs(m, p, graphs, &n)) st = CTXBIN_ERANGE;
     }
     if (!st) {
-        v4_in in = {m->buf, m->spans, p->buf, p->spans, a->params_start, {0}, {0}, {0},
-                               a->params_bin_size, a->cols, a->kinds, a->nkinds, a->dtypes, a->itemsizes,
-                               a->ndtypes, graphs, n};
+        v4_in in = {m->buf, m->spans, p->buf, p->spans, a->params_start, {0}, {0}, {0}, a->params_bin_size,
+                    a->cols, a->kinds, a->nkinds, a->dtypes, a->itemsizes, a->ndtypes, graphs, n};
         for (int t = 0; t < CTXBIN_DLC_NTABLES; t++) {
             const ctxbin_dlc_walk *w = t < CTXBIN_DLC_TDATA ? m : p;
             if (a->tables[t] >= w->ntypes) {
