@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
 from .errors import ChecksumError, FormatError
-from .hashing import crc32, native_core
+from .hashing import native_core
 
 __all__ = ["ZipArchive", "ZipEntry", "ZipLimits", "STORED", "DEFLATED"]
 
@@ -113,14 +113,16 @@ class ZipArchive:
     """A ZIP archive held in a buffer (``bytes``, ``mmap``, ...), fully validated
     on construction; entries are read on demand."""
 
-    __slots__ = ("_buf", "_view", "path", "limits", "_entries", "_by_name")
+    __slots__ = ("_buf", "_view", "path", "limits", "core", "_entries", "_by_name")
 
     def __init__(self, buf: Any, *, path: object = None, limits: ZipLimits = ZipLimits()) -> None:
         self._buf = buf
         self._view = memoryview(buf).cast("B")
         self.path = None if path is None else str(path)
         self.limits = limits
-        entries = self._scan_native(native_core())
+        #: the C core the archive is read with (None: the Python paths), chosen once, at open
+        self.core = native_core()
+        entries = self._scan_native(self.core)
         self._by_name = {} if entries is None else {e.name: e for e in entries}
         if entries is None or len(self._by_name) != len(entries):
             entries = self._parse()  # the reference: decides, and names any error
@@ -181,7 +183,12 @@ class ZipArchive:
         else:
             data = memoryview(self._inflate(e, raw))
         if e.crc != 0:
-            got = zlib.crc32(data) if len(data) < _SMALL_CRC else crc32(data)
+            core = self.core
+            if core is None or len(data) < _SMALL_CRC:
+                got = zlib.crc32(data)
+            else:
+                with core.ffi.from_buffer(data) as at:
+                    got = core.lib.ctxbin_crc32(0, at, len(data))
             if got != e.crc:
                 raise ChecksumError(
                     f"CRC-32 {got:08x} does not match the recorded {e.crc:08x}",

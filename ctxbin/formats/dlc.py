@@ -44,7 +44,7 @@ from ..flatbuf import (
     SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field, FlatBuffer, Schema, Table, TableType, Walk, adopt_native, walk,
 )
 from ..flatbuild import REF, Builder, Layout
-from ..hashing import check_status, crc32, crc32_combine, crc32_many, hash_and_crc, native_core
+from ..hashing import check_status, crc32, crc32_combine, crc32_many, hash_and_crc
 from ..ir import (
     AttrValue,
     Container,
@@ -665,7 +665,7 @@ def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
     """Every graph, checked whole at open (tensor tables, encodings, nodes,
     params and their data); Node and Tensor objects are made on first use."""
     fb = _flatbuffer(doc, "model", model, b"NETD")
-    core = native_core()
+    core = doc.zf.core
     opened = _v4_native(core, doc, fb) if core is not None else None
     if opened is None:  # the Python checks: they name what is wrong, or accept what the C core left to them
         return _read_v4_python(doc, fb)
