@@ -554,45 +554,50 @@ def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[Sequence[np
         nrows = ffi.new("uint64_t[]", len(schema.types))
         sizes = ffi.new("uint64_t[2]")
         lib.ctxbin_fb_sizes(res, nrows, sizes, sizes + 1)
-        rows, spans, pool = ffi.new("int64_t *[]", len(schema.types)), ffi.new("int64_t **"), ffi.new("uint8_t **")
-        lib.ctxbin_fb_detach(res, rows, spans, pool)
+        cells, spans, pool = ffi.new("int64_t **"), ffi.new("int64_t **"), ffi.new("uint8_t **")
+        lib.ctxbin_fb_detach(res, cells, spans, pool)
     finally:
         lib.ctxbin_fb_free(res)
-    return adopt_native(core, schema, rows, nrows, spans[0], sizes[0], pool[0], sizes[1])
+    return adopt_native(core, schema, cells[0], nrows, spans[0], sizes[0], pool[0], sizes[1])
 
 
-def adopt_native(core: Any, schema: Schema, rows: Any, nrows: Any, spans: Any, nstr: int, pool: Any,
+def adopt_native(core: Any, schema: Schema, cells: Any, nrows: Any, spans: Any, nstr: int, pool: Any,
                  npool: int) -> tuple[Sequence[np.ndarray], np.ndarray, Any]:
     """The cells, spans and pool of a walk from the arrays a C core walk
-    handed over (``rows``/``nrows``: per type), owned from now on: freed when
-    the last array made on them goes (no copy)."""
+    handed over (``cells``: every type's, one after the other; ``nrows``: rows
+    per type), owned from now on: freed when the last array made on them goes
+    (no copy)."""
     ffi, free = core.ffi, core.lib.ctxbin_free
-    cells = _NativeCells(ffi, [ffi.gc(rows[t], free) for t in range(len(schema.types))],
-                         list(zip(ffi.unpack(nrows, len(schema.types)), schema.widths)))
-    return (cells, np.frombuffer(ffi.buffer(ffi.gc(spans, free), nstr * 16), np.int64).reshape(-1, 2),
+    shapes = list(zip(ffi.unpack(nrows, len(schema.types)), schema.widths))
+    block = np.frombuffer(ffi.buffer(ffi.gc(cells, free), 8 * sum(n * w for n, w in shapes)), np.int64)
+    return (_NativeCells(block, shapes), np.frombuffer(ffi.buffer(ffi.gc(spans, free), nstr * 16), np.int64).reshape(-1, 2),
             ffi.buffer(ffi.gc(pool, free), npool))
 
 
 class _NativeCells(Sequence[np.ndarray]):
-    """The cells of a C core walk, per type: its own arrays (``ptrs``, rows x
-    width ``shapes``), made numpy arrays on first use (most types are never
-    looked at from Python at open)."""
+    """The cells of a C core walk per type: views of its one block (rows x
+    width ``shapes``, one type after the other), made on first use (most
+    types are never looked at from Python at open)."""
 
-    __slots__ = ("_ffi", "ptrs", "shapes", "_arrays")
+    __slots__ = ("_block", "_at", "_shapes", "_arrays")
 
-    def __init__(self, ffi: Any, ptrs: list[Any], shapes: list[tuple[int, int]]) -> None:
-        self._ffi, self.ptrs, self.shapes = ffi, ptrs, shapes
-        self._arrays: list[np.ndarray | None] = [None] * len(ptrs)
+    def __init__(self, block: np.ndarray, shapes: list[tuple[int, int]]) -> None:
+        self._block, self._shapes, self._at = block, shapes, []
+        at = 0
+        for n, w in shapes:
+            self._at.append(at)
+            at += n * w
+        self._arrays: list[np.ndarray | None] = [None] * len(shapes)
 
     def __getitem__(self, t: int) -> np.ndarray:  # type: ignore[override]  # no slices
         a = self._arrays[t]
         if a is None:
-            n, w = self.shapes[t]
-            a = self._arrays[t] = np.frombuffer(self._ffi.buffer(self.ptrs[t], n * w * 8), np.int64).reshape(n, w)
+            n, w = self._shapes[t]
+            a = self._arrays[t] = self._block[self._at[t] : self._at[t] + n * w].reshape(n, w)
         return a
 
     def __len__(self) -> int:
-        return len(self.ptrs)
+        return len(self._shapes)
 
 
 def _walk_numpy(fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.ndarray, bytes]:

@@ -198,11 +198,11 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
 void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr, uint64_t *npool);
 
 /* Hand a walk's arrays to the caller, without a copy (sizes from
- * ctxbin_fb_sizes): rows[t] the cells of type t (nrows[t] x (1 + 2 * nfields)
- * int64), spans the (position, length) of every string, pool their bytes in
- * order, each followed by a NUL. Each is the caller's to release with
- * ctxbin_free; ctxbin_fb_free then frees the rest. */
-void ctxbin_fb_detach(ctxbin_fb_result *r, int64_t **rows, int64_t **spans, uint8_t **pool);
+ * ctxbin_fb_sizes): cells the cells of every type, one type after the other
+ * (nrows[t] x (1 + 2 * nfields) int64 each), spans the (position, length) of
+ * every string, pool their bytes in order, each followed by a NUL. Each is
+ * the caller's to release with ctxbin_free; ctxbin_fb_free then frees the rest. */
+void ctxbin_fb_detach(ctxbin_fb_result *r, int64_t **cells, int64_t **spans, uint8_t **pool);
 
 void ctxbin_free(void *p);
 
@@ -252,8 +252,8 @@ typedef struct {
     int64_t budget;            /* in: the walk's budget; out: what is left of it */
     uint32_t graphs;           /* the type of the graph tables (Graph, GraphParameters) */
     int64_t graph_cols[3];     /* the cell columns of their name, tensors and nodes fields */
-    int64_t **rows;            /* out (ntypes entries, caller's array): each type's cells */
-    uint64_t *nrows;           /* out (ntypes entries, caller's array) */
+    uint64_t *nrows;           /* out (ntypes entries, caller's array): rows of each type */
+    int64_t *cells;            /* out: every type's cells, as ctxbin_fb_detach hands them over */
     int64_t *spans;            /* out: (position, length) of every string */
     uint8_t *pool;             /* out: their bytes, each followed by a NUL */
     uint64_t nstr, npool;      /* out */

@@ -413,13 +413,10 @@ static int utf8_ok(const uint8_t *p, uint64_t n) {
 }
 
 static void walk_release(ctxbin_dlc_walk *w) {
-    for (uint32_t t = 0; t < w->ntypes; t++) {
-        free(w->rows[t]);
-        w->rows[t] = NULL;
-    }
+    free(w->cells);
     free(w->spans);
     free(w->pool);
-    w->spans = NULL;
+    w->cells = w->spans = NULL;
     w->pool = NULL;
 }
 
@@ -427,11 +424,11 @@ static void walk_release(ctxbin_dlc_walk *w) {
 static int walk_one(ctxbin_dlc_walk *w) {
     ctxbin_fb_error err;
     ctxbin_fb_result *r;
-    if (!w->rows || !w->nrows || w->graphs >= w->ntypes) return CTXBIN_EINVAL;
+    if (!w->nrows || w->graphs >= w->ntypes) return CTXBIN_EINVAL;
     int st = ctxbin_fb_walk(w->buf, w->size, w->fields, w->type_start, w->ntypes, &w->budget, &r, &err);
     if (st) return st;
     ctxbin_fb_sizes(r, w->nrows, &w->nstr, &w->npool);
-    ctxbin_fb_detach(r, w->rows, &w->spans, &w->pool);
+    ctxbin_fb_detach(r, &w->cells, &w->spans, &w->pool);
     ctxbin_fb_free(r);
     return utf8_ok(w->pool, w->npool) ? CTXBIN_OK : CTXBIN_ERANGE;
 }
@@ -440,11 +437,18 @@ static uint64_t walk_width(const ctxbin_dlc_walk *w, uint32_t t) {
     return 1 + 2 * (uint64_t)(w->type_start[t + 1] - w->type_start[t]);
 }
 
+/* the cells of type t of a walk (the types' cells lie one after the other) */
+static const int64_t *walk_rows(const ctxbin_dlc_walk *w, uint32_t t) {
+    const int64_t *at = w->cells;
+    for (uint32_t u = 0; u < t; u++) at += w->nrows[u] * walk_width(w, u);
+    return at;
+}
+
 /* Graph tables g and h (rows of walks a and b) have equal, present names. */
 static int same_graph(const ctxbin_dlc_walk *a, uint64_t g, const ctxbin_dlc_walk *b, uint64_t h, uint64_t *compared) {
     strings sa = {a->buf, a->spans, compared}, sb = {b->buf, b->spans, compared};
-    return same_name(&sa, a->rows[a->graphs][g * walk_width(a, a->graphs) + a->graph_cols[0]], &sb,
-                     b->rows[b->graphs][h * walk_width(b, b->graphs) + b->graph_cols[0]]);
+    return same_name(&sa, walk_rows(a, a->graphs)[g * walk_width(a, a->graphs) + a->graph_cols[0]], &sb,
+                     walk_rows(b, b->graphs)[h * walk_width(b, b->graphs) + b->graph_cols[0]]);
 }
 
 /* the graph matching below compares every pair of names: past this many pairs, the Python path */
@@ -458,7 +462,7 @@ static int match_graphs(const ctxbin_dlc_walk *m, const ctxbin_dlc_walk *p, int6
     uint64_t ng = m->nrows[m->graphs], np = p->nrows[p->graphs], compared = 0;
     if (ng * np > MAX_GRAPH_PAIRS || ng * ng > MAX_GRAPH_PAIRS || np * np > MAX_GRAPH_PAIRS) return 0;
     uint64_t mw = walk_width(m, m->graphs), pw = walk_width(p, p->graphs);
-    const int64_t *mg = m->rows[m->graphs], *pg = p->rows[p->graphs];
+    const int64_t *mg = walk_rows(m, m->graphs), *pg = walk_rows(p, p->graphs);
     uint8_t *used = calloc(np ? np : 1, 1);
     if (!used) return 0;
     int ok = 1;
@@ -539,7 +543,7 @@ int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a) {
                 st = CTXBIN_EINVAL;
                 break;
             }
-            in.rows[t] = w->rows[a->tables[t]];
+            in.rows[t] = walk_rows(w, a->tables[t]);
             in.nrows[t] = w->nrows[a->tables[t]];
             in.width[t] = walk_width(w, a->tables[t]);
         }

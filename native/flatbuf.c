@@ -34,7 +34,7 @@ typedef struct {
 typedef struct {
     size_t n, cap;
     table_at *tabs; /* where each row's table is, appended as parents find it */
-    int64_t *rows;  /* made when the type's turn comes: n x (1 + 2 * nfields) cells */
+    int64_t *rows;  /* its cells (n x (1 + 2 * nfields)) in the walk's cell block, while its turn lasts */
 } type_rows;
 
 typedef struct {
@@ -47,6 +47,10 @@ typedef struct {
 struct ctxbin_fb_result {
     uint32_t ntypes;
     type_rows *types;
+    /* every type's cells, one type after the other, each added at its turn (when
+     * its rows are all known): one block, so the caller takes over one array */
+    int64_t *cells;
+    size_t ncells, capcells;
     string_list strs;
 };
 
@@ -262,10 +266,8 @@ static int walk_field(walker *w, uint32_t type, uint32_t fi) {
 
 void ctxbin_fb_free(ctxbin_fb_result *r) {
     if (!r) return;
-    for (uint32_t t = 0; r->types && t < r->ntypes; t++) {
-        free(r->types[t].rows);
-        free(r->types[t].tabs);
-    }
+    for (uint32_t t = 0; r->types && t < r->ntypes; t++) free(r->types[t].tabs);
+    free(r->cells);
     free(r->types);
     free(r->strs.spans);
     free(r->strs.pool);
@@ -316,21 +318,26 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
     w.strs.pool = pool;
     if (!st) st = grow(&spans, &w.strs.capstr, (size < (1 << 20) ? size : (1 << 20)) / 16 + 1, 2 * sizeof(int64_t));
     w.strs.spans = spans;
+    /* room for a word of cells per 4 bytes of buffer (real tables take about one per 8), capped */
+    void *cells = NULL;
+    if (!st) st = grow(&cells, &r->capcells, (size < (1 << 20) ? size : (1 << 20)) / 4 + 1, sizeof(int64_t));
+    r->cells = cells;
     int64_t root;
     if (!st) st = inside(&w, 0, 4) ? add_table(&w, 0, rd32(buf), &root) : fail(err, CTXBIN_FB_RANGE, 0, 0, -1, 0, 4, 0);
     for (uint32_t t = 0; !st && t < ntypes; t++) {
         /* every row of type t is known now (its parents were walked): its cells, once
-         * (field_rows writes both cells of its field in every row: no zeroing) */
+         * (field_rows writes both cells of its field in every row: no zeroing); the
+         * block may move as it grows, but only this type's cells are written now */
         type_rows *tr = &r->types[t];
         size_t n = tr->n, wd = 1 + 2 * (size_t)(type_start[t + 1] - type_start[t]);
-        tr->rows = malloc((n ? n * wd : 1) * sizeof(int64_t));
-        if (!tr->rows) {
-            st = CTXBIN_ENOMEM;
-            break;
-        }
-        int64_t *cells = tr->rows;
+        cells = r->cells;
+        if ((st = grow(&cells, &r->capcells, r->ncells + n * wd, sizeof(int64_t)))) break;
+        r->cells = cells;
+        tr->rows = r->cells + r->ncells;
+        r->ncells += n * wd;
+        int64_t *cells_t = tr->rows;
         const table_at *tabs = tr->tabs;
-        for (size_t row = 0; row < n; row++) cells[row * wd] = (int64_t)tabs[row].pos;
+        for (size_t row = 0; row < n; row++) cells_t[row * wd] = (int64_t)tabs[row].pos;
         for (uint32_t fi = 0; !st && fi < type_start[t + 1] - type_start[t]; fi++) st = walk_field(&w, t, fi);
     }
     r->strs = w.strs;
@@ -349,19 +356,17 @@ void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr,
     *npool = r->strs.npool;
 }
 
-void ctxbin_fb_detach(ctxbin_fb_result *r, int64_t **rows, int64_t **spans, uint8_t **pool) {
-    for (uint32_t t = 0; t < r->ntypes; t++) {
-        rows[t] = r->types[t].rows;
-        r->types[t].rows = NULL;
-    }
-    /* down to what they hold (room for a buffer's strings was made up front): the caller keeps them */
+void ctxbin_fb_detach(ctxbin_fb_result *r, int64_t **cells, int64_t **spans, uint8_t **pool) {
+    /* down to what they hold (room was made up front): the caller keeps them */
+    void *p = realloc(r->cells, (r->ncells ? r->ncells : 1) * sizeof(int64_t));
+    if (p) r->cells = p;
     string_list *l = &r->strs;
-    void *p = realloc(l->spans, (l->nstr ? l->nstr : 1) * 2 * sizeof(int64_t));
+    p = realloc(l->spans, (l->nstr ? l->nstr : 1) * 2 * sizeof(int64_t));
     if (p) l->spans = p;
     p = realloc(l->pool, l->npool ? l->npool : 1);
     if (p) l->pool = p;
-    *spans = l->spans, *pool = l->pool;
-    l->spans = NULL, l->pool = NULL;
+    *cells = r->cells, *spans = l->spans, *pool = l->pool;
+    r->cells = NULL, l->spans = NULL, l->pool = NULL;
 }
 
 void ctxbin_free(void *p) { free(p); }

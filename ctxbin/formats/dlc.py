@@ -853,9 +853,8 @@ def _v4_native(core: Any, doc: _Doc, fb: FlatBuffer) -> tuple[Walk, _V4Data, lis
     args = ffi.new("ctxbin_dlc_v4_open_args *", template[0])
     keep = []  # what the struct points to, alive through the call
     for w, f in ((args.model, fb), (args.params, pfb)):
-        keep += [ffi.from_buffer(memoryview(f.buf)[f.start : f.start + f.size]),
-                 ffi.new("int64_t *[]", w.ntypes), ffi.new("uint64_t[]", w.ntypes)]
-        w.buf, w.rows, w.nrows = keep[-3:]
+        keep += [ffi.from_buffer(memoryview(f.buf)[f.start : f.start + f.size]), ffi.new("uint64_t[]", w.ntypes)]
+        w.buf, w.nrows = keep[-2:]
         w.size, w.budget = f.size, f.budget
     args.params_start = pfb.start
     args.params_bin_size = -1 if params_bin is None else len(params_bin)
@@ -866,7 +865,7 @@ def _v4_native(core: Any, doc: _Doc, fb: FlatBuffer) -> tuple[Walk, _V4Data, lis
     walks = []
     for w, f, schema in ((args.model, fb, _V4_MODEL), (args.params, pfb, _V4_PARAMS)):
         f.budget = w.budget
-        walks.append(Walk(f, schema, *adopt_native(core, schema, w.rows, w.nrows, w.spans, w.nstr, w.pool, w.npool)))
+        walks.append(Walk(f, schema, *adopt_native(core, schema, w.cells, w.nrows, w.spans, w.nstr, w.pool, w.npool)))
     ng, nt, ns = args.ngraphs, walks[0].count("Tensor"), args.nstatics
     checked = np.frombuffer(ffi.buffer(ffi.gc(args.checked, lib.ctxbin_free), 8 * (10 * ng + 3 * nt + 4 * ns)), np.int64)
     ranges = checked[: 10 * ng].reshape(ng, 10).tolist()
