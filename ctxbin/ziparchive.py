@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
 from .errors import ChecksumError, FormatError
-from .hashing import native_core
+from .hashing import crc32, native_core
 
 __all__ = ["ZipArchive", "ZipEntry", "ZipLimits", "STORED", "DEFLATED"]
 
@@ -66,9 +66,6 @@ _FLAG_UTF8 = 0x0800
 _ZIP64_ID = 0x0001
 _MAX_COMMENT = 0xFFFF
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # O_BINARY: Windows only
-#: entries shorter than this get zlib's CRC-32 directly: the C core's is faster
-#: per byte, but crossing into it costs more than it saves on small entries
-_SMALL_CRC = 8 << 10  # measured: zlib is faster below ~8 KiB, the C core (2x at 25 KiB) above
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ class ZipArchive:
         self._view = memoryview(buf).cast("B")
         self.path = None if path is None else str(path)
         self.limits = limits
-        #: the C core the archive is read with (None: the Python paths), chosen once, at open
+        #: the C core chosen at open (None: the Python paths), which readers of its entries follow
         self.core = native_core()
         entries = self._scan_native(self.core)
         self._by_name = {} if entries is None else {e.name: e for e in entries}
@@ -183,12 +180,7 @@ class ZipArchive:
         else:
             data = memoryview(self._inflate(e, raw))
         if e.crc != 0:
-            core = self.core
-            if core is None or len(data) < _SMALL_CRC:
-                got = zlib.crc32(data)
-            else:
-                with core.ffi.from_buffer(data) as at:
-                    got = core.lib.ctxbin_crc32(0, at, len(data))
+            got = crc32(data)
             if got != e.crc:
                 raise ChecksumError(
                     f"CRC-32 {got:08x} does not match the recorded {e.crc:08x}",

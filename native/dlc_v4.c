@@ -444,11 +444,30 @@ static const int64_t *walk_rows(const ctxbin_dlc_walk *w, uint32_t t) {
     return at;
 }
 
-/* Graph tables g and h (rows of walks a and b) have equal, present names. */
-static int same_graph(const ctxbin_dlc_walk *a, uint64_t g, const ctxbin_dlc_walk *b, uint64_t h, uint64_t *compared) {
-    strings sa = {a->buf, a->spans, compared}, sb = {b->buf, b->spans, compared};
-    return same_name(&sa, walk_rows(a, a->graphs)[g * walk_width(a, a->graphs) + a->graph_cols[0]], &sb,
-                     walk_rows(b, b->graphs)[h * walk_width(b, b->graphs) + b->graph_cols[0]]);
+/* A walk's graph tables (Graph or GraphParameters rows) as the matching reads them. */
+typedef struct {
+    const int64_t *rows;
+    uint64_t n, width;
+    const int64_t *cols; /* the cell columns of their name, tensors and nodes */
+    strings names;
+} graph_tables;
+
+static graph_tables graph_tables_of(const ctxbin_dlc_walk *w, uint64_t *compared) {
+    graph_tables t = {walk_rows(w, w->graphs), w->nrows[w->graphs], walk_width(w, w->graphs), w->graph_cols,
+                      {w->buf, w->spans, compared}};
+    return t;
+}
+
+/* Graph tables g of a and h of b have equal, present names. */
+static int same_graph(const graph_tables *a, uint64_t g, const graph_tables *b, uint64_t h) {
+    return same_name(&a->names, a->rows[g * a->width + a->cols[0]], &b->names, b->rows[h * b->width + b->cols[0]]);
+}
+
+/* Graph table g's (first, count) of its TABLES field `field` (1: tensors, 2: nodes; first -1 when absent) */
+static void range_of(const graph_tables *t, uint64_t g, int field, int64_t *out) {
+    const int64_t *cell = t->rows + g * t->width + t->cols[field];
+    out[0] = cell[0] < 0 ? 0 : cell[0];
+    out[1] = cell[1];
 }
 
 /* the graph matching below compares every pair of names: past this many pairs, the Python path */
@@ -458,45 +477,36 @@ static int same_graph(const ctxbin_dlc_walk *a, uint64_t g, const ctxbin_dlc_wal
  * GraphParameters no model graph names (their TensorData names are checked
  * too): 8 bounds each into `graphs` (room for both walks' graph counts).
  * 0 when a name is missing or repeated, or a model graph has no parameters. */
-static int match_graphs(const ctxbin_dlc_walk *m, const ctxbin_dlc_walk *p, int64_t *graphs, uint64_t *n) {
-    uint64_t ng = m->nrows[m->graphs], np = p->nrows[p->graphs], compared = 0;
-    if (ng * np > MAX_GRAPH_PAIRS || ng * ng > MAX_GRAPH_PAIRS || np * np > MAX_GRAPH_PAIRS) return 0;
-    uint64_t mw = walk_width(m, m->graphs), pw = walk_width(p, p->graphs);
-    const int64_t *mg = walk_rows(m, m->graphs), *pg = walk_rows(p, p->graphs);
-    uint8_t *used = calloc(np ? np : 1, 1);
+static int match_graphs(const ctxbin_dlc_walk *mw, const ctxbin_dlc_walk *pw, int64_t *graphs, uint64_t *n) {
+    uint64_t compared = 0;
+    const graph_tables m = graph_tables_of(mw, &compared), p = graph_tables_of(pw, &compared);
+    if (m.n * p.n > MAX_GRAPH_PAIRS || m.n * m.n > MAX_GRAPH_PAIRS || p.n * p.n > MAX_GRAPH_PAIRS) return 0;
+    uint8_t *used = calloc(p.n ? p.n : 1, 1);
     if (!used) return 0;
     int ok = 1;
-    for (uint64_t a = 0; a < np && ok; a++)
-        for (uint64_t b = 0; b < a && ok; b++)
-            ok = !same_graph(p, a, p, b, &compared);
-    for (uint64_t g = 0; g < ng && ok; g++) {
-        for (uint64_t h = 0; h < g && ok; h++) ok = !same_graph(m, g, m, h, &compared);
+    for (uint64_t a = 0; a < p.n && ok; a++)
+        for (uint64_t b = 0; b < a && ok; b++) ok = !same_graph(&p, a, &p, b);
+    for (uint64_t g = 0; g < m.n && ok; g++) {
+        for (uint64_t h = 0; h < g && ok; h++) ok = !same_graph(&m, g, &m, h);
         uint64_t h = 0;
-        while (h < np && !same_graph(m, g, p, h, &compared)) h++;
-        if (!ok || h == np) {
+        while (h < p.n && !same_graph(&m, g, &p, h)) h++;
+        if (!ok || h == p.n) {
             ok = 0;
             break;
         }
         used[h] = 1;
-        const int64_t *a = mg + g * mw, *b = pg + h * pw;
         int64_t *out = graphs + 8 * g;
-        out[0] = a[m->graph_cols[1]] < 0 ? 0 : a[m->graph_cols[1]];
-        out[1] = a[m->graph_cols[1] + 1];
-        out[2] = b[p->graph_cols[1]] < 0 ? 0 : b[p->graph_cols[1]];
-        out[3] = b[p->graph_cols[1] + 1];
-        out[4] = a[m->graph_cols[2]] < 0 ? 0 : a[m->graph_cols[2]];
-        out[5] = a[m->graph_cols[2] + 1];
-        out[6] = b[p->graph_cols[2]] < 0 ? 0 : b[p->graph_cols[2]];
-        out[7] = b[p->graph_cols[2] + 1];
+        range_of(&m, g, 1, out);
+        range_of(&p, h, 1, out + 2);
+        range_of(&m, g, 2, out + 4);
+        range_of(&p, h, 2, out + 6);
     }
-    *n = ng;
-    for (uint64_t h = 0; h < np && ok; h++) {
+    *n = m.n;
+    for (uint64_t h = 0; h < p.n && ok; h++) {
         if (used[h]) continue;
-        const int64_t *b = pg + h * pw;
         int64_t *out = graphs + 8 * (*n)++;
         memset(out, 0, 8 * sizeof *out);
-        out[2] = b[p->graph_cols[1]] < 0 ? 0 : b[p->graph_cols[1]];
-        out[3] = b[p->graph_cols[1] + 1];
+        range_of(&p, h, 1, out + 2);
     }
     free(used);
     return ok && compared <= MAX_COMPARED;

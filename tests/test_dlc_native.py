@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ctxbin import hashing
 from ctxbin.errors import FormatError
 from ctxbin.flatbuf import Rows, walk
 from ctxbin.formats import dlc
-from ctxbin import hashing
 from ctxbin.ziparchive import ZipArchive
 
 from .native_paths import both_paths, needs_native
