@@ -518,10 +518,8 @@ def walk(fb: FlatBuffer, schema: Schema) -> Walk:
 
     core = native_core()
     if core is None:
-        cells, spans, pool = _walk_numpy(fb, schema)
-    else:
-        cells, spans, pool = _walk_native(core, fb, schema)
-    return Walk(fb, schema, cells, spans, pool)
+        return Walk(fb, schema, *_walk_numpy(fb, schema))
+    return _walk_native(core, fb, schema).walk()
 
 
 def _walk_error(fb: FlatBuffer, schema: Schema, code: int, type_: int, row: int, field: int, at: int,
@@ -532,7 +530,7 @@ def _walk_error(fb: FlatBuffer, schema: Schema, code: int, type_: int, row: int,
     return fb.error(_ERRORS[code].format(value, value2, at=at, size=fb.size, field=f), obj, at)
 
 
-def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[Sequence[np.ndarray], np.ndarray, Any]:
+def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> NativeWalk:
     ffi, lib = core.ffi, core.lib
     fields, starts = schema.native
     out = ffi.new("ctxbin_fb_result **")
@@ -558,20 +556,47 @@ def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> tuple[Sequence[np
         lib.ctxbin_fb_detach(res, cells, spans, pool)
     finally:
         lib.ctxbin_fb_free(res)
-    return adopt_native(core, schema, cells[0], nrows, spans[0], sizes[0], pool[0], sizes[1])
+    return NativeWalk(core, fb, schema, cells[0], nrows, spans[0], sizes[0], pool[0], sizes[1])
 
 
-def adopt_native(core: Any, schema: Schema, cells: Any, nrows: Any, spans: Any, nstr: int, pool: Any,
-                 npool: int) -> tuple[Sequence[np.ndarray], np.ndarray, Any]:
-    """The cells, spans and pool of a walk from the arrays a C core walk
-    handed over (``cells``: every type's, one after the other; ``nrows``: rows
-    per type), owned from now on: freed when the last array made on them goes
-    (no copy)."""
-    ffi, free = core.ffi, core.lib.ctxbin_free
-    shapes = list(zip(ffi.unpack(nrows, len(schema.types)), schema.widths))
-    block = np.frombuffer(ffi.buffer(ffi.gc(cells, free), 8 * sum(n * w for n, w in shapes)), np.int64)
-    return (_NativeCells(block, shapes), np.frombuffer(ffi.buffer(ffi.gc(spans, free), nstr * 16), np.int64).reshape(-1, 2),
-            ffi.buffer(ffi.gc(pool, free), npool))
+class NativeWalk:
+    """The arrays a C core walk handed over (``cells``: every type's, one
+    after the other; ``nrows``: rows per type; ``spans``; ``pool``), owned
+    from now on: freed when the last thing made on them goes (no copy).
+    :meth:`walk` makes the :class:`Walk` on first call; :meth:`text` reads one
+    string without it (all a file's open may need before anything is used)."""
+
+    __slots__ = ("fb", "schema", "nrows", "_ffi", "_cells", "_spans", "_nstr", "_pool", "_npool", "_walk")
+
+    def __init__(self, core: Any, fb: FlatBuffer, schema: Schema, cells: Any, nrows: Any, spans: Any, nstr: int,
+                 pool: Any, npool: int) -> None:
+        ffi, free = core.ffi, core.lib.ctxbin_free
+        self.fb, self.schema, self._ffi = fb, schema, ffi
+        self.nrows: list[int] = ffi.unpack(nrows, len(schema.types))
+        self._cells, self._spans, self._pool = ffi.gc(cells, free), ffi.gc(spans, free), ffi.gc(pool, free)
+        self._nstr, self._npool = nstr, npool
+        self._walk: Walk | None = None
+
+    def text(self, type_: str, field: str, row: int) -> str:
+        """STRING ``field`` of row ``row`` of ``type_`` ("" when absent), read
+        from the cells and the buffer (the walk found it valid UTF-8)."""
+        schema = self.schema
+        t = schema.index[type_]
+        at = sum(n * w for n, w in zip(self.nrows[:t], schema.widths)) + row * schema.widths[t]
+        k = self._cells[at + 1 + 2 * schema.fields[(type_, field)]]
+        if k < 0:
+            return ""
+        s = self.fb.start + self._spans[2 * k]
+        return str(self.fb.buf[s : s + self._spans[2 * k + 1]], "utf-8")
+
+    def walk(self) -> Walk:
+        if self._walk is None:
+            ffi = self._ffi
+            shapes = list(zip(self.nrows, self.schema.widths))
+            block = np.frombuffer(ffi.buffer(self._cells, 8 * sum(n * w for n, w in shapes)), np.int64)
+            spans = np.frombuffer(ffi.buffer(self._spans, self._nstr * 16), np.int64).reshape(-1, 2)
+            self._walk = Walk(self.fb, self.schema, _NativeCells(block, shapes), spans, ffi.buffer(self._pool, self._npool))
+        return self._walk
 
 
 class _NativeCells(Sequence[np.ndarray]):

@@ -276,10 +276,14 @@ def hash_buffers(buffers: Sequence[Any], seed: int = 0, threads: int | None = No
 def crc32(data: Any, value: int = 0) -> int:
     """CRC-32 of ``data``'s bytes continuing from ``value`` (equal to
     ``zlib.crc32(data, value)``)."""
-    value = _unsigned(value, 32, "value")
     view = byte_view(data)
-    core = None if view.nbytes < _SMALL_CRC else native_core()
-    if core is None:
+    return crc32_view(view, None if view.nbytes < _SMALL_CRC else native_core(), _unsigned(value, 32, "value"))
+
+
+def crc32_view(view: memoryview, core: Any, value: int = 0) -> int:
+    """:func:`crc32` of a flat byte view with the C core ``core`` already
+    chosen (None: zlib), for ctxbin's readers: zlib below ``_SMALL_CRC``."""
+    if core is None or view.nbytes < _SMALL_CRC:
         return zlib.crc32(view, value)
     with core.ffi.from_buffer(view) as ptr:
         return int(core.lib.ctxbin_crc32(value, ptr, view.nbytes))

@@ -332,10 +332,11 @@ class Node:
 
 class LazyTuple(Sequence[T]):
     """A read-only sequence of known length whose items are made all at once on
-    first use, then kept. Readers hand out a graph's nodes this way, so opening
-    a file costs no per-node objects; it equals the tuple of its items (and any
-    other ``LazyTuple`` with equal items) and, like a mutable-looking view, is
-    not hashable. ``make`` must return exactly ``length`` items."""
+    first use, then kept. Readers hand out a graph's nodes (and DLC readers its
+    inputs and outputs) this way, so opening a file costs no per-node objects;
+    it equals the tuple of its items (and any other ``LazyTuple`` with equal
+    items), concatenates with tuples into a tuple and, like a mutable-looking
+    view, is not hashable. ``make`` must return exactly ``length`` items."""
 
     __slots__ = ("_len", "_make", "_items")
 
@@ -372,6 +373,16 @@ class LazyTuple(Sequence[T]):
             return len(other) == self._len and self._all() == other._all()
         if isinstance(other, tuple):
             return len(other) == self._len and self._all() == other
+        return NotImplemented
+
+    def __add__(self, other: object) -> tuple[T, ...]:
+        if isinstance(other, (tuple, LazyTuple)):
+            return self._all() + tuple(other)
+        return NotImplemented
+
+    def __radd__(self, other: object) -> tuple[T, ...]:
+        if isinstance(other, tuple):
+            return other + self._all()
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -441,11 +452,12 @@ class BackendBinary:
 class Graph:
     """A named computation: inputs, outputs, nodes in topological order and the
     table of every tensor it names (weights carry data). ``nodes`` is a tuple,
-    or a :class:`LazyTuple` (equal to that tuple) in graphs read from a file."""
+    or a :class:`LazyTuple` (equal to that tuple) in graphs read from a file;
+    so are ``inputs`` and ``outputs`` in graphs read from a DLC."""
 
     name: str
-    inputs: tuple[Tensor, ...]
-    outputs: tuple[Tensor, ...]
+    inputs: Sequence[Tensor]
+    outputs: Sequence[Tensor]
     nodes: Sequence[Node] = ()
     tensors: Mapping[str, Tensor] = field(default_factory=dict)
     opsets: Mapping[str, int] = field(default_factory=dict)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
 from .errors import ChecksumError, FormatError
-from .hashing import crc32, native_core
+from .hashing import crc32_view, native_core
 
 __all__ = ["ZipArchive", "ZipEntry", "ZipLimits", "STORED", "DEFLATED"]
 
@@ -180,7 +180,7 @@ class ZipArchive:
         else:
             data = memoryview(self._inflate(e, raw))
         if e.crc != 0:
-            got = crc32(data)
+            got = crc32_view(data, self.core)  # the core chosen at open: no second look at the environment
             if got != e.crc:
                 raise ChecksumError(
                     f"CRC-32 {got:08x} does not match the recorded {e.crc:08x}",

@@ -118,8 +118,9 @@ def test_native_checks_take_the_fast_path_on_a_good_file(own_dlc: Path, monkeypa
     calls = record_c_checks(monkeypatch)
     (g,) = dlc.read(own_dlc).graphs
     assert calls and calls[0] is not None  # the C core accepted it: no numpy re-check
-    _, _, ranges, (static_of, _, _, where) = calls[0]
-    assert ranges[0][:2] == [0, len(g.tensors)] and (static_of[: len(g.tensors)] >= 0).sum() == len(where) == len(g.weights) > 10
+    c = calls[0]
+    assert c.ranges[0][:2] == [0, len(g.tensors)]
+    assert (c.static_of[: len(g.tensors)] >= 0).sum() == len(c.where) == len(g.weights) > 10
     a, b = _both(own_dlc)
     assert a == b and a[0] == "ok"
 

@@ -41,7 +41,7 @@ import numpy as np
 from ..errors import FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
 from ..flatbuf import (
-    SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field, FlatBuffer, Schema, Table, TableType, Walk, adopt_native, walk,
+    SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field, FlatBuffer, Schema, Table, TableType, Walk, NativeWalk, walk,
 )
 from ..flatbuild import REF, Builder, Layout
 from ..hashing import check_status, crc32, crc32_combine, crc32_many, hash_and_crc
@@ -669,19 +669,7 @@ def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
     opened = _v4_native(core, doc, fb) if core is not None else None
     if opened is None:  # the Python checks: they name what is wrong, or accept what the C core left to them
         return _read_v4_python(doc, fb)
-    w, data, ranges, (static_of, quant_rows, io, where) = opened
-    quant = _Once(partial(_V4Quant, w))
-    graphs = []
-    at = 0  # where the graph's input and output rows start in io
-    for gi, name in enumerate(w.texts("Graph", "name")):
-        lo, n, _, _, _, nn, np_lo, np_n, nin, nout = ranges[gi]
-        cols = _V4Tensors(w, np.arange(lo, lo + n), doc, name, quant, (static_of[lo : lo + n], quant_rows[lo : lo + n]))
-        cols.data, cols.where = data, where
-        graphs.append(_v4_graph(cols, io[at : at + nin], io[at + nin : at + nin + nout], nn,
-                                partial(_v4_nodes, w, gi, (np_lo, np_n), doc, name, data),
-                                _Rows(n, lambda cols=cols: cols.names)))
-        at += nin + nout
-    return graphs
+    return [opened.graph(gi) for gi in range(len(opened.ranges))]
 
 
 def _v4_graph(cols: _V4Tensors, inputs: list[int], outputs: list[int], nnodes: int,
@@ -832,14 +820,10 @@ def _native_args(core: Any) -> Any:
     return args, keep
 
 
-def _v4_native(core: Any, doc: _Doc, fb: FlatBuffer) -> tuple[Walk, _V4Data, list[list[int]], tuple[Any, ...]] | None:
-    """Both walks and every check of every graph in one C core call: the walk
-    of ``model``, that of ``model.params``, per graph the ranges of its rows
-    (Tensor, TensorData, Node, NodeParameters: 8 bounds) and its input and
-    output counts, and (static_of, quant, the input and output rows of every
-    graph, where) over all Tensor rows and statics; None when anything fails
-    or is unusual (the Python checks then decide, and name any error in the
-    order they meet it)."""
+def _v4_native(core: Any, doc: _Doc, fb: FlatBuffer) -> _V4Native | None:
+    """Both walks and every check of every graph in one C core call; None
+    when anything fails or is unusual (the Python checks then decide, and
+    name any error in the order they meet it)."""
     try:  # what the Python checks would raise only after walking `model` is theirs to raise
         raw = doc.entry("model.params")
         pfb = _flatbuffer(doc, "model.params", raw, b"NETP") if _prefix(raw, doc, "model.params")[0] == 4 else None
@@ -865,14 +849,75 @@ def _v4_native(core: Any, doc: _Doc, fb: FlatBuffer) -> tuple[Walk, _V4Data, lis
     walks = []
     for w, f, schema in ((args.model, fb, _V4_MODEL), (args.params, pfb, _V4_PARAMS)):
         f.budget = w.budget
-        walks.append(Walk(f, schema, *adopt_native(core, schema, w.cells, w.nrows, w.spans, w.nstr, w.pool, w.npool)))
-    ng, nt, ns = args.ngraphs, walks[0].count("Tensor"), args.nstatics
+        walks.append(NativeWalk(core, f, schema, w.cells, w.nrows, w.spans, w.nstr, w.pool, w.npool))
+    ng, ns = args.ngraphs, args.nstatics
+    nt = walks[0].nrows[_TENSOR_TYPE]
     checked = np.frombuffer(ffi.buffer(ffi.gc(args.checked, lib.ctxbin_free), 8 * (10 * ng + 3 * nt + 4 * ns)), np.int64)
-    ranges = checked[: 10 * ng].reshape(ng, 10).tolist()
-    static_of, quant, io = (checked[10 * ng + k * nt : 10 * ng + (k + 1) * nt] for k in range(3))
-    nio = sum(r[8] + r[9] for r in ranges)
-    return (walks[0], _V4Data(doc, walks[1], params_bin), ranges,
-            (static_of, quant, io[:nio].tolist(), checked[10 * ng + 3 * nt :].reshape(ns, 4)))
+    return _V4Native(doc, *walks, params_bin, checked, ng, nt)
+
+
+class _V4Native:
+    """What ctxbin_dlc_v4_open found in a file, owned: ``ranges``, per graph
+    the ranges of its rows (Tensor, TensorData, Node, NodeParameters: 8
+    bounds) and its input and output counts, and over all Tensor rows and
+    statics ``static_of``, ``quant``, ``io`` (every graph's input rows then
+    output rows) and ``where``. Opening a file reads only the graph names
+    and counts: the walks' columns, the tensor tables and the Tensor and
+    Node objects made from them come on first use."""
+
+    def __init__(self, doc: _Doc, model: NativeWalk, params: NativeWalk, params_bin: memoryview | None,
+                 checked: np.ndarray, ng: int, nt: int) -> None:
+        self.doc, self.model, self.params, self.params_bin = doc, model, params, params_bin
+        flat = checked[: 10 * ng].tolist()
+        self.ranges: list[list[int]] = [flat[k : k + 10] for k in range(0, 10 * ng, 10)]
+        self.checked, self._at = checked, 10 * ng  # where the per-row results start
+        self.nt = nt
+        self._data: _V4Data | None = None
+        self._quant = _Once(lambda: _V4Quant(model.walk()))
+
+    @property
+    def static_of(self) -> np.ndarray:
+        return self.checked[self._at : self._at + self.nt]
+
+    @property
+    def quant(self) -> np.ndarray:
+        return self.checked[self._at + self.nt : self._at + 2 * self.nt]
+
+    @property
+    def io(self) -> np.ndarray:
+        return self.checked[self._at + 2 * self.nt : self._at + 3 * self.nt]
+
+    @property
+    def where(self) -> np.ndarray:
+        return self.checked[self._at + 3 * self.nt :].reshape(-1, 4)
+
+    def data(self) -> _V4Data:
+        if self._data is None:
+            self._data = _V4Data(self.doc, self.params.walk(), self.params_bin)
+        return self._data
+
+    def graph(self, gi: int) -> Graph:
+        """Graph ``gi``: its name now, everything else on first use."""
+        _, n, _, _, _, nn, np_lo, np_n, nin, nout = self.ranges[gi]
+        name = self.model.text("Graph", "name", gi)
+        table = _Once(partial(self.tensors, gi, name))
+        io = sum(r[8] + r[9] for r in self.ranges[:gi])  # where the graph's input and output rows start
+        return Graph(
+            name=name,
+            inputs=LazyTuple(nin, lambda: list(map(table().tensor, self.io[io : io + nin].tolist()))),
+            outputs=LazyTuple(nout, lambda: list(map(table().tensor, self.io[io + nin : io + nin + nout].tolist()))),
+            nodes=LazyTuple(nn, lambda: _v4_nodes(self.model.walk(), gi, (np_lo, np_n), self.doc, name, self.data())),
+            tensors=LazyTable(_Rows(n, lambda: table().names), lambda r: table().tensor(r),  # type: ignore[arg-type]
+                              f"tensor table of {name!r}"),
+        )
+
+    def tensors(self, gi: int, name: str) -> _V4Tensors:
+        """Graph ``gi``'s tensor table, the C core's check results attached."""
+        lo, n = self.ranges[gi][:2]
+        cols = _V4Tensors(self.model.walk(), np.arange(lo, lo + n), self.doc, name, self._quant,
+                          (self.static_of[lo : lo + n], self.quant[lo : lo + n]))
+        cols.data, cols.where = self.data(), self.where
+        return cols
 
 
 def _scalar_dtype(value: bool | int | float | str) -> DType | None:
