@@ -19,6 +19,10 @@
 #include "ctxbin_core.h"
 #include "core_internal.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <emmintrin.h>
+#endif
+
 /* the per-name and per-tensor steps are inlined into the graph loops (CB_INLINE:
  * their calls cost ~7% of the check) */
 
@@ -106,10 +110,15 @@ CB_INLINE int same(const strings *a, int64_t i, const strings *b, int64_t j) {
  * is randomized, takes over) instead of going quadratic. */
 #define MAX_PROBES 64
 
-/* Insert string s of row r: 1, or 0 when an equal string is already there,
- * or -1 after MAX_PROBES. */
-CB_INLINE int table_add(table *t, const strings *st, int64_t s, int64_t r) {
-    uint64_t i = name_hash(st->buf + st->spans[2 * s], (uint64_t)st->spans[2 * s + 1]) & t->mask;
+/* string s of st's name_hash */
+CB_INLINE uint64_t string_hash(const strings *st, int64_t s) {
+    return name_hash(st->buf + st->spans[2 * s], (uint64_t)st->spans[2 * s + 1]);
+}
+
+/* Insert string s (hash h) of row r: 1, or 0 when an equal string is already
+ * there, or -1 after MAX_PROBES. */
+CB_INLINE int table_add(table *t, const strings *st, int64_t s, uint64_t h, int64_t r) {
+    uint64_t i = h & t->mask;
     for (int probes = 0; t->slot[i] >= 0; i = (i + 1) & t->mask) {
         if (same(st, t->slot[i], st, s)) return 0;
         if (++probes > MAX_PROBES) return -1;
@@ -119,10 +128,10 @@ CB_INLINE int table_add(table *t, const strings *st, int64_t s, int64_t r) {
     return 1;
 }
 
-/* The row holding a string equal to string s of `q`; -1 when there is none
- * or after MAX_PROBES. */
-static int64_t table_find(const table *t, const strings *st, const strings *q, int64_t s) {
-    uint64_t i = name_hash(q->buf + q->spans[2 * s], (uint64_t)q->spans[2 * s + 1]) & t->mask;
+/* The row holding a string equal to string s (hash h) of `q`; -1 when there
+ * is none or after MAX_PROBES. */
+static int64_t table_find(const table *t, const strings *st, const strings *q, int64_t s, uint64_t h) {
+    uint64_t i = h & t->mask;
     for (int probes = 0; t->slot[i] >= 0 && probes <= MAX_PROBES; i = (i + 1) & t->mask, probes++)
         if (same(st, t->slot[i], q, s)) return t->row[i];
     return -1;
@@ -146,11 +155,16 @@ static uint32_t rd32(const uint8_t *p) {
 
 typedef struct {
     const v4_in *in;
+    /* copies of in's tables and columns, one load away (read per tensor, param and field) */
+    const int64_t *rows[CTXBIN_DLC_NTABLES];
+    uint64_t width[CTXBIN_DLC_NTABLES];
+    int64_t cols[CTXBIN_DLC_NCOLS];
     strings model, params;
     /* index into in->dtypes of each code 0xCCBB (class CC < 8, bits BB), -1: unknown;
      * codes are looked up per tensor and per scalar: a scan of the list was most of tensor_ok's time */
     int8_t dtype_at[8][256];
     int dtype_undefined; /* index of QNN_UNDEFINED, -1: not listed */
+    uint64_t kinds_below_64; /* bit c: tensor type c is known (types are looked up per tensor) */
 } checker;
 
 static int dtype_index(const checker *k, int32_t code) {
@@ -159,9 +173,9 @@ static int dtype_index(const checker *k, int32_t code) {
 }
 
 static const int64_t *row(const checker *k, int table, int64_t r) {
-    return k->in->rows[table] + (uint64_t)r * k->in->width[table];
+    return k->rows[table] + (uint64_t)r * k->width[table];
 }
-static int64_t col(const checker *k, int c) { return k->in->cols[c]; }
+static int64_t col(const checker *k, int c) { return k->cols[c]; }
 
 /* An LPBQ table (Blockwise row b) that fits the tensor's shape, as _V4Quant._blockwise
  * checks it: 8-bit block-scale storage, per-channel scales along axis, blocks
@@ -183,7 +197,8 @@ static int blockwise_ok(const checker *k, const int64_t *t, int64_t b) {
 CB_INLINE int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q) {
     const v4_in *in = k->in;
     int32_t dtype = t[col(k, CTXBIN_DLC_T_DTYPE) + 1] ? (int32_t)t[col(k, CTXBIN_DLC_T_DTYPE)] : QNN_UNDEFINED;
-    if (known(in->kinds, in->nkinds, (int32_t)t[col(k, CTXBIN_DLC_T_KIND)]) < 0) return 0;
+    uint32_t kind = (uint32_t)t[col(k, CTXBIN_DLC_T_KIND)];
+    if (kind < 64 ? !(k->kinds_below_64 >> kind & 1) : known(in->kinds, in->nkinds, (int32_t)kind) < 0) return 0;
     if ((*di = dtype_index(k, dtype)) < 0) return 0;
     *q = t[col(k, CTXBIN_DLC_T_QUANT)];
     if (*q < 0) return 1;
@@ -233,7 +248,8 @@ CB_INLINE int data_ok(const checker *k, const int64_t *t, int di, int64_t d, int
     int64_t at = t[col(k, CTXBIN_DLC_T_DIMS)], count = t[col(k, CTXBIN_DLC_T_DIMS) + 1];
     for (int64_t i = 0; i < count && need <= size; i++) {
         uint64_t dim = rd32(in->model + at + 4 * i);
-        need = dim && need > size / dim ? size + 1 : need * dim;
+        /* need < 2^32 (and dim < 2^32): the product cannot wrap, no division needed */
+        need = need >> 32 == 0 ? need * dim : dim && need > size / dim ? size + 1 : need * dim;
     }
     return need != 0 && need == size;
 }
@@ -251,17 +267,19 @@ static int graph_tensors(checker *k, const int64_t *g, int64_t *static_of, int64
     for (uint64_t d = td_lo; d < td_lo + ntd; d++) {
         int64_t s = row(k, CTXBIN_DLC_TDATA, (int64_t)d)[col(k, CTXBIN_DLC_TD_NAME)];
         /* unnamed, a duplicate, or collisions */
-        if (s < 0 || table_add(&data, &k->params, s, (int64_t)d) != 1) goto done;
+        if (s < 0 || table_add(&data, &k->params, s, string_hash(&k->params, s), (int64_t)d) != 1) goto done;
     }
     for (uint64_t r = lo; r < lo + n; r++) {
         const int64_t *t = row(k, CTXBIN_DLC_TENSOR, (int64_t)r);
         int64_t s = t[col(k, CTXBIN_DLC_T_NAME)];
         int di;
-        if (s < 0 || table_add(&names, &k->model, s, (int64_t)r) != 1) goto done; /* likewise */
+        if (s < 0) goto done;
+        const uint64_t h = string_hash(&k->model, s); /* for both tables */
+        if (table_add(&names, &k->model, s, h, (int64_t)r) != 1) goto done; /* a duplicate, or collisions */
         if (!tensor_ok(k, t, &di, &quant[r])) goto done;
         static_of[r] = -1;
         if ((int32_t)t[col(k, CTXBIN_DLC_T_KIND)] != QNN_STATIC) continue; /* only STATIC tensors hold data */
-        int64_t d = ntd ? table_find(&data, &k->params, &k->model, s) : -1;
+        int64_t d = ntd ? table_find(&data, &k->params, &k->model, s, h) : -1;
         if (d < 0 || !data_ok(k, t, di, d, where + 4 * *ns)) goto done; /* no TensorData, or bad data */
         static_of[r] = (int64_t)(*ns)++;
     }
@@ -289,7 +307,7 @@ static int scalar_ok(const checker *k, const int64_t *s) {
     return 0;
 }
 
-static int same_name(const strings *a, int64_t i, const strings *b, int64_t j) {
+CB_INLINE int same_name(const strings *a, int64_t i, const strings *b, int64_t j) {
     return i >= 0 && j >= 0 && same(a, i, b, j);
 }
 
@@ -353,7 +371,13 @@ static int check_graphs(const v4_in *in, int64_t *static_of, int64_t *quant, int
                         uint8_t *status, uint64_t *nstatics) {
     if (in->ndtypes > 127) return CTXBIN_EINVAL;
     uint64_t compared = 0;
-    checker k = {in, {in->model, in->model_spans, &compared}, {in->params, in->params_spans, &compared}, {{0}}, -1};
+    checker k = {in, {0}, {0}, {0}, {in->model, in->model_spans, &compared}, {in->params, in->params_spans, &compared},
+                 {{0}}, -1, 0};
+    memcpy(k.rows, in->rows, sizeof k.rows);
+    memcpy(k.width, in->width, sizeof k.width);
+    memcpy(k.cols, in->cols, sizeof k.cols);
+    for (uint32_t i = 0; i < in->nkinds; i++)
+        if ((uint32_t)in->kinds[i] < 64) k.kinds_below_64 |= (uint64_t)1 << in->kinds[i];
     memset(k.dtype_at, 0xff, sizeof k.dtype_at);
     for (uint32_t i = 0; i < in->ndtypes; i++) {
         uint32_t c = (uint32_t)in->dtypes[i];
@@ -380,17 +404,28 @@ static int check_graphs(const v4_in *in, int64_t *static_of, int64_t *quant, int
 
 /* ------------------------------------------------------------------ open in one call */
 
+/* The 64 bytes at p are all ASCII (SSE2 is part of x86-64; 8 words elsewhere). */
+CB_INLINE int ascii64(const uint8_t *p) {
+#if defined(__x86_64__) || defined(_M_X64)
+    const __m128i *q = (const __m128i *)(const void *)p;
+    __m128i v = _mm_or_si128(_mm_or_si128(_mm_loadu_si128(q), _mm_loadu_si128(q + 1)),
+                             _mm_or_si128(_mm_loadu_si128(q + 2), _mm_loadu_si128(q + 3)));
+    return _mm_movemask_epi8(v) == 0;
+#else
+    uint64_t v[8];
+    memcpy(v, p, 64);
+    return !((v[0] | v[1] | v[2] | v[3] | v[4] | v[5] | v[6] | v[7]) & 0x8080808080808080ull);
+#endif
+}
+
 /* Valid UTF-8 as Python's strict decoder takes it (no overlongs, surrogates or
- * code points past U+10FFFF); ASCII, nearly all of a DLC's names, 32 bytes a step. */
+ * code points past U+10FFFF); ASCII, nearly all of a DLC's names, 64 bytes a step. */
 static int utf8_ok(const uint8_t *p, uint64_t n) {
-    uint64_t i = 0, v[4];
+    uint64_t i = 0;
     while (i < n) {
-        if (n - i >= 32) {
-            memcpy(v, p + i, 32);
-            if (!((v[0] | v[1] | v[2] | v[3]) & 0x8080808080808080ull)) {
-                i += 32;
-                continue;
-            }
+        if (n - i >= 64 && ascii64(p + i)) {
+            i += 64;
+            continue;
         }
         uint8_t c = p[i];
         if (c < 0x80) {

@@ -23,18 +23,30 @@
 /* the per-table and per-string steps are inlined into the field loops (CB_INLINE:
  * their calls cost ~13% of the walk) */
 
-/* A checked table: where it and its vtable are, the vtable's and table's sizes
- * (found once when the table is added, used by every field of its row). */
+/* A checked table: where it is, and its vtable's entry in its type's list. */
 typedef struct {
     uint64_t pos;
-    const uint8_t *vt;
-    uint32_t vs, ts;
+    uint32_t vt;
 } table_at;
+
+/* Writers share vtables (a type's thousands of tables have a handful): each
+ * distinct one is read once, into an entry of 1 + nfields words: the table
+ * size it declares, then per field its offset in the table (0: absent), with
+ * VT_BAD set when the field runs past the table (an error once a row with
+ * it is walked). A small cache by vtable position finds the entry again. */
+#define VT_BAD 0x10000u
+#define VT_CACHE 16
 
 typedef struct {
     size_t n, cap;
     table_at *tabs; /* where each row's table is, appended as parents find it */
     int64_t *rows;  /* its cells (n x (1 + 2 * nfields)) in the walk's cell block, while its turn lasts */
+    uint32_t *vts;  /* the entries of its distinct vtables */
+    size_t nvts, capvts;
+    int64_t seen_at[VT_CACHE]; /* vtable positions with an entry (INT64_MIN: none) */
+    uint32_t seen[VT_CACHE];   /* and that entry */
+    int64_t last_at;           /* the vtable of the type's last table (INT64_MIN: none yet), */
+    uint32_t last, last_ts;    /* its entry and table size (at least 4): most tables share it */
 } type_rows;
 
 typedef struct {
@@ -107,6 +119,34 @@ CB_INLINE int grow(void **p, size_t *cap, size_t need, size_t elem) {
     return CTXBIN_OK;
 }
 
+/* Read the vtable at vt (of a table at pos, row of type) into a new entry of the type's list. */
+static int add_vtable(const walker *w, uint32_t type, size_t row, uint64_t pos, int32_t soff, int64_t vt, uint32_t *id) {
+    type_rows *tr = &w->types[type];
+    if (vt < 0 || !inside(w, (uint64_t)vt, 4))
+        return fail(w->err, CTXBIN_FB_VTABLE_AT, type, (int64_t)row, -1, pos, soff, 0);
+    const uint8_t *v = w->buf + vt;
+    uint32_t vs = rd16(v), ts = rd16(v + 2);
+    if (vs < 4 || vs % 2) return fail(w->err, CTXBIN_FB_VTABLE, type, (int64_t)row, -1, (uint64_t)vt, vs, 0);
+    if (!inside(w, (uint64_t)vt, vs)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, (uint64_t)vt, vs, 0);
+    const ctxbin_fb_field *f = w->fields + w->type_start[type];
+    const uint32_t nf = w->type_start[type + 1] - w->type_start[type];
+    if (tr->nvts + 1 + nf > UINT32_MAX) return CTXBIN_ENOMEM; /* rows name an entry in 32 bits */
+    void *p = tr->vts;
+    int st = grow(&p, &tr->capvts, tr->nvts + 1 + nf, sizeof(uint32_t));
+    tr->vts = p;
+    if (st) return st;
+    uint32_t *e = tr->vts + tr->nvts;
+    e[0] = ts;
+    for (uint32_t fi = 0; fi < nf; fi++) {
+        uint32_t vo = 4 + 2 * (uint32_t)f[fi].index, need = f[fi].kind == CTXBIN_FB_SCALAR ? f[fi].width : 4;
+        uint32_t off = vo + 2 <= vs ? rd16(v + vo) : 0;
+        e[1 + fi] = off && off + need > ts ? off | VT_BAD : off;
+    }
+    *id = (uint32_t)tr->nvts;
+    tr->nvts += 1 + nf;
+    return CTXBIN_OK;
+}
+
 /* Check the table at pos (vtable and body in bounds) and append it as a row of type. */
 CB_INLINE int add_table(walker *w, uint32_t type, uint64_t pos, int64_t *row_out) {
     type_rows *tr = &w->types[type];
@@ -116,20 +156,29 @@ CB_INLINE int add_table(walker *w, uint32_t type, uint64_t pos, int64_t *row_out
     if (st) return st;
     int32_t soff = (int32_t)rd32(w->buf + pos);
     int64_t vt = (int64_t)pos - soff;
-    if (vt < 0 || !inside(w, (uint64_t)vt, 4))
-        return fail(w->err, CTXBIN_FB_VTABLE_AT, type, (int64_t)row, -1, pos, soff, 0);
-    const uint8_t *v = w->buf + vt;
-    uint32_t vs = rd16(v), ts = rd16(v + 2);
-    if (vs < 4 || vs % 2) return fail(w->err, CTXBIN_FB_VTABLE, type, (int64_t)row, -1, (uint64_t)vt, vs, 0);
-    if (!inside(w, (uint64_t)vt, vs)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, (uint64_t)vt, vs, 0);
-    if (!inside(w, pos, ts < 4 ? 4 : ts)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, pos, ts < 4 ? 4 : ts, 0);
+    uint32_t id = tr->last, ts = tr->last_ts;
+    if (vt != tr->last_at) {
+        unsigned slot = (unsigned)(((uint64_t)vt * 0x9e3779b97f4a7c15ull) >> 60); /* of VT_CACHE = 16 */
+        id = tr->seen[slot];
+        if (tr->seen_at[slot] != vt) { /* a vtable not seen lately: read (and check) it */
+            walker copy = *w; /* w's address stays in walk_field (see there) */
+            if ((st = add_vtable(&copy, type, row, pos, soff, vt, &id))) return st;
+            tr->seen_at[slot] = vt;
+            tr->seen[slot] = id;
+        }
+        ts = tr->vts[id] < 4 ? 4 : tr->vts[id];
+        tr->last_at = vt;
+        tr->last = id;
+        tr->last_ts = ts;
+    }
+    if (!inside(w, pos, ts)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, pos, ts, 0);
     if (row == tr->cap) { /* only tables grow: cells are made once, at the type's turn */
         void *p = tr->tabs;
         st = grow(&p, &tr->cap, row ? row + 1 : w->first_rows, sizeof(table_at));
         tr->tabs = p;
         if (st) return st;
     }
-    tr->tabs[row] = (table_at){pos, v, vs, ts};
+    tr->tabs[row] = (table_at){pos, id};
     tr->n = row + 1;
     *row_out = (int64_t)row;
     return CTXBIN_OK;
@@ -195,18 +244,28 @@ CB_INLINE int field_rows(walker *w, uint32_t type, uint32_t fi, const ctxbin_fb_
     const size_t nrows = tr->n, wd = 1 + 2 * (size_t)(w->type_start[type + 1] - w->type_start[type]);
     int64_t *a = tr->rows + 1 + 2 * fi;
     const uint8_t *buf = w->buf;
-    const uint32_t vo = 4 + 2 * (uint32_t)f->index, need = kind == CTXBIN_FB_SCALAR ? width : 4;
+    const uint32_t *vts = tr->vts + 1 + fi; /* this field's word of each vtable entry */
     const uint32_t child_type = f->child;
     int st;
+    size_t v = 0;
+    while (v < tr->nvts && vts[v] == 0) v += 1 + (wd - 1) / 2; /* entry by entry (1 + nfields words) */
+    if (v == tr->nvts) { /* absent from every row (none of its vtables has it): no lookups */
+        for (size_t row = 0; row < nrows; row++, a += wd) {
+            a[0] = kind == CTXBIN_FB_SCALAR ? 0 : -1;
+            a[1] = 0;
+        }
+        return CTXBIN_OK;
+    }
     for (size_t row = 0; row < nrows; row++, a += wd) {
         const table_at t = tab[row];
-        uint32_t off = vo + 2 <= t.vs ? rd16(t.vt + vo) : 0;
+        uint32_t off = vts[t.vt];
         if (off == 0) {
             a[0] = kind == CTXBIN_FB_SCALAR ? 0 : -1;
             a[1] = 0;
             continue;
         }
-        if (off + need > t.ts) return fail(w->err, CTXBIN_FB_FIELD, type, (int64_t)row, (int32_t)fi, t.pos, off, t.ts);
+        if (off & VT_BAD)
+            return fail(w->err, CTXBIN_FB_FIELD, type, (int64_t)row, (int32_t)fi, t.pos, off & ~VT_BAD, tr->vts[t.vt]);
         uint64_t at = t.pos + off, n = 0, target;
         int64_t child = -1;
         switch (kind) {
@@ -246,7 +305,7 @@ CB_INLINE int field_rows(walker *w, uint32_t type, uint32_t fi, const ctxbin_fb_
     return CTXBIN_OK;
 }
 
-static int walk_field(walker *w, uint32_t type, uint32_t fi) {
+CB_INLINE int walk_field_kind(walker *w, uint32_t type, uint32_t fi) {
     const ctxbin_fb_field *f = &w->fields[w->type_start[type] + fi];
     switch (f->kind) {
     case CTXBIN_FB_SCALAR:
@@ -264,9 +323,23 @@ static int walk_field(walker *w, uint32_t type, uint32_t fi) {
     }
 }
 
+/* One field of a type, on a copy of the walker: a local whose address stays
+ * here, so its budget, sizes and counts live in registers, where the stores
+ * to cells, tables and strings cannot touch them (through the caller's they
+ * could: its fields were reloaded after each store). */
+static int walk_field(walker *w, uint32_t type, uint32_t fi) {
+    walker local = *w;
+    int st = walk_field_kind(&local, type, fi);
+    *w = local;
+    return st;
+}
+
 void ctxbin_fb_free(ctxbin_fb_result *r) {
     if (!r) return;
-    for (uint32_t t = 0; r->types && t < r->ntypes; t++) free(r->types[t].tabs);
+    for (uint32_t t = 0; r->types && t < r->ntypes; t++) {
+        free(r->types[t].tabs);
+        free(r->types[t].vts);
+    }
     free(r->cells);
     free(r->types);
     free(r->strs.spans);
@@ -306,6 +379,8 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
         ctxbin_fb_free(r);
         return CTXBIN_ENOMEM;
     }
+    for (uint32_t t = 0; t < ntypes; t++) /* no vtable is there (vt = pos - i32 > INT64_MIN) */
+        for (unsigned i = 0; i < VT_CACHE; i++) r->types[t].seen_at[i] = r->types[t].last_at = INT64_MIN;
     /* room for the strings of a buffer without shared references (their bytes; one
      * span per 16 bytes, real names take more), so honest walks rarely regrow these;
      * capped, so a huge buffer costs nothing up front */

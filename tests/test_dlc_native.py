@@ -280,7 +280,7 @@ def test_many_tensor_params_leave_the_c_checks_for_python(
 def test_c_open_takes_exactly_the_utf8_names_python_decodes(own_dlc: Path, tmp_path: Path, data: st.DataObject) -> None:
     """A weight renamed (in both flatbuffers) to bytes that may or may not be
     UTF-8: the C open accepts the file exactly when Python's strict decoder
-    takes them (ASCII runs are checked 32 bytes a step), and both paths agree."""
+    takes them (ASCII runs are checked 64 bytes a step), and both paths agree."""
     e = _entries(own_dlc)
     old = next(t.name for t in dlc.read(own_dlc).graphs[0].weights if len(t.name) >= 12).encode()
     text = data.draw(st.text(min_size=1, max_size=len(old))).encode()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ctxbin import flatbuf, hashing
 from ctxbin.errors import FormatError
-from ctxbin.flatbuf import STRING, STRINGS, TABLES, Field, FlatBuffer, Schema, TableType, walk
+from ctxbin.flatbuf import SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field, FlatBuffer, Schema, TableType, walk
 from ctxbin.formats import dlc
 from ctxbin.ziparchive import ZipArchive
 
@@ -216,3 +216,75 @@ def test_strings_of_every_length_and_regrown_rows_walk_the_same(name: str) -> No
     cells, spans, pool, strings, _ = got[0]
     assert strings == [name] * (20 + 20 * 20) and bytes(pool) == (name.encode() + b"\0") * (20 + 20 * 20)
     assert cells[1].shape == (20, 5)
+
+
+_MIXED = Schema((
+    TableType("Root", (Field("items", 0, TABLES, child="Item"),)),
+    TableType("Item", (Field("a", 0, SCALAR, "i"), Field("b", 1, STRING), Field("c", 2, SCALAR, "q"),
+                       Field("d", 3, TABLE, child="Sub"), Field("e", 4, VECTOR, "H"))),
+    TableType("Sub", (Field("x", 0, SCALAR, "B"), Field("y", 1, STRING))),
+))
+
+
+def _mixed_buffer(items: list[tuple[bool, ...]]) -> bytes:
+    """A root with one Item per entry of items, each with the fields (a .. e)
+    its flags say: many field sets, so many vtables (the builder shares equal ones)."""
+    b = flatbuffers.Builder(0)
+    made = []
+    for i, (a, has_b, c, d, e) in enumerate(items):
+        name = b.CreateString(f"item{i}") if has_b else None
+        sub = None
+        if d:
+            y = b.CreateString("s" * (i % 40))
+            b.StartObject(2)
+            b.PrependUint8Slot(0, i % 256, (i + 1) % 256)
+            b.PrependUOffsetTRelativeSlot(1, y, 0)
+            sub = b.EndObject()
+        vec = None
+        if e:
+            b.StartVector(2, i % 5, 2)
+            for k in range(i % 5):
+                b.PrependUint16(k)
+            vec = b.EndVector()
+        b.StartObject(5)
+        if a:
+            b.PrependInt32Slot(0, -i, 1)
+        if name is not None:
+            b.PrependUOffsetTRelativeSlot(1, name, 0)
+        if c:
+            b.PrependInt64Slot(2, i << 40, 1)
+        if sub is not None:
+            b.PrependUOffsetTRelativeSlot(3, sub, 0)
+        if vec is not None:
+            b.PrependUOffsetTRelativeSlot(4, vec, 0)
+        made.append(b.EndObject())
+    b.StartVector(4, len(made), 4)
+    for t in reversed(made):
+        b.PrependUOffsetTRelative(t)
+    vec = b.EndVector()
+    b.StartObject(1)
+    b.PrependUOffsetTRelativeSlot(0, vec, 0)
+    b.Finish(b.EndObject())
+    return bytes(b.Output())
+
+
+@settings(max_examples=80, deadline=None)
+@given(items=st.lists(st.tuples(*[st.booleans()] * 5), min_size=1, max_size=48),
+       damage=st.none() | st.tuples(st.integers(0, 10**6), st.sampled_from([0xFF, 0x7F, 0x40, 0x00])))
+def test_tables_of_many_vtables_walk_the_same(items: list[tuple[bool, ...]], damage: tuple[int, int] | None) -> None:
+    """Tables of one type with up to 32 different vtables, interleaved (the C
+    walk reads each distinct vtable once and finds it again by position),
+    fields absent from every table of a type, and, damaged, a vtable entry
+    pointing past its table or a vtable moved: the same cells, strings and
+    budget on both paths, or errors on both."""
+    buf = bytearray(_mixed_buffer(items))
+    if damage is not None:
+        at, value = damage
+        buf[4 + at % (len(buf) - 4)] = value
+    got = _outcome(bytes(buf), _MIXED)
+    _same(got)
+    if damage is None:
+        assert not isinstance(got[0], FormatError)
+        cells = got[0][0]
+        assert cells[1].shape == (len(items), 11)
+        assert cells[1][:, 1].tolist() == [-i & 0xFFFFFFFF if f[0] else 0 for i, f in enumerate(items)]  # raw bits
