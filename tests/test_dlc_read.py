@@ -402,6 +402,29 @@ def test_nodes_are_decoded_on_first_access(own_dlc: Path, monkeypatch: pytest.Mo
                if not isinstance(v, (bool, int, float, str)))
 
 
+@needs_native
+def test_open_makes_no_walk_columns_or_tensors(own_dlc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the C core, open reads each graph's name and counts straight from
+    the C call's results: the walks' numpy columns, the tensor table and the
+    input and output Tensors are made on first use, equal to the Python path's."""
+    monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
+    calls = record_c_checks(monkeypatch)
+    (g,) = dlc.read(own_dlc).graphs
+    opened = calls[0]
+    assert opened.model._walk is None and opened.params._walk is None and opened._data is None
+    assert isinstance(g.inputs, LazyTuple) and isinstance(g.outputs, LazyTuple)
+    assert len(g.inputs) == 1 and len(g.outputs) == 1 and opened.model._walk is None  # counts need nothing made
+    monkeypatch.setenv("CTXBIN_NO_NATIVE", "1")
+    (ref,) = dlc.read(own_dlc).graphs
+    assert isinstance(ref.inputs, tuple) and g.inputs == ref.inputs and g.outputs == ref.outputs
+    assert g.name == ref.name == opened.model.walk().texts("Graph", "name")[0]
+    assert g.inputs + g.outputs == ref.inputs + ref.outputs  # concatenates like the tuples it stands for
+    assert () + g.inputs == ref.inputs and isinstance(g.inputs + (), tuple)
+    with pytest.raises(TypeError):
+        g.inputs + [1]  # as a tuple would: no tuple + list
+    assert g.inputs[0] is g.inputs[0] and g.inputs[0] is g.tensors[g.inputs[0].name]  # one Tensor per row
+
+
 def test_python_path_decodes_nodes_at_open(own_dlc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the C core the nodes are decoded (so checked) by dlc.read itself."""
     monkeypatch.setenv("CTXBIN_NO_NATIVE", "1")
