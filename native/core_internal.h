@@ -14,7 +14,10 @@
 #define CB_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
 /* CB_COLD: a rarely taken path (errors), kept out of the hot loops' code and registers */
 #define CB_COLD __attribute__((cold, noinline))
+/* CB_NOINLINE: kept a function of its own (its loop gets the registers to itself) */
+#define CB_NOINLINE __attribute__((noinline))
 #else
+#define CB_NOINLINE
 #define CB_INLINE static __inline
 #define CB_PREFETCH(p) ((void)0)
 #define CB_COLD

@@ -58,17 +58,33 @@ typedef struct {
  * the check gives up (the Python path, with dicts, takes over). */
 #define MAX_COMPARED ((uint64_t)1 << 26)
 
-/* A table-slot hash of a name, 8 bytes a step (names run to dozens of bytes:
- * a byte-at-a-time hash was most of this file's time). Only its spread matters. */
+/* A table-slot hash of a walk's string (n bytes at p), 8 bytes a step (names
+ * run to dozens of bytes: a byte-at-a-time hash was most of this file's time).
+ * Only its spread matters. The last, partial word is zero-padded; the walk
+ * checked the 4-byte length before a string and the NUL after it, so on
+ * little-endian CPUs that word is one load ending at the NUL, shifted (no
+ * byte-count copy). */
 CB_INLINE uint64_t name_hash(const uint8_t *p, uint64_t n) {
     uint64_t h = 0x9e3779b97f4a7c15ull ^ n, v;
-    for (; n >= 8; p += 8, n -= 8) {
+    for (const uint8_t *end = p + (n & ~(uint64_t)7); p != end; p += 8) {
         memcpy(&v, p, 8);
         h = (h ^ v) * 0xff51afd7ed558ccdull;
         h ^= h >> 29;
     }
+    const unsigned r = (unsigned)(n & 7); /* the partial word's bytes, at p */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n >= 3) { /* 8 bytes from p + r - 7 >= the string - 4: the NUL lands in the top byte */
+        memcpy(&v, p + r - 7, 8);
+        v >>= 8 * (7 - r);
+    } else { /* 4 bytes from p + r - 3 >= the string - 3 */
+        uint32_t u;
+        memcpy(&u, p + r - 3, 4);
+        v = u >> 8 * (3 - r);
+    }
+#else
     v = 0;
-    memcpy(&v, p, (size_t)n);
+    memcpy(&v, p, r);
+#endif
     h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
     return h ^ h >> 32;
 }
@@ -423,6 +439,7 @@ CB_INLINE int ascii64(const uint8_t *p) {
 static int utf8_ok(const uint8_t *p, uint64_t n) {
     uint64_t i = 0;
     while (i < n) {
+        while (n - i >= 128 && (ascii64(p + i) & ascii64(p + i + 64))) i += 128; /* one test per 128 bytes */
         if (n - i >= 64 && ascii64(p + i)) {
             i += 64;
             continue;

@@ -37,16 +37,22 @@ typedef struct {
 #define VT_BAD 0x10000u
 #define VT_CACHE 16
 
+/* What adding a table to a type reads and writes each time: a field's loop
+ * works on a local copy (in registers: stores to cells cannot touch it). */
 typedef struct {
+    table_at *tabs;            /* where each row's table is, appended as parents find it */
     size_t n, cap;
-    table_at *tabs; /* where each row's table is, appended as parents find it */
+    int64_t last_at;           /* the vtable of the type's last table (INT64_MIN: none yet), */
+    uint32_t last, last_ts;    /* its entry and table size (at least 4): most tables share it */
+} rows_end;
+
+typedef struct {
+    rows_end end;
     int64_t *rows;  /* its cells (n x (1 + 2 * nfields)) in the walk's cell block, while its turn lasts */
     uint32_t *vts;  /* the entries of its distinct vtables */
     size_t nvts, capvts;
     int64_t seen_at[VT_CACHE]; /* vtable positions with an entry (INT64_MIN: none) */
     uint32_t seen[VT_CACHE];   /* and that entry */
-    int64_t last_at;           /* the vtable of the type's last table (INT64_MIN: none yet), */
-    uint32_t last, last_ts;    /* its entry and table size (at least 4): most tables share it */
 } type_rows;
 
 typedef struct {
@@ -147,62 +153,85 @@ static int add_vtable(const walker *w, uint32_t type, size_t row, uint64_t pos, 
     return CTXBIN_OK;
 }
 
-/* Check the table at pos (vtable and body in bounds) and append it as a row of type. */
-CB_INLINE int add_table(walker *w, uint32_t type, uint64_t pos, int64_t *row_out) {
-    type_rows *tr = &w->types[type];
-    size_t row = tr->n;
+/* Room in e (type's end) for k more tables: made before a field's or a vector's
+ * tables, so add_table checks none. */
+CB_INLINE int reserve_tables(const walker *w, rows_end *e, uint64_t k) {
+    if (e->n + k <= e->cap) return CTXBIN_OK;
+    void *p = e->tabs;
+    size_t cap = e->cap;
+    int st = grow(&p, &cap, e->n + k > w->first_rows ? e->n + k : w->first_rows, sizeof(table_at));
+    e->tabs = p;
+    e->cap = cap;
+    return st;
+}
+
+/* Check the table at pos (vtable and body in bounds) and append it as row
+ * e->n of type, whose end is e (room made by reserve_tables). */
+CB_INLINE int add_table(walker *w, uint32_t type, rows_end *e, uint64_t pos) {
+    size_t row = e->n;
     if (!inside(w, pos, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, pos, 4, 0);
     int st = charge(w, TABLE_WORK, type, (int64_t)row, -1, pos);
     if (st) return st;
     int32_t soff = (int32_t)rd32(w->buf + pos);
     int64_t vt = (int64_t)pos - soff;
-    uint32_t id = tr->last, ts = tr->last_ts;
-    if (vt != tr->last_at) {
+    uint32_t id = e->last, ts = e->last_ts;
+    if (vt != e->last_at) {
+        type_rows *tr = &w->types[type];
         unsigned slot = (unsigned)(((uint64_t)vt * 0x9e3779b97f4a7c15ull) >> 60); /* of VT_CACHE = 16 */
         id = tr->seen[slot];
         if (tr->seen_at[slot] != vt) { /* a vtable not seen lately: read (and check) it */
             walker copy = *w; /* w's address stays in walk_field (see there) */
-            if ((st = add_vtable(&copy, type, row, pos, soff, vt, &id))) return st;
+            uint32_t got; /* id's address would keep it out of registers */
+            if ((st = add_vtable(&copy, type, row, pos, soff, vt, &got))) return st;
+            id = got;
             tr->seen_at[slot] = vt;
             tr->seen[slot] = id;
         }
         ts = tr->vts[id] < 4 ? 4 : tr->vts[id];
-        tr->last_at = vt;
-        tr->last = id;
-        tr->last_ts = ts;
+        e->last_at = vt;
+        e->last = id;
+        e->last_ts = ts;
     }
     if (!inside(w, pos, ts)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, pos, ts, 0);
-    if (row == tr->cap) { /* only tables grow: cells are made once, at the type's turn */
-        void *p = tr->tabs;
-        st = grow(&p, &tr->cap, row ? row + 1 : w->first_rows, sizeof(table_at));
-        tr->tabs = p;
-        if (st) return st;
-    }
-    tr->tabs[row] = (table_at){pos, id};
-    tr->n = row + 1;
-    *row_out = (int64_t)row;
+    e->tabs[row] = (table_at){pos, id};
+    e->n = row + 1;
     return CTXBIN_OK;
 }
 
-CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, int64_t row, int32_t field, int64_t *index) {
+/* Room for k more strings' spans (made before a field's or a vector's strings:
+ * add_string then checks nothing but the pool). */
+CB_INLINE int reserve_strings(walker *w, uint64_t k) {
     string_list *r = &w->strs;
-    if (!inside(w, at, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, row, field, at, 4, 0);
+    if (r->nstr + k <= r->capstr) return CTXBIN_OK;
+    void *p = r->spans;
+    int st = grow(&p, &r->capstr, r->nstr + k, 2 * sizeof(int64_t));
+    r->spans = p;
+    return st;
+}
+
+/* A row of the type being walked, by where its table_at is: its number is
+ * computed on error paths only (as a number, computed up front, it took a
+ * register in the field loops). */
+typedef struct {
+    const table_at *at, *first;
+} row_ref;
+#define ROW(r) ((int64_t)((r).at - (r).first))
+
+/* Check the string at `at` and append it as string w->strs.nstr. */
+CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, row_ref row, int32_t field) {
+    string_list *r = &w->strs;
+    if (!inside(w, at, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, ROW(row), field, at, 4, 0);
     uint64_t n = rd32(w->buf + at);
-    if (!inside(w, at + 4, n + 1)) return fail(w->err, CTXBIN_FB_RANGE, type, row, field, at + 4, (int64_t)n + 1, 0);
-    int st = charge(w, (int64_t)(4 + n), type, row, field, at);
-    if (st) return st;
-    if (w->buf[at + 4 + n] != 0) return fail(w->err, CTXBIN_FB_NUL, type, row, field, at + 4 + n, (int64_t)n, 0);
+    if (!inside(w, at + 4, n + 1)) return fail(w->err, CTXBIN_FB_RANGE, type, ROW(row), field, at + 4, (int64_t)n + 1, 0);
+    w->budget -= (int64_t)(4 + n);
+    if (w->budget < 0) return fail(w->err, CTXBIN_FB_BUDGET, type, ROW(row), field, at, 0, 0);
+    if (w->buf[at + 4 + n] != 0) return fail(w->err, CTXBIN_FB_NUL, type, ROW(row), field, at + 4 + n, (int64_t)n, 0);
+    int st;
     size_t nstr = r->nstr, npool = r->npool;
-    void *p;
-    if (nstr == r->capstr) {
-        p = r->spans;
-        st = grow(&p, &r->capstr, nstr + 1, 2 * sizeof(int64_t));
-        r->spans = p;
-        if (st) return st;
-    }
-    if (npool + n + 1 > r->cappool) {
-        p = r->pool;
-        st = grow(&p, &r->cappool, npool + n + 1, 1);
+    /* one check for the string and the short copy's slack */
+    if (npool + n + 1 + SHORT_STRING > r->cappool) {
+        void *p = r->pool;
+        st = grow(&p, &r->cappool, npool + n + 1 + SHORT_STRING, 1);
         r->pool = p;
         if (st) return st;
     }
@@ -210,9 +239,9 @@ CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, int64_t row, int
     uint8_t *dst = r->pool + npool;
     const uint8_t *src = w->buf + at + 4;
     /* most names are short: a fixed 32-byte copy (inlined, no libc call) where the
-     * buffer and the pool have room; the bytes past the NUL are overwritten by
-     * the next string, or lie past npool */
-    if (n < SHORT_STRING && npool + SHORT_STRING <= r->cappool && inside(w, at + 4, SHORT_STRING))
+     * buffer has room; the bytes past the NUL are overwritten by the next
+     * string, or lie past npool */
+    if (n < SHORT_STRING && inside(w, at + 4, SHORT_STRING))
         memcpy(dst, src, SHORT_STRING);
     else
         memcpy(dst, src, n + 1);
@@ -220,7 +249,6 @@ CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, int64_t row, int
     span[0] = (int64_t)(at + 4);
     span[1] = (int64_t)n;
     r->nstr = nstr + 1;
-    *index = (int64_t)nstr;
     return CTXBIN_OK;
 }
 
@@ -228,116 +256,158 @@ CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, int64_t row, int
 static uint64_t deref(const walker *w, uint64_t at) { return at + rd32(w->buf + at); }
 
 /* A vector at `vec` of n elements of `elem` bytes: bounds and budget. */
-CB_INLINE int vector(walker *w, uint64_t vec, unsigned elem, uint32_t type, int64_t row, int32_t field, uint64_t *n) {
-    if (!inside(w, vec, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, row, field, vec, 4, 0);
+CB_INLINE int vector(walker *w, uint64_t vec, unsigned elem, uint32_t type, row_ref row, int32_t field, uint64_t *n) {
+    if (!inside(w, vec, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, ROW(row), field, vec, 4, 0);
     *n = rd32(w->buf + vec);
-    if (!inside(w, vec + 4, *n * elem)) return fail(w->err, CTXBIN_FB_RANGE, type, row, field, vec + 4, (int64_t)(*n * elem), 0);
-    return charge(w, (int64_t)(4 + *n * elem), type, row, field, vec);
+    if (!inside(w, vec + 4, *n * elem))
+        return fail(w->err, CTXBIN_FB_RANGE, type, ROW(row), field, vec + 4, (int64_t)(*n * elem), 0);
+    w->budget -= (int64_t)(4 + *n * elem);
+    return w->budget < 0 ? fail(w->err, CTXBIN_FB_BUDGET, type, ROW(row), field, vec, 0, 0) : CTXBIN_OK;
 }
 
-/* One field over every row of its type; kind and width are constants where
- * walk_field calls it, so each kind gets its own loop without a per-row switch. */
-CB_INLINE int field_rows(walker *w, uint32_t type, uint32_t fi, const ctxbin_fb_field *f, int kind, unsigned width) {
+/* One field over every row of its type (ce: the end of its child type, for
+ * TABLE and TABLES); kind and width are constants where walk_field calls it,
+ * so each kind gets its own loop without a per-row switch; dense (a constant
+ * too): every vtable of the type has the field, in bounds, so no row needs a
+ * test; 2: all at offset off0, so no row needs a lookup either. */
+CB_INLINE int field_rows(walker *w, uint32_t type, uint32_t fi, rows_end *ce, int kind, unsigned width, int dense,
+                         uint32_t off0) {
     const type_rows *tr = &w->types[type];
     /* locals: this type's rows neither grow nor move while its fields are walked */
-    const table_at *tab = tr->tabs;
-    const size_t nrows = tr->n, wd = 1 + 2 * (size_t)(w->type_start[type + 1] - w->type_start[type]);
+    const table_at *tab = tr->end.tabs;
+    const size_t nrows = tr->end.n, wd = 1 + 2 * (size_t)(w->type_start[type + 1] - w->type_start[type]);
     int64_t *a = tr->rows + 1 + 2 * fi;
     const uint8_t *buf = w->buf;
     const uint32_t *vts = tr->vts + 1 + fi; /* this field's word of each vtable entry */
-    const uint32_t child_type = f->child;
+    const uint32_t child_type = w->fields[w->type_start[type] + fi].child;
     int st;
-    size_t v = 0;
-    while (v < tr->nvts && vts[v] == 0) v += 1 + (wd - 1) / 2; /* entry by entry (1 + nfields words) */
-    if (v == tr->nvts) { /* absent from every row (none of its vtables has it): no lookups */
-        for (size_t row = 0; row < nrows; row++, a += wd) {
-            a[0] = kind == CTXBIN_FB_SCALAR ? 0 : -1;
-            a[1] = 0;
-        }
-        return CTXBIN_OK;
-    }
-    for (size_t row = 0; row < nrows; row++, a += wd) {
-        const table_at t = tab[row];
-        uint32_t off = vts[t.vt];
-        if (off == 0) {
+    if (kind == CTXBIN_FB_STRING && (st = reserve_strings(w, nrows))) return st;
+    if (kind == CTXBIN_FB_TABLE && (st = reserve_tables(w, ce, nrows))) return st;
+    for (const table_at *row_at = tab, *end = tab + nrows; row_at != end; row_at++, a += wd) {
+        const table_at t = *row_at;
+        const row_ref here = {row_at, tab};
+        uint32_t off = dense == 2 ? off0 : vts[t.vt];
+        if (!dense && off - 1 >= VT_BAD - 1) { /* one test for both: absent (0) or past its table (VT_BAD set) */
+            if (off)
+                return fail(w->err, CTXBIN_FB_FIELD, type, row_at - tab, (int32_t)fi, t.pos, off & ~VT_BAD, tr->vts[t.vt]);
             a[0] = kind == CTXBIN_FB_SCALAR ? 0 : -1;
             a[1] = 0;
             continue;
         }
-        if (off & VT_BAD)
-            return fail(w->err, CTXBIN_FB_FIELD, type, (int64_t)row, (int32_t)fi, t.pos, off & ~VT_BAD, tr->vts[t.vt]);
         uint64_t at = t.pos + off, n = 0, target;
-        int64_t child = -1;
         switch (kind) {
         case CTXBIN_FB_SCALAR:
             a[0] = (int64_t)(width == 1 ? buf[at] : width == 2 ? rd16(buf + at) : width == 4 ? rd32(buf + at) : rd64(buf + at));
             a[1] = 1;
             break;
         case CTXBIN_FB_STRING:
-            if ((st = add_string(w, deref(w, at), type, (int64_t)row, (int32_t)fi, &a[0]))) return st;
+            a[0] = (int64_t)w->strs.nstr; /* the string it adds */
             a[1] = 0;
+            if ((st = add_string(w, deref(w, at), type, here, (int32_t)fi))) return st;
             break;
         case CTXBIN_FB_VECTOR:
             target = deref(w, at);
-            if ((st = vector(w, target, width, type, (int64_t)row, (int32_t)fi, &n))) return st;
+            if ((st = vector(w, target, width, type, here, (int32_t)fi, &n))) return st;
             a[0] = (int64_t)(target + 4);
             a[1] = (int64_t)n;
             break;
         case CTXBIN_FB_STRINGS:
         case CTXBIN_FB_TABLES:
             target = deref(w, at);
-            if ((st = vector(w, target, 4, type, (int64_t)row, (int32_t)fi, &n))) return st;
-            a[0] = kind == CTXBIN_FB_STRINGS ? (int64_t)w->strs.nstr : (int64_t)w->types[child_type].n;
+            if ((st = vector(w, target, 4, type, here, (int32_t)fi, &n))) return st;
+            if ((st = kind == CTXBIN_FB_STRINGS ? reserve_strings(w, n) : reserve_tables(w, ce, n))) return st;
+            a[0] = kind == CTXBIN_FB_STRINGS ? (int64_t)w->strs.nstr : (int64_t)ce->n;
             a[1] = (int64_t)n;
             for (uint64_t e = target + 4; e < target + 4 + 4 * n; e += 4) {
-                st = kind == CTXBIN_FB_STRINGS ? add_string(w, deref(w, e), type, (int64_t)row, (int32_t)fi, &child)
-                                               : add_table(w, child_type, deref(w, e), &child);
+                st = kind == CTXBIN_FB_STRINGS ? add_string(w, deref(w, e), type, here, (int32_t)fi)
+                                               : add_table(w, child_type, ce, deref(w, e));
                 if (st) return st;
             }
             break;
         default: /* CTXBIN_FB_TABLE */
-            if ((st = add_table(w, child_type, deref(w, at), &child))) return st;
-            a[0] = child;
+            a[0] = (int64_t)ce->n; /* the row it adds */
             a[1] = 0;
+            if ((st = add_table(w, child_type, ce, deref(w, at)))) return st;
             break;
         }
     }
     return CTXBIN_OK;
 }
 
-CB_INLINE int walk_field_kind(walker *w, uint32_t type, uint32_t fi) {
-    const ctxbin_fb_field *f = &w->fields[w->type_start[type] + fi];
-    switch (f->kind) {
-    case CTXBIN_FB_SCALAR:
-        switch (f->width) {
-        case 1: return field_rows(w, type, fi, f, CTXBIN_FB_SCALAR, 1);
-        case 2: return field_rows(w, type, fi, f, CTXBIN_FB_SCALAR, 2);
-        case 4: return field_rows(w, type, fi, f, CTXBIN_FB_SCALAR, 4);
-        default: return field_rows(w, type, fi, f, CTXBIN_FB_SCALAR, 8); /* check_schema: 1, 2, 4 or 8 */
-        }
-    case CTXBIN_FB_STRING: return field_rows(w, type, fi, f, CTXBIN_FB_STRING, 4);
-    case CTXBIN_FB_VECTOR: return field_rows(w, type, fi, f, CTXBIN_FB_VECTOR, f->width);
-    case CTXBIN_FB_STRINGS: return field_rows(w, type, fi, f, CTXBIN_FB_STRINGS, 4);
-    case CTXBIN_FB_TABLE: return field_rows(w, type, fi, f, CTXBIN_FB_TABLE, 4);
-    default: return field_rows(w, type, fi, f, CTXBIN_FB_TABLES, 4); /* check_schema: no other kind */
+/* field_rows, after a look at the field's word in each of the type's vtables
+ * (each is some row's): absent from all, no lookups; present in all, no
+ * tests; and at one offset in all, no lookups. */
+CB_INLINE int field_kind_rows(walker *w, uint32_t type, uint32_t fi, rows_end *ce, int kind, unsigned width) {
+    const type_rows *tr = &w->types[type];
+    const size_t step = 1 + (size_t)(w->type_start[type + 1] - w->type_start[type]); /* 1 + nfields words an entry */
+    int present = 0, gaps = 0, uneven = 0;
+    for (size_t v = 1 + fi; v < tr->nvts; v += step) {
+        present |= tr->vts[v] != 0;
+        gaps |= tr->vts[v] == 0 || (tr->vts[v] & VT_BAD);
+        uneven |= tr->vts[v] != tr->vts[1 + fi];
     }
+    if (!present) {
+        int64_t *a = tr->rows + 1 + 2 * fi;
+        for (size_t row = 0, wd = 2 * step - 1; row < tr->end.n; row++, a += wd) {
+            a[0] = kind == CTXBIN_FB_SCALAR ? 0 : -1;
+            a[1] = 0;
+        }
+        return CTXBIN_OK;
+    }
+    if (gaps) return field_rows(w, type, fi, ce, kind, width, 0, 0);
+    return uneven ? field_rows(w, type, fi, ce, kind, width, 1, 0) : field_rows(w, type, fi, ce, kind, width, 2, tr->vts[1 + fi]);
 }
 
 /* One field of a type, on a copy of the walker: a local whose address stays
  * here, so its budget, sizes and counts live in registers, where the stores
  * to cells, tables and strings cannot touch them (through the caller's they
- * could: its fields were reloaded after each store). */
+ * could: its fields were reloaded after each store). One function per kind
+ * and width (not inlined into one another), so each loop gets the registers
+ * to itself: inlined together, the string loop's counters went to the stack. */
+#define FIELD_LOOP(name, kind, width)                                                         \
+    CB_NOINLINE static int name(walker *w, uint32_t type, uint32_t fi, const ctxbin_fb_field *f) { \
+        walker local = *w;                                                                    \
+        rows_end ce = {0};                                                                    \
+        int tables = kind == CTXBIN_FB_TABLE || kind == CTXBIN_FB_TABLES;                     \
+        if (tables) ce = w->types[f->child].end;                                              \
+        int st = field_kind_rows(&local, type, fi, &ce, kind, width);                         \
+        if (tables) w->types[f->child].end = ce;                                              \
+        *w = local;                                                                           \
+        return st;                                                                            \
+    }
+FIELD_LOOP(scalar1_rows, CTXBIN_FB_SCALAR, 1)
+FIELD_LOOP(scalar2_rows, CTXBIN_FB_SCALAR, 2)
+FIELD_LOOP(scalar4_rows, CTXBIN_FB_SCALAR, 4)
+FIELD_LOOP(scalar8_rows, CTXBIN_FB_SCALAR, 8)
+FIELD_LOOP(string_rows, CTXBIN_FB_STRING, 4)
+FIELD_LOOP(vector_rows, CTXBIN_FB_VECTOR, f->width)
+FIELD_LOOP(strings_rows, CTXBIN_FB_STRINGS, 4)
+FIELD_LOOP(table_rows, CTXBIN_FB_TABLE, 4)
+FIELD_LOOP(tables_rows, CTXBIN_FB_TABLES, 4)
+#undef FIELD_LOOP
+
 static int walk_field(walker *w, uint32_t type, uint32_t fi) {
-    walker local = *w;
-    int st = walk_field_kind(&local, type, fi);
-    *w = local;
-    return st;
+    const ctxbin_fb_field *f = &w->fields[w->type_start[type] + fi];
+    switch (f->kind) {
+    case CTXBIN_FB_SCALAR:
+        switch (f->width) {
+        case 1: return scalar1_rows(w, type, fi, f);
+        case 2: return scalar2_rows(w, type, fi, f);
+        case 4: return scalar4_rows(w, type, fi, f);
+        default: return scalar8_rows(w, type, fi, f); /* check_schema: 1, 2, 4 or 8 */
+        }
+    case CTXBIN_FB_STRING: return string_rows(w, type, fi, f);
+    case CTXBIN_FB_VECTOR: return vector_rows(w, type, fi, f);
+    case CTXBIN_FB_STRINGS: return strings_rows(w, type, fi, f);
+    case CTXBIN_FB_TABLE: return table_rows(w, type, fi, f);
+    default: return tables_rows(w, type, fi, f); /* check_schema: no other kind */
+    }
 }
 
 void ctxbin_fb_free(ctxbin_fb_result *r) {
     if (!r) return;
     for (uint32_t t = 0; r->types && t < r->ntypes; t++) {
-        free(r->types[t].tabs);
+        free(r->types[t].end.tabs);
         free(r->types[t].vts);
     }
     free(r->cells);
@@ -380,7 +450,7 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
         return CTXBIN_ENOMEM;
     }
     for (uint32_t t = 0; t < ntypes; t++) /* no vtable is there (vt = pos - i32 > INT64_MIN) */
-        for (unsigned i = 0; i < VT_CACHE; i++) r->types[t].seen_at[i] = r->types[t].last_at = INT64_MIN;
+        for (unsigned i = 0; i < VT_CACHE; i++) r->types[t].seen_at[i] = r->types[t].end.last_at = INT64_MIN;
     /* room for the strings of a buffer without shared references (their bytes; one
      * span per 16 bytes, real names take more), so honest walks rarely regrow these;
      * capped, so a huge buffer costs nothing up front */
@@ -397,22 +467,27 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
     void *cells = NULL;
     if (!st) st = grow(&cells, &r->capcells, (size < (1 << 20) ? size : (1 << 20)) / 4 + 1, sizeof(int64_t));
     r->cells = cells;
-    int64_t root;
-    if (!st) st = inside(&w, 0, 4) ? add_table(&w, 0, rd32(buf), &root) : fail(err, CTXBIN_FB_RANGE, 0, 0, -1, 0, 4, 0);
+    if (!st && !inside(&w, 0, 4)) st = fail(err, CTXBIN_FB_RANGE, 0, 0, -1, 0, 4, 0);
+    if (!st && !(st = reserve_tables(&w, &r->types[0].end, 1))) st = add_table(&w, 0, &r->types[0].end, rd32(buf));
     for (uint32_t t = 0; !st && t < ntypes; t++) {
         /* every row of type t is known now (its parents were walked): its cells, once
          * (field_rows writes both cells of its field in every row: no zeroing); the
          * block may move as it grows, but only this type's cells are written now */
         type_rows *tr = &r->types[t];
-        size_t n = tr->n, wd = 1 + 2 * (size_t)(type_start[t + 1] - type_start[t]);
+        size_t n = tr->end.n, wd = 1 + 2 * (size_t)(type_start[t + 1] - type_start[t]);
         cells = r->cells;
         if ((st = grow(&cells, &r->capcells, r->ncells + n * wd, sizeof(int64_t)))) break;
         r->cells = cells;
         tr->rows = r->cells + r->ncells;
         r->ncells += n * wd;
         int64_t *cells_t = tr->rows;
-        const table_at *tabs = tr->tabs;
-        for (size_t row = 0; row < n; row++) cells_t[row * wd] = (int64_t)tabs[row].pos;
+        const table_at *tabs = tr->end.tabs;
+        size_t row = 0;
+        for (int64_t *c = cells_t; row + 2 <= n; row += 2, c += 2 * wd) { /* two a step: ~1% of the walk */
+            c[0] = (int64_t)tabs[row].pos;
+            c[wd] = (int64_t)tabs[row + 1].pos;
+        }
+        if (row < n) cells_t[row * wd] = (int64_t)tabs[row].pos;
         for (uint32_t fi = 0; !st && fi < type_start[t + 1] - type_start[t]; fi++) st = walk_field(&w, t, fi);
     }
     r->strs = w.strs;
@@ -426,7 +501,7 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
 }
 
 void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr, uint64_t *npool) {
-    for (uint32_t t = 0; t < r->ntypes; t++) nrows[t] = r->types[t].n;
+    for (uint32_t t = 0; t < r->ntypes; t++) nrows[t] = r->types[t].end.n;
     *nstr = r->strs.nstr;
     *npool = r->strs.npool;
 }

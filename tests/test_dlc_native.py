@@ -216,18 +216,12 @@ def _name_hash(name: bytes) -> int:
     return h ^ (h >> 32)
 
 
-@needs_native
-def test_colliding_names_leave_the_c_table_for_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Names made to collide in the C core's (unkeyed) hash table: its probing
-    stops early and the Python path, with randomized hashing, reads the file."""
-    import numpy as np
-
+def _colliding_dlc(path: Path, names: list[bytes]) -> Path:
+    """A chain of Eltwise_Binary nodes, each adding one weight named by names."""
     from ctxbin.ir import Container, DType, Graph, Node, Tensor, TensorKind
     from ctxbin.weights import Blob
 
-    count = 80  # tensor table: 161 rows -> 512 slots; TensorData table: 80 -> 256 slots
-    names = [n for n in (f"w{i}".encode() for i in range(200_000)) if _name_hash(n) & 511 == 0][:count]
-    assert len(names) == count
+    count = len(names)
     x = Tensor("x", DType.FLOAT32, (1,), TensorKind.INPUT)
     tensors, nodes, prev = {"x": x}, [], "x"
     for i, raw in enumerate(names):
@@ -239,14 +233,49 @@ def test_colliding_names_leave_the_c_table_for_python(tmp_path: Path, monkeypatc
         nodes.append(Node(f"add{i}", "Eltwise_Binary", "qnn", (prev, w), (out,), {"operation": 0}))
         prev = out
     graph = Graph("g", (x,), (tensors[prev],), tuple(nodes), tensors)
-    path = tmp_path / "collide.dlc"
     dlc.write(Container(graphs=(graph,)), path)
+    return path
 
+
+def _assert_c_table_gives_up(path: Path, monkeypatch: pytest.MonkeyPatch, count: int) -> None:
     results = record_c_checks(monkeypatch)
     got = [_summary(path) for _ in both_paths()]
     assert got[0] == got[1] and got[0][0] == "ok"
     assert results and all(r is None for r in results)  # the C table gave up: Python matched
     assert [float(t.numpy()[0]) for t in dlc.read(path).graphs[0].weights] == list(range(count))
+
+
+@needs_native
+def test_colliding_names_leave_the_c_table_for_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names made to collide in the C core's (unkeyed) hash table: its probing
+    stops early and the Python path, with randomized hashing, reads the file."""
+    count = 80  # tensor table: 161 rows -> 512 slots; TensorData table: 80 -> 256 slots
+    names = [n for n in (f"w{i}".encode() for i in range(200_000)) if _name_hash(n) & 511 == 0][:count]
+    assert len(names) == count
+    _assert_c_table_gives_up(_colliding_dlc(tmp_path / "collide.dlc", names), monkeypatch, count)
+
+
+@needs_native
+@pytest.mark.parametrize("length", [4, 5, 6, 7, 8, 9, 10, 11])
+def test_names_of_any_length_collide_as_the_hash_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, length: int) -> None:
+    """Colliding names of one length, every length mod 8 (the C hash loads a
+    name's last, partial word as one load ending at its NUL, reaching back
+    into its length prefix when the name is short): the C table gives up
+    exactly as _name_hash predicts, so it hashes every length alike."""
+    count = 80
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+    def name(i: int) -> bytes:
+        out = ""
+        for _ in range(length - 1):
+            i, d = divmod(i, len(digits))
+            out += digits[d]
+        return ("w" + out).encode()
+
+    names = [n for n in map(name, range(200_000)) if _name_hash(n) & 511 == 0][:count]
+    assert len(names) == count and len(set(names)) == count
+    path = _colliding_dlc(tmp_path / f"collide{length}.dlc", names)
+    _assert_c_table_gives_up(path, monkeypatch, count)
 
 
 @needs_native

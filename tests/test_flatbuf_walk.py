@@ -288,3 +288,26 @@ def test_tables_of_many_vtables_walk_the_same(items: list[tuple[bool, ...]], dam
         cells = got[0][0]
         assert cells[1].shape == (len(items), 11)
         assert cells[1][:, 1].tolist() == [-i & 0xFFFFFFFF if f[0] else 0 for i, f in enumerate(items)]  # raw bits
+
+
+@settings(max_examples=60, deadline=None)
+@given(flags=st.tuples(*[st.booleans()] * 5), others=st.lists(st.just((True,) * 5), max_size=3),
+       count=st.integers(1, 40), damage=st.none() | st.tuples(st.integers(0, 10**6), st.sampled_from([0xFF, 0x7F, 0x40, 0x00])))
+def test_fields_in_every_vtable_walk_the_same(flags: tuple[bool, ...], others: list[tuple[bool, ...]], count: int,
+                                              damage: tuple[int, int] | None) -> None:
+    """Tables of one type sharing one vtable, or a few more with every field
+    (the C walk's loops without a per-row lookup or presence test, and their
+    errors): the same cells, strings and budget on both paths, or the same
+    error at the same byte on both."""
+    items = [flags] * count + others
+    buf = bytearray(_mixed_buffer(items))
+    if damage is not None:
+        at, value = damage
+        buf[4 + at % (len(buf) - 4)] = value
+    got = _outcome(bytes(buf), _MIXED)
+    _same(got)
+    if len(got) == 2 and isinstance(got[0], FormatError):
+        assert type(got[0]) is type(got[1]) and got[0].offset == got[1].offset, got
+    if damage is None:
+        assert not isinstance(got[0], FormatError)
+        assert got[0][0][1].shape == (len(items), 11)
