@@ -875,17 +875,22 @@ class _V4Native:
         self._data: _V4Data | None = None
         self._quant = _Once(lambda: _V4Quant(model.walk()))
 
+    def _per_row(self, k: int) -> np.ndarray:
+        """The k-th of the results with one value per Tensor row."""
+        at = self._at + k * self.nt
+        return self.checked[at : at + self.nt]
+
     @property
     def static_of(self) -> np.ndarray:
-        return self.checked[self._at : self._at + self.nt]
+        return self._per_row(0)
 
     @property
     def quant(self) -> np.ndarray:
-        return self.checked[self._at + self.nt : self._at + 2 * self.nt]
+        return self._per_row(1)
 
     @property
     def io(self) -> np.ndarray:
-        return self.checked[self._at + 2 * self.nt : self._at + 3 * self.nt]
+        return self._per_row(2)
 
     @property
     def where(self) -> np.ndarray:
