@@ -268,6 +268,18 @@ def _mixed_buffer(items: list[tuple[bool, ...]]) -> bytes:
     return bytes(b.Output())
 
 
+def _mixed_outcome(items: list[tuple[bool, ...]], damage: tuple[int, int] | None) -> list[object]:
+    """Both paths' walks of :func:`_mixed_buffer` (one byte set to a value
+    where ``damage`` says), checked equal."""
+    buf = bytearray(_mixed_buffer(items))
+    if damage is not None:
+        at, value = damage
+        buf[4 + at % (len(buf) - 4)] = value
+    got = _outcome(bytes(buf), _MIXED)
+    _same(got)
+    return got
+
+
 @settings(max_examples=80, deadline=None)
 @given(items=st.lists(st.tuples(*[st.booleans()] * 5), min_size=1, max_size=48),
        damage=st.none() | st.tuples(st.integers(0, 10**6), st.sampled_from([0xFF, 0x7F, 0x40, 0x00])))
@@ -277,12 +289,7 @@ def test_tables_of_many_vtables_walk_the_same(items: list[tuple[bool, ...]], dam
     fields absent from every table of a type, and, damaged, a vtable entry
     pointing past its table or a vtable moved: the same cells, strings and
     budget on both paths, or errors on both."""
-    buf = bytearray(_mixed_buffer(items))
-    if damage is not None:
-        at, value = damage
-        buf[4 + at % (len(buf) - 4)] = value
-    got = _outcome(bytes(buf), _MIXED)
-    _same(got)
+    got = _mixed_outcome(items, damage)
     if damage is None:
         assert not isinstance(got[0], FormatError)
         cells = got[0][0]
@@ -300,12 +307,7 @@ def test_fields_in_every_vtable_walk_the_same(flags: tuple[bool, ...], others: l
     errors): the same cells, strings and budget on both paths, or the same
     error at the same byte on both."""
     items = [flags] * count + others
-    buf = bytearray(_mixed_buffer(items))
-    if damage is not None:
-        at, value = damage
-        buf[4 + at % (len(buf) - 4)] = value
-    got = _outcome(bytes(buf), _MIXED)
-    _same(got)
+    got = _mixed_outcome(items, damage)
     if len(got) == 2 and isinstance(got[0], FormatError):
         assert type(got[0]) is type(got[1]) and got[0].offset == got[1].offset, got
     if damage is None:
