@@ -496,6 +496,7 @@ class _AttrColumns:
             raise self.w.fail(where, "lists must hold only ints, only numbers or only strings")
         raise self.w.fail(where, f"attribute values of type {type(v).__name__} cannot be stored")
 
+
 def _layout(sizes: Sequence[int]) -> tuple[list[int], int]:
     """Canonical blob offsets (relative to the data section) and the data size."""
     offsets, end = [], 0
