@@ -66,6 +66,10 @@ _FLAG_UTF8 = 0x0800
 _ZIP64_ID = 0x0001
 _MAX_COMMENT = 0xFFFF
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # O_BINARY: Windows only
+_HEAD = 4096  # bytes read from a file's start: its first local header
+_TAIL_GUESS = 4096  # and from its end at first: the end record and a small central directory
+_TAIL_MAX = 16 << 20  # a longer tail (metadata entries and directory) is scanned in the mapping
+_PREAD = hasattr(os, "pread")  # not on Windows: there the scan reads the mapping
 
 
 @dataclass(frozen=True)
@@ -110,18 +114,27 @@ class ZipArchive:
     """A ZIP archive held in a buffer (``bytes``, ``mmap``, ...), fully validated
     on construction; entries are read on demand."""
 
-    __slots__ = ("_buf", "_view", "path", "limits", "core", "_entries", "_by_name")
+    __slots__ = ("_buf", "_view", "_tail", "_tail_at", "path", "limits", "core", "_entries", "_by_name")
 
     def __init__(self, buf: Any, *, path: object = None, limits: ZipLimits = ZipLimits()) -> None:
+        self._setup(buf, path, limits, None)
+
+    def _setup(self, buf: Any, path: object, limits: ZipLimits, fd: int | None) -> None:
+        """Parse ``buf``; with the C core and the open file ``fd`` (of which
+        ``buf`` is the mapping), the scan reads the file with ``pread`` instead."""
         self._buf = buf
         self._view = memoryview(buf).cast("B")
+        #: entries wholly in bytes [_tail_at, end) are read from _tail (see _scan_file)
+        self._tail, self._tail_at = self._view, 0
         self.path = None if path is None else str(path)
         self.limits = limits
         #: the C core chosen at open (None: the Python paths), which readers of its entries follow
-        self.core = native_core()
-        entries = self._scan_native(self.core)
-        self._by_name = {} if entries is None else {e.name: e for e in entries}
-        if entries is None or len(self._by_name) != len(entries):
+        self.core = core = native_core()
+        entries = None
+        if core is not None:
+            entries = self._scan_native(core, b"", self._view) if fd is None else self._scan_file(core, fd)
+        self._by_name = {} if not isinstance(entries, tuple) else {e.name: e for e in entries}
+        if not isinstance(entries, tuple) or len(self._by_name) != len(entries):
             entries = self._parse()  # the reference: decides, and names any error
             self._by_name = {e.name: e for e in entries}
         self._entries = entries
@@ -137,12 +150,13 @@ class ZipArchive:
                     raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
                 if st.st_size == 0:
                     raise FormatError("empty file, not a ZIP archive", path=path, offset=0)
-                buf = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                z = cls.__new__(cls)
+                z._setup(mmap.mmap(fd, 0, access=mmap.ACCESS_READ), path, limits, fd if _PREAD else None)
             finally:
                 os.close(fd)
         except OSError as e:
             raise FormatError(f"cannot open: {e.strerror or e}", path=path) from None
-        return cls(buf, path=path, limits=limits)
+        return z
 
     # ----------------------------------------------------------------- queries
     @property
@@ -174,7 +188,8 @@ class ZipArchive:
         """The entry's bytes: a zero-copy view for stored entries, a new buffer
         for deflated ones (at most its declared, limit-checked size)."""
         e = self.entry(name)
-        raw = self._view[e.data_offset : e.data_end]
+        at = e.data_offset - self._tail_at
+        raw = self._tail[at : at + e.compressed_size] if at >= 0 else self._view[e.data_offset : e.data_end]
         if e.method == STORED:
             data = raw
         else:
@@ -189,32 +204,58 @@ class ZipArchive:
         return data
 
     # ----------------------------------------------------------------- parsing
-    def _scan_native(self, core: Any) -> tuple[ZipEntry, ...] | None:
-        """The entries when the C core ``core`` is in use and its scan (the
-        checks of :meth:`_parse` but duplicate names, for ordinary archives)
-        passes; else None, and :meth:`_parse` decides."""
-        if core is None:
-            return None
-        ffi, lib, lim, view = core.ffi, core.lib, self.limits, self._view
+    def _scan_file(self, core: Any, fd: int) -> tuple[ZipEntry, ...] | int | None:
+        """:meth:`_scan_native` of the file ``fd`` read with ``pread``: its
+        first bytes (the first local header: DLCs store their weights first)
+        and its tail, as far back as the scan asks (the end record, the central
+        directory, the other entries). The mapping stays untouched: faulting
+        its pages in costs more than copying the few KB a DLC's metadata
+        takes, and the entries in the tail are then read from the copy. A tail
+        over ``_TAIL_MAX`` is scanned in the mapping."""
+        size = len(self._view)
+        tail_at = max(0, size - _TAIL_GUESS)
+        head = os.pread(fd, min(size, _HEAD), 0) if tail_at else b""
+        for _ in range(2):  # the guess, then what the scan asked for
+            tail = os.pread(fd, size - tail_at, tail_at)
+            if len(tail) != size - tail_at:  # the file shrank under us: the mapping decides
+                break
+            got = self._scan_native(core, head, tail)
+            if not isinstance(got, int):
+                self._tail, self._tail_at = memoryview(tail), tail_at
+                return got
+            if got >= tail_at or size - got > _TAIL_MAX:
+                break
+            tail_at = got
+        return self._scan_native(core, b"", self._view)
+
+    def _scan_native(self, core: Any, head: Any, tail: Any) -> tuple[ZipEntry, ...] | int | None:
+        """The entries when the C scan of the file's first bytes ``head`` and
+        last bytes ``tail`` (the checks of :meth:`_parse` but duplicate names,
+        for ordinary archives) passes; the file offset from which it needs the
+        tail when it holds too little; else None, and :meth:`_parse` decides."""
+        ffi, lib, lim = core.ffi, core.lib, self.limits
+        tail_at = len(self._view) - len(tail)
         cap = 8
-        with ffi.from_buffer(view) as buf:
+        with ffi.from_buffer(head) as h, ffi.from_buffer(tail) as t:
             while True:
                 out = ffi.new("int64_t[]", 3 + 9 * cap)
                 try:
-                    st = lib.ctxbin_zip_scan(buf, len(view), lim.max_entries, lim.max_inflated_size,
-                                             lim.ratio_floor, lim.max_ratio, out, cap)
+                    st = lib.ctxbin_zip_scan(h, len(head), t, len(tail), len(self._view), lim.max_entries,
+                                             lim.max_inflated_size, lim.ratio_floor, lim.max_ratio, out, cap)
                 except OverflowError:  # a limit outside 64 bits: the parser applies it
                     return None
                 if st != lib.CTXBIN_EINVAL or out[0] <= cap:
                     break
                 cap = out[0]
+        if st == lib.CTXBIN_EMORE:
+            return int(out[1])
         if st != lib.CTXBIN_OK:
             return None
         raw = ffi.buffer(out)
         count, cd_start, cd_end = _SCAN_HEAD.unpack_from(raw)
         # the scan took only ASCII names: the directory decoded as latin-1 keeps
         # their positions, so each name is a slice of one decode
-        names = str(view[cd_start:cd_end], "latin-1")
+        names = str(tail[cd_start - tail_at : cd_end - tail_at], "latin-1")
         return tuple([
             _new_entry(ZipEntry, (names[start:end], method, flags, crc, csize, size, hoff, data_at))
             for start, end, method, flags, crc, csize, size, hoff, data_at in _SCAN_ROW.iter_unpack(

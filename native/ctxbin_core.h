@@ -24,7 +24,8 @@ enum {
     CTXBIN_EINVAL = 1,      /* a NULL pointer or impossible argument */
     CTXBIN_ERANGE = 2,      /* an (offset, length) pair outside its buffer */
     CTXBIN_ENOMEM = 3,      /* allocation failed */
-    CTXBIN_EUNSUPPORTED = 4 /* the requested SIMD path is not available here */
+    CTXBIN_EUNSUPPORTED = 4, /* the requested SIMD path is not available here */
+    CTXBIN_EMORE = 5         /* the caller gave too little of a file: the output says from where it needs it */
 };
 
 /* Accumulate-loop implementations of XXH3 for inputs over 240 bytes. */
@@ -276,17 +277,25 @@ typedef struct {
 
 int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a);
 /* ZIP (native/zipscan.c): the central directory scan of ctxbin/ziparchive.py
- * (ZipArchive._parse) for ordinary archives: no ZIP64, ASCII names. out holds
- * 3 + 9 * cap int64: the entry count, where the central directory starts and
- * where it ends (set whenever the end record was read); then, on CTXBIN_OK,
- * 9 per entry: where its name starts and ends (relative to the central
- * directory), method, flags, CRC-32, compressed size, size, local header
- * offset, data offset. CTXBIN_EINVAL when cap is smaller than the count;
- * CTXBIN_ERANGE when any check fails or the archive is unusual (the Python
- * parser then decides). Duplicate names are not checked here. The limits are
- * those of ZipLimits, as scalars (no struct to allocate per call). */
-int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, uint64_t max_entries, uint64_t max_inflated_size,
-                    uint64_t ratio_floor, double max_ratio, int64_t *out, uint64_t cap);
+ * (ZipArchive._parse) for ordinary archives: no ZIP64, ASCII names. It reads
+ * a size-byte archive from two parts the caller read: head holds its bytes
+ * [0, head_len) (may be empty), tail its last tail_len bytes (the whole
+ * archive when tail_len == size). out holds 3 + 9 * cap int64: the entry
+ * count, where the central directory starts and where it ends (set whenever
+ * the end record was read); then, on CTXBIN_OK, 9 per entry: where its name
+ * starts and ends (relative to the central directory), method, flags, CRC-32,
+ * compressed size, size, local header offset, data offset. CTXBIN_EMORE when
+ * a record it must read (the end record's search range, the central
+ * directory, a local header) is in neither part: out[1] is then the file
+ * offset from which the tail must start (after every central record passed
+ * its checks, when only local headers were missing). CTXBIN_EINVAL when cap
+ * is smaller than the count; CTXBIN_ERANGE when any check fails or the
+ * archive is unusual (the Python parser then decides). Duplicate names are
+ * not checked here. The limits are those of ZipLimits, as scalars (no struct
+ * to allocate per call). */
+int ctxbin_zip_scan(const uint8_t *head, uint64_t head_len, const uint8_t *tail, uint64_t tail_len,
+                    uint64_t size, uint64_t max_entries, uint64_t max_inflated_size, uint64_t ratio_floor,
+                    double max_ratio, int64_t *out, uint64_t cap);
 /* CFFI-END */
 
 #ifdef __cplusplus

@@ -691,6 +691,7 @@ const char *ctxbin_strerror(int status) {
     case CTXBIN_ERANGE: return "a byte range lies outside its buffer";
     case CTXBIN_ENOMEM: return "out of memory";
     case CTXBIN_EUNSUPPORTED: return "the requested SIMD implementation is not available on this CPU";
+    case CTXBIN_EMORE: return "the input holds too little of the file";
     default: return "unknown ctxbin status code";
     }
 }

@@ -57,47 +57,81 @@ static int by_start(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, uint64_t max_entries, uint64_t max_inflated_size,
-                    uint64_t ratio_floor, double max_ratio, int64_t *out, uint64_t cap) {
-    if (!buf || !out) return CTXBIN_EINVAL;
+/* The archive as far as the caller read it: bytes [0, head_len) and
+ * [tail_at, size) of a size-byte file. */
+typedef struct {
+    const uint8_t *head, *tail;
+    uint64_t head_len, tail_at, size;
+} file_part;
+
+/* n bytes at file offset off when one part holds them all, else NULL
+ * (off + n <= size: the callers check it first). */
+static const uint8_t *bytes_at(const file_part *f, uint64_t off, uint64_t n) {
+    if (off + n <= f->head_len) return f->head + off;
+    if (off >= f->tail_at) return f->tail + (off - f->tail_at);
+    return NULL;
+}
+
+int ctxbin_zip_scan(const uint8_t *head, uint64_t head_len, const uint8_t *tail, uint64_t tail_len,
+                    uint64_t size, uint64_t max_entries, uint64_t max_inflated_size, uint64_t ratio_floor,
+                    double max_ratio, int64_t *out, uint64_t cap) {
+    if ((!head && head_len) || !tail || !out || head_len > size || tail_len > size) return CTXBIN_EINVAL;
     if (size < EOCD) return CTXBIN_ERANGE;
-    /* the last end record whose comment ends exactly at the end of the file */
+    const file_part f = {head, tail, head_len, size - tail_len, size};
+    /* the last end record whose comment ends exactly at the end of the file;
+     * the search stays in the tail, so one found there is the one a search of
+     * the whole file finds */
     uint64_t lo = size > EOCD + MAX_COMMENT ? size - EOCD - MAX_COMMENT : 0, eocd = size - EOCD + 1;
-    do {
-        if (eocd-- == lo) return CTXBIN_ERANGE;
-    } while (memcmp(buf + eocd, "PK\x05\x06", 4) != 0 || eocd + EOCD + u16(buf + eocd + 20) != size);
-    const uint8_t *e = buf + eocd;
-    if (eocd >= LOCATOR && memcmp(buf + eocd - LOCATOR, "PK\x06\x07", 4) == 0) return CTXBIN_ERANGE; /* ZIP64 */
+    for (;;) {
+        if (eocd == lo) return CTXBIN_ERANGE;
+        if (eocd <= f.tail_at) return out[1] = (int64_t)lo, CTXBIN_EMORE;
+        eocd--;
+        const uint8_t *e = f.tail + (eocd - f.tail_at);
+        if (memcmp(e, "PK\x05\x06", 4) == 0 && eocd + EOCD + u16(e + 20) == size) break;
+    }
+    const uint8_t *e = f.tail + (eocd - f.tail_at);
+    if (eocd >= LOCATOR) { /* ZIP64 */
+        const uint8_t *z = bytes_at(&f, eocd - LOCATOR, 4);
+        if (!z) return out[1] = (int64_t)(eocd - LOCATOR), CTXBIN_EMORE;
+        if (memcmp(z, "PK\x06\x07", 4) == 0) return CTXBIN_ERANGE;
+    }
     uint64_t n = u16(e + 10), cd_size = u32(e + 12), cd_off = u32(e + 16);
     if (u16(e + 4) != 0 || u16(e + 6) != 0 || cd_off + cd_size > eocd || n > cd_size / CENTRAL ||
         n > max_entries)
         return CTXBIN_ERANGE;
+    if (cd_off < f.tail_at) return out[1] = (int64_t)cd_off, CTXBIN_EMORE;
     out[0] = (int64_t)n, out[1] = (int64_t)cd_off, out[2] = (int64_t)(cd_off + cd_size);
     if (n > cap) return CTXBIN_EINVAL;
     span *spans = malloc((n ? n : 1) * sizeof *spans);
     if (!spans) return CTXBIN_ENOMEM;
     int st = CTXBIN_ERANGE;
-    uint64_t at = cd_off, cd_end = cd_off + cd_size;
+    uint64_t at = cd_off, cd_end = cd_off + cd_size, need = size; /* need: lowest local header not at hand */
     for (uint64_t i = 0; i < n; i++) {
-        const uint8_t *c = buf + at;
-        if (at + CENTRAL > cd_end || memcmp(c, "PK\x01\x02", 4) != 0) goto done;
+        if (at + CENTRAL > cd_end) goto done;
+        const uint8_t *c = f.tail + (at - f.tail_at), *name = c + CENTRAL;
+        if (memcmp(c, "PK\x01\x02", 4) != 0) goto done;
         uint64_t flags = u16(c + 8), method = u16(c + 10), crc = u32(c + 16), csize = u32(c + 20),
                  usize = u32(c + 24), nlen = u16(c + 28), elen = u16(c + 30), clen = u16(c + 32),
                  disk = u16(c + 34), hoff = u32(c + 42);
         uint64_t name_at = at + CENTRAL, next = name_at + nlen + elen + clen;
-        if (next > cd_end || !safe_name(buf + name_at, nlen) || !extra_ok(buf + name_at + nlen, elen)) goto done;
+        if (next > cd_end || !safe_name(name, nlen) || !extra_ok(name + nlen, elen)) goto done;
         if (usize == 0xFFFFFFFF || csize == 0xFFFFFFFF || hoff == 0xFFFFFFFF || disk != 0) goto done;
         if (flags & (FLAG_ENCRYPTED | FLAG_STRONG) || (method != 0 && method != 8)) goto done;
         if (method == 0 && csize != usize) goto done;
         if (method == 8 && (usize > max_inflated_size ||
                             (usize > ratio_floor && (double)usize > max_ratio * (double)(csize ? csize : 1))))
             goto done;
+        at = next;
         /* its local header */
-        if (hoff + LOCAL > size) goto done;
-        const uint8_t *l = buf + hoff;
+        if (hoff + LOCAL + nlen > size) goto done;
+        const uint8_t *l = bytes_at(&f, hoff, LOCAL + nlen);
+        if (!l) { /* the central records after it may still fail: look at them first */
+            need = hoff < need ? hoff : need;
+            continue;
+        }
         uint64_t data_at = hoff + LOCAL + u16(l + 26) + u16(l + 28);
         if (memcmp(l, "PK\x03\x04", 4) != 0 || data_at > size || u16(l + 26) != nlen ||
-            memcmp(l + LOCAL, buf + name_at, nlen) != 0 || u16(l + 8) != method)
+            memcmp(l + LOCAL, name, nlen) != 0 || u16(l + 8) != method)
             goto done;
         if (!(u16(l + 6) & FLAG_DESCRIPTOR)) {
             uint64_t lcsize = u32(l + 18), lusize = u32(l + 22);
@@ -110,9 +144,12 @@ int ctxbin_zip_scan(const uint8_t *buf, uint64_t size, uint64_t max_entries, uin
         o[2] = (int64_t)method, o[3] = (int64_t)flags, o[4] = (int64_t)crc, o[5] = (int64_t)csize, o[6] = (int64_t)usize, o[7] = (int64_t)hoff;
         o[8] = (int64_t)data_at;
         spans[i].start = hoff, spans[i].end = data_at + csize;
-        at = next;
     }
     if (at != cd_end) goto done;
+    if (need < size) {
+        out[1] = (int64_t)need, st = CTXBIN_EMORE;
+        goto done;
+    }
     /* no two entries share bytes; none reaches into the central directory */
     qsort(spans, n, sizeof *spans, by_start);
     for (uint64_t i = 0; i + 1 < n; i++)

@@ -38,13 +38,14 @@ def _python(raw: bytes, limits: ZipLimits = ZipLimits()) -> tuple | FormatError:
     return entries
 
 
-def _scan(raw: bytes, limits: ZipLimits = ZipLimits()) -> tuple | None:
-    """The C scan alone (even when the suite runs with CTXBIN_NO_NATIVE=1)."""
+def _scan(raw: bytes, limits: ZipLimits = ZipLimits(), head: int = 0, tail_at: int = 0) -> tuple | int | None:
+    """The C scan alone (even when the suite runs with CTXBIN_NO_NATIVE=1), of
+    the first ``head`` bytes and the bytes from ``tail_at`` on."""
     z = ZipArchive.__new__(ZipArchive)
     z._buf, z._view, z.path, z.limits = raw, memoryview(raw), None, limits
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CTXBIN_NO_NATIVE", raising=False)
-        return z._scan_native(native_core())
+        return z._scan_native(native_core(), raw[:head], raw[tail_at:])
 
 
 @needs_native
@@ -112,3 +113,45 @@ def test_scan_agrees_with_the_parser_on_mutated_archives(data: st.DataObject) ->
             outcomes.append(str(e))
     assert len(set(outcomes)) == 1
     assert outcomes[0] == (str(ref) if isinstance(ref, FormatError) else ref)
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_scan_of_two_parts_ends_as_the_scan_of_the_whole(data: st.DataObject) -> None:
+    # a big first entry, as DLCs store their weights, then small ones
+    entries = {"model.params.bin": b"W" * 5000, "model": b"M" * 300, "a/b": b"q" * 50}
+    raw = bytearray(_zip(entries, comment=data.draw(st.sampled_from([b"", b"note"]))))
+    if data.draw(st.booleans()):
+        hot = [i for i in range(len(raw)) if raw.startswith((b"PK\x01\x02", b"PK\x03\x04", b"PK\x05\x06"), i)]
+        at = min(len(raw) - 1, data.draw(st.sampled_from(hot)) + data.draw(st.integers(0, 50)))
+        raw[at] = data.draw(st.integers(0, 255))
+    raw = bytes(raw)
+    head = data.draw(st.integers(0, len(raw)))
+    tail_at = data.draw(st.integers(0, len(raw)))
+    whole = _scan(raw)
+    got = _scan(raw, head=head, tail_at=tail_at)
+    while isinstance(got, int):  # read from where it asks, as ZipArchive.open does
+        assert got < tail_at  # always asks for more than it had
+        tail_at = got
+        got = _scan(raw, head=head, tail_at=tail_at)
+    assert got == whole
+
+
+@pytest.mark.parametrize("tail_max", [16 << 20, 100])
+def test_open_reads_the_small_entries_from_a_copy_of_the_tail(tmp_path, monkeypatch, tail_max: int) -> None:
+    from ctxbin import ziparchive
+
+    monkeypatch.setattr(ziparchive, "_TAIL_MAX", tail_max)  # 100: the tail is too long, the mapping is scanned
+    entries = {"model.params.bin": bytes(range(256)) * 400, "model": b"M" * 5000, "dlc.metadata": b"k=v"}  # past the first 4 KB read
+    raw = _zip(entries)
+    path = tmp_path / "a.zip"
+    path.write_bytes(raw)
+    for native in both_paths():
+        z = ZipArchive.open(path)
+        assert z.entries == ZipArchive(raw).entries
+        for name, data in entries.items():
+            view = z.read(name)
+            assert bytes(view) == data
+            # without the C core, or with a tail over the limit, every entry is a view of the mapping
+            assert (view.obj is z.buffer) == (not native or tail_max == 100 or name == "model.params.bin")
