@@ -184,12 +184,23 @@ class ZipArchive:
             have = ", ".join(repr(n) for n in self._by_name) or "(none)"
             raise FormatError(f"archive has no entry {name!r} (entries: {have})", path=self.path, obj=name) from None
 
+    def stored(self, name: str) -> memoryview | None:
+        """The bytes of stored entry ``name``, its CRC-32 not checked, for
+        readers that check it themselves; None when there is no such entry or
+        it is compressed."""
+        e = self._by_name.get(name)
+        return None if e is None or e.method != STORED else self._raw(e)
+
+    def _raw(self, e: ZipEntry) -> memoryview:
+        """Entry ``e``'s bytes as stored (compressed if deflated)."""
+        at = e.data_offset - self._tail_at
+        return self._tail[at : at + e.compressed_size] if at >= 0 else self._view[e.data_offset : e.data_end]
+
     def read(self, name: str) -> memoryview:
         """The entry's bytes: a zero-copy view for stored entries, a new buffer
         for deflated ones (at most its declared, limit-checked size)."""
         e = self.entry(name)
-        at = e.data_offset - self._tail_at
-        raw = self._tail[at : at + e.compressed_size] if at >= 0 else self._view[e.data_offset : e.data_end]
+        raw = self._raw(e)
         if e.method == STORED:
             data = raw
         else:

@@ -276,6 +276,13 @@ typedef struct {
 } ctxbin_dlc_v4_open_args;
 
 int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a);
+/* ctxbin_dlc_v4_open of a DLC's `model` and `model.params` entries as its ZIP
+ * stores them (each with its recorded CRC-32, 0: none): each entry's CRC, its
+ * 8-byte prefix (D5 0A, major version 4) and its flatbuffer identifier (NETD,
+ * NETP) are checked first (CTXBIN_ERANGE when one fails), then the walks' buf
+ * and size and params_start are set from them. */
+int ctxbin_dlc_v4_read(ctxbin_dlc_v4_open_args *a, const uint8_t *model, uint64_t model_size, uint32_t model_crc,
+                       const uint8_t *params, uint64_t params_size, uint32_t params_crc);
 /* ZIP (native/zipscan.c): the central directory scan of ctxbin/ziparchive.py
  * (ZipArchive._parse) for ordinary archives: no ZIP64, ASCII names. It reads
  * a size-byte archive from two parts the caller read: head holds its bytes

@@ -635,3 +635,22 @@ int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a) {
     a->ngraphs = ng;
     return CTXBIN_OK;
 }
+
+/* One entry as its ZIP stores it: its CRC-32 when recorded, the 8-byte DLC
+ * prefix (D5 0A, major version 4) and the flatbuffer identifier after it. */
+static int entry_ok(const uint8_t *p, uint64_t n, uint32_t crc, const char *ident) {
+    if (!p || n < 16 || p[0] != 0xD5 || p[1] != 0x0A || (p[2] | p[3] << 8) != 4 || memcmp(p + 12, ident, 4) != 0)
+        return 0;
+    return crc == 0 || ctxbin_crc32(0, p, n) == crc;
+}
+
+int ctxbin_dlc_v4_read(ctxbin_dlc_v4_open_args *a, const uint8_t *model, uint64_t model_size, uint32_t model_crc,
+                       const uint8_t *params, uint64_t params_size, uint32_t params_crc) {
+    if (!a) return CTXBIN_EINVAL;
+    if (!entry_ok(model, model_size, model_crc, "NETD") || !entry_ok(params, params_size, params_crc, "NETP"))
+        return CTXBIN_ERANGE;
+    a->model.buf = model + 8, a->model.size = model_size - 8;
+    a->params.buf = params + 8, a->params.size = params_size - 8;
+    a->params_start = 8;
+    return ctxbin_dlc_v4_open(a);
+}

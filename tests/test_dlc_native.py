@@ -329,5 +329,5 @@ def test_c_open_takes_exactly_the_utf8_names_python_decodes(own_dlc: Path, tmp_p
     assert got[0] == got[1] and (got[0][0] == "ok") == valid
     doc = dlc._Doc(ZipArchive.open(path), str(path))
     core = hashing._native_core  # built (needs_native), even where the environment turns it off
-    opened = dlc._v4_native(core, doc, dlc._flatbuffer(doc, "model", doc.entry("model"), b"NETD"))
+    opened = dlc._v4_native(core, doc)
     assert (opened is not None) == valid

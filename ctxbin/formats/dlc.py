@@ -79,19 +79,24 @@ def read(path: str | os.PathLike, **_options: Any) -> Container:
     """Every graph of the DLC at ``path`` (weights stay in the file mapping)."""
     zf = ZipArchive.open(path)
     doc = _Doc(zf, os.fspath(path))
-    model = doc.entry("model")
-    major, minor = _prefix(model, doc, "model")
-    if major == 2:
-        raise UnsupportedVersionError(
-            "DLC v2 (protobuf-encoded model, SNPE 1.x) is not supported; convert it with a newer SNPE/QAIRT",
-            path=path, obj="model", offset=2,
-        )
-    if major not in (3, 4):
-        raise UnsupportedVersionError(
-            f"DLC major version {major} is not supported (ctxbin reads 3 and 4)", path=path, obj="model", offset=2
-        )
-    metadata = _metadata(doc)
-    graphs = _read_v4(doc, model) if major == 4 else _read_v3(doc, model)
+    opened = _v4_native(zf.core, doc) if zf.core is not None else None
+    if opened is not None:
+        major, minor, graphs = 4, opened.minor, [opened.graph(gi) for gi in range(len(opened.ranges))]
+        metadata = _metadata(doc)
+    else:  # the Python reads: they name what is wrong, or accept what the C core left to them
+        model = doc.entry("model")
+        major, minor = _prefix(model, doc, "model")
+        if major == 2:
+            raise UnsupportedVersionError(
+                "DLC v2 (protobuf-encoded model, SNPE 1.x) is not supported; convert it with a newer SNPE/QAIRT",
+                path=path, obj="model", offset=2,
+            )
+        if major not in (3, 4):
+            raise UnsupportedVersionError(
+                f"DLC major version {major} is not supported (ctxbin reads 3 and 4)", path=path, obj="model", offset=2
+            )
+        metadata = _metadata(doc)
+        graphs = _read_v4(doc, _flatbuffer(doc, "model", model, b"NETD")) if major == 4 else _read_v3(doc, model)
     names = [g.name for g in graphs]
     if len(set(names)) != len(names):
         raise FormatError(f"duplicate graph names {names}", path=path, obj="model")
@@ -661,17 +666,6 @@ class _Once:
         return self._value
 
 
-def _read_v4(doc: _Doc, model: memoryview) -> list[Graph]:
-    """Every graph, checked whole at open (tensor tables, encodings, nodes,
-    params and their data); Node and Tensor objects are made on first use."""
-    fb = _flatbuffer(doc, "model", model, b"NETD")
-    core = doc.zf.core
-    opened = _v4_native(core, doc, fb) if core is not None else None
-    if opened is None:  # the Python checks: they name what is wrong, or accept what the C core left to them
-        return _read_v4_python(doc, fb)
-    return [opened.graph(gi) for gi in range(len(opened.ranges))]
-
-
 def _v4_graph(cols: _V4Tensors, inputs: list[int], outputs: list[int], nnodes: int,
               nodes: Callable[[], Sequence[Node]], row_of: Mapping[str, int]) -> Graph:
     """Graph of the tensor table ``cols`` with the tensors of rows ``inputs`` and ``outputs``."""
@@ -684,9 +678,12 @@ def _v4_graph(cols: _V4Tensors, inputs: list[int], outputs: list[int], nnodes: i
     )
 
 
-def _read_v4_python(doc: _Doc, fb: FlatBuffer) -> list[Graph]:
-    """:func:`_read_v4` with every check made in Python/numpy: the reference,
-    which names any error (the C core only says whether a file passes)."""
+def _read_v4(doc: _Doc, fb: FlatBuffer) -> list[Graph]:
+    """Every graph of the v4 model ``fb``, checked whole at open (tensor
+    tables, encodings, nodes, params and their data) in Python/numpy: the
+    reference, which names any error (:func:`_v4_native`, the C core's
+    checks, only says whether a file passes); Node objects are made here,
+    Tensor objects on first use."""
     w = walk(fb, _V4_MODEL)
     w.check_utf8()
     data, params = _v4_params(doc)
@@ -820,40 +817,42 @@ def _native_args(core: Any) -> Any:
     return args, keep
 
 
-def _v4_native(core: Any, doc: _Doc, fb: FlatBuffer) -> _V4Native | None:
-    """Both walks and every check of every graph in one C core call; None
-    when anything fails or is unusual (the Python checks then decide, and
-    name any error in the order they meet it)."""
-    try:  # what the Python checks would raise only after walking `model` is theirs to raise
-        raw = doc.entry("model.params")
-        pfb = _flatbuffer(doc, "model.params", raw, b"NETP") if _prefix(raw, doc, "model.params")[0] == 4 else None
-        params_bin = doc.weights_entry("model.params.bin") if "model.params.bin" in doc.zf else None
+def _v4_native(core: Any, doc: _Doc) -> _V4Native | None:
+    """The CRCs, prefixes and identifiers of ``model`` and ``model.params``,
+    both walks and every check of every graph in one C core call; None when
+    anything fails or is unusual (the Python reads then decide, and name any
+    error in the order they meet it)."""
+    zf = doc.zf
+    model, params = zf.stored("model"), zf.stored("model.params")
+    if model is None or params is None or len(model) < 2 * _PREFIX or len(params) < 2 * _PREFIX:
+        return None
+    try:  # a deflated model.params.bin is inflated and checked here: its errors are the Python reads' to raise
+        params_bin = doc.weights_entry("model.params.bin") if "model.params.bin" in zf else None
     except FormatError:
         return None
-    if pfb is None:
-        return None
+    me, pe = zf.entry("model"), zf.entry("model.params")
+    fb = FlatBuffer(model, start=_PREFIX, path=doc.path, what="model", base=me.data_offset + _PREFIX)
+    pfb = FlatBuffer(params, start=_PREFIX, path=doc.path, what="model.params", base=pe.data_offset + _PREFIX)
     ffi, lib = core.ffi, core.lib
     template, _ = _native_args(core)
     args = ffi.new("ctxbin_dlc_v4_open_args *", template[0])
-    keep = []  # what the struct points to, alive through the call
-    for w, f in ((args.model, fb), (args.params, pfb)):
-        keep += [ffi.from_buffer(memoryview(f.buf)[f.start : f.start + f.size]), ffi.new("uint64_t[]", w.ntypes)]
-        w.buf, w.nrows = keep[-2:]
-        w.size, w.budget = f.size, f.budget
-    args.params_start = pfb.start
+    nrows = ffi.new("uint64_t[]", len(_V4_MODEL.types)), ffi.new("uint64_t[]", len(_V4_PARAMS.types))
+    args.model.nrows, args.params.nrows = nrows
+    args.model.budget, args.params.budget = fb.budget, pfb.budget
     args.params_bin_size = -1 if params_bin is None else len(params_bin)
-    st = lib.ctxbin_dlc_v4_open(args)
+    with ffi.from_buffer(model) as m, ffi.from_buffer(params) as p:
+        st = lib.ctxbin_dlc_v4_read(args, m, len(model), me.crc, p, len(params), pe.crc)
     if st == lib.CTXBIN_ERANGE:
         return None
     check_status(st)
     walks = []
-    for w, f, schema in ((args.model, fb, _V4_MODEL), (args.params, pfb, _V4_PARAMS)):
+    for w, f, schema, rows in ((args.model, fb, _V4_MODEL, nrows[0]), (args.params, pfb, _V4_PARAMS, nrows[1])):
         f.budget = w.budget
-        walks.append(NativeWalk(core, f, schema, w.cells, w.nrows, w.spans, w.nstr, w.pool, w.npool))
+        walks.append(NativeWalk(core, f, schema, w.cells, rows, w.spans, w.nstr, w.pool, w.npool))
     ng, ns = args.ngraphs, args.nstatics
     nt = walks[0].nrows[_TENSOR_TYPE]
     checked = np.frombuffer(ffi.buffer(ffi.gc(args.checked, lib.ctxbin_free), 8 * (10 * ng + 3 * nt + 4 * ns)), np.int64)
-    return _V4Native(doc, *walks, params_bin, checked, ng, nt)
+    return _V4Native(doc, *walks, params_bin, checked, ng, nt, int.from_bytes(model[4:6], "little"))
 
 
 class _V4Native:
@@ -866,8 +865,8 @@ class _V4Native:
     Node objects made from them come on first use."""
 
     def __init__(self, doc: _Doc, model: NativeWalk, params: NativeWalk, params_bin: memoryview | None,
-                 checked: np.ndarray, ng: int, nt: int) -> None:
-        self.doc, self.model, self.params, self.params_bin = doc, model, params, params_bin
+                 checked: np.ndarray, ng: int, nt: int, minor: int) -> None:
+        self.doc, self.model, self.params, self.params_bin, self.minor = doc, model, params, params_bin, minor
         flat = checked[: 10 * ng].tolist()
         self.ranges: list[list[int]] = [flat[k : k + 10] for k in range(0, 10 * ng, 10)]
         self.checked, self._at = checked, 10 * ng  # where the per-row results start
