@@ -157,6 +157,46 @@ def test_native_failures_are_named_by_the_numpy_checks(own_dlc: Path, tmp_path: 
             "missing_data": "has no data", "size": "data bytes for shape"}[what] in a[2]
 
 
+@needs_native
+@pytest.mark.parametrize("entry", ["model", "model.params"])
+@pytest.mark.parametrize("damage", ["crc", "magic", "major", "identifier", "short", "deflated"])
+def test_c_read_leaves_damaged_entries_to_python(own_dlc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 entry: str, damage: str) -> None:
+    """What ctxbin_dlc_v4_read checks of each entry before opening it (CRC,
+    prefix, identifier; stored): it declines, and both paths raise the Python
+    reads' error, or (a deflated entry) read the same nodes."""
+    e = _entries(own_dlc)
+    raw = bytearray(e[entry])
+    if damage == "magic":
+        raw[0] ^= 0xFF
+    elif damage == "major":
+        raw[2] = 5
+    elif damage == "identifier":
+        raw[12:16] = b"NETX"
+    elif damage == "short":
+        del raw[15:]
+    e[entry] = bytes(raw)
+    path = tmp_path / "d.dlc"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in e.items():
+            z.writestr(name, data, zipfile.ZIP_DEFLATED if damage == "deflated" and name == entry else zipfile.ZIP_STORED)
+    if damage == "crc":  # one byte of the stored entry changed after zipping: its recorded CRC-32 no longer matches
+        blob = bytearray(path.read_bytes())
+        blob[ZipArchive.open(path).entry(entry).data_offset + 20] ^= 1
+        path.write_bytes(blob)
+    monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
+    calls = record_c_checks(monkeypatch)
+    a, b = _both(path)
+    assert calls and calls[0] is None
+    assert a == b
+    expect = {"crc": "CRC-32", "magic": "D5 0A", "major": "major version 5", "identifier": "identifier",
+              "short": "", "deflated": None}[damage]
+    if expect is None:
+        assert a[0] == "ok" and a[1][0][:4] == _summary(own_dlc)[1][0][:4]  # same nodes (origins name other offsets)
+    else:
+        assert a[0] == "error" and expect in a[2], a
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_fuzz_native_checks_agree_with_numpy(own_dlc: Path, tmp_path: Path, data: st.DataObject) -> None:
