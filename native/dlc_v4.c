@@ -271,7 +271,7 @@ CB_INLINE int data_ok(const checker *k, const int64_t *t, int di, int64_t d, int
 }
 
 /* One graph's tensor table (rows lo..lo+n) against its TensorData rows (td_lo..td_lo+ntd). */
-static int graph_tensors(checker *k, const int64_t *g, int64_t *static_of, int64_t *quant, int64_t *where,
+CB_NOINLINE static int graph_tensors(checker *k, const int64_t *g, int64_t *static_of, int64_t *quant, int64_t *where,
                          uint64_t *ns) {
     uint64_t lo = (uint64_t)g[0], n = (uint64_t)g[1], td_lo = (uint64_t)g[2], ntd = (uint64_t)g[3];
     int st = CTXBIN_ERANGE;
@@ -330,18 +330,19 @@ CB_INLINE int same_name(const strings *a, int64_t i, const strings *b, int64_t j
 /* One graph's nodes (rows node_lo..+nnodes): every param's kind and value,
  * tensor params checked like static tensors, their data in the node's
  * NodeParameters (rows np_lo..+nnp), whose TensorData names are unique. */
-static int graph_nodes(checker *k, const int64_t *g) {
+CB_NOINLINE static int graph_nodes(checker *k, const int64_t *g) {
     uint64_t node_lo = (uint64_t)g[4], nnodes = (uint64_t)g[5], np_lo = (uint64_t)g[6], nnp = (uint64_t)g[7];
     for (uint64_t p = np_lo; p < np_lo + nnp; p++) {
         const int64_t *npr = row(k, CTXBIN_DLC_NODEPARAMS, (int64_t)p);
         int64_t tf = npr[col(k, CTXBIN_DLC_NP_TENSORS)], tc = npr[col(k, CTXBIN_DLC_NP_TENSORS) + 1];
         if (tc > MAX_NODE_TENSORS) return CTXBIN_ERANGE;
-        for (int64_t a = 0; a < tc; a++)
-            for (int64_t b = 0; b <= a; b++) { /* names of rows before a were checked named (b == a) */
-                int64_t sa = row(k, CTXBIN_DLC_TDATA, tf + a)[col(k, CTXBIN_DLC_TD_NAME)];
-                int64_t sb = row(k, CTXBIN_DLC_TDATA, tf + b)[col(k, CTXBIN_DLC_TD_NAME)];
-                if (sa < 0 || (a != b && same(&k->params, sa, &k->params, sb))) return CTXBIN_ERANGE;
-            }
+        for (int64_t a = 0; a < tc; a++) {
+            int64_t sa = row(k, CTXBIN_DLC_TDATA, tf + a)[col(k, CTXBIN_DLC_TD_NAME)];
+            if (sa < 0) return CTXBIN_ERANGE;
+            for (int64_t b = 0; b < a; b++) /* names of rows before a were checked named */
+                if (same(&k->params, sa, &k->params, row(k, CTXBIN_DLC_TDATA, tf + b)[col(k, CTXBIN_DLC_TD_NAME)]))
+                    return CTXBIN_ERANGE;
+        }
     }
     int64_t w[4];
     for (uint64_t i = 0; i < nnodes; i++) {
@@ -434,9 +435,34 @@ CB_INLINE int ascii64(const uint8_t *p) {
 #endif
 }
 
+/* The n bytes at p are all ASCII: their OR, 64 bytes a step with no test
+ * until the end (a DLC's names nearly always are). */
+static int all_ascii(const uint8_t *p, uint64_t n) {
+    uint64_t i = 0;
+#if defined(__x86_64__) || defined(_M_X64)
+    __m128i a = _mm_setzero_si128(), b = a;
+    for (const __m128i *q = (const __m128i *)(const void *)p; n - i >= 64; i += 64, q += 4) {
+        a = _mm_or_si128(a, _mm_or_si128(_mm_loadu_si128(q), _mm_loadu_si128(q + 1)));
+        b = _mm_or_si128(b, _mm_or_si128(_mm_loadu_si128(q + 2), _mm_loadu_si128(q + 3)));
+    }
+    unsigned high = (unsigned)_mm_movemask_epi8(_mm_or_si128(a, b));
+#else
+    uint64_t a = 0, b = 0, v[8];
+    for (; n - i >= 64; i += 64) {
+        memcpy(v, p + i, 64);
+        a |= v[0] | v[1] | v[2] | v[3];
+        b |= v[4] | v[5] | v[6] | v[7];
+    }
+    uint64_t high = (a | b) & 0x8080808080808080ull;
+#endif
+    for (; i < n; i++) high |= p[i] & 0x80;
+    return high == 0;
+}
+
 /* Valid UTF-8 as Python's strict decoder takes it (no overlongs, surrogates or
  * code points past U+10FFFF); ASCII, nearly all of a DLC's names, 64 bytes a step. */
 static int utf8_ok(const uint8_t *p, uint64_t n) {
+    if (all_ascii(p, n)) return 1;
     uint64_t i = 0;
     while (i < n) {
         while (n - i >= 128 && (ascii64(p + i) & ascii64(p + i + 64))) i += 128; /* one test per 128 bytes */
@@ -615,7 +641,13 @@ int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a) {
         if (!st && !(checked = malloc((10 * ng + 7 * nt + 1) * sizeof *checked))) st = CTXBIN_ENOMEM;
         if (!st) {
             int64_t *static_of = checked + 10 * ng, *quant = static_of + nt, *io = quant + nt, *where = io + nt;
-            memset(static_of, 0xff, 2 * nt * sizeof *static_of); /* -1 in the rows of tensor params too */
+            /* -1 in the rows of tensor params: the graphs' checks, which all passed
+             * when these are kept, fill static_of and quant in their own rows */
+            uint64_t filled = 0;
+            for (uint64_t g = 0; g < ng && graphs[8 * g] == (int64_t)filled && (uint64_t)graphs[8 * g + 1] <= nt - filled; g++)
+                filled += (uint64_t)graphs[8 * g + 1];
+            memset(static_of + filled, 0xff, (nt - filled) * sizeof *static_of);
+            memset(quant + filled, 0xff, (nt - filled) * sizeof *quant);
             st = check_graphs(&in, static_of, quant, where, status, &a->nstatics);
             for (uint64_t g = 0; !st && g < n; g++)
                 if (!status[g]) st = CTXBIN_ERANGE;

@@ -42,6 +42,7 @@ typedef struct {
 typedef struct {
     table_at *tabs;            /* where each row's table is, appended as parents find it */
     size_t n, cap;
+    int own;                   /* tabs is an allocation of its own (else a piece of a block) */
     int64_t last_at;           /* the vtable of the type's last table (INT64_MIN: none yet), */
     uint32_t last, last_ts;    /* its entry and table size (at least 4): most tables share it */
 } rows_end;
@@ -51,20 +52,35 @@ typedef struct {
     int64_t *rows;  /* its cells (n x (1 + 2 * nfields)) in the walk's cell block, while its turn lasts */
     uint32_t *vts;  /* the entries of its distinct vtables */
     size_t nvts, capvts;
+    int vts_own;    /* vts is an allocation of its own (else a piece of a block) */
     int64_t seen_at[VT_CACHE]; /* vtable positions with an entry (INT64_MIN: none) */
     uint32_t seen[VT_CACHE];   /* and that entry */
 } type_rows;
 
+/* The walk only checks its strings and notes where they are (no copy, no call
+ * in the field loops: they keep their counters in registers); the pool is
+ * made in one piece when the walk is done. */
 typedef struct {
     int64_t *spans; /* (position, length) per string */
     size_t nstr, capstr;
-    uint8_t *pool; /* every string's bytes, each followed by a NUL */
-    size_t npool, cappool;
+    uint8_t *pool; /* every string's bytes, each followed by a NUL (made by fill_pool) */
+    size_t npool;  /* their bytes so far, NULs included */
 } string_list;
+
+/* Each type's first room for rows and vtable entries is a piece of a few big
+ * blocks, freed with the result: a walk makes a few allocations instead of
+ * two per type (most types never outgrow their first room; one that does
+ * moves to an allocation of its own, its piece staying in the block). */
+#define BLOCK_BYTES ((size_t)64 << 10)
+typedef struct block {
+    struct block *next;
+    size_t used, cap, pad; /* 32 bytes: the pieces that follow stay 16-aligned */
+} block;
 
 struct ctxbin_fb_result {
     uint32_t ntypes;
     type_rows *types;
+    block *blocks;
     /* every type's cells, one type after the other, each added at its turn (when
      * its rows are all known): one block, so the caller takes over one array */
     int64_t *cells;
@@ -84,6 +100,7 @@ typedef struct {
     string_list strs; /* back in the result when the walk ends */
     ctxbin_fb_error *err;
     size_t first_rows; /* room made for a type's first table */
+    block **blocks;    /* the result's */
 } walker;
 
 /* little-endian loads at any alignment (the compiler makes each one load) */
@@ -125,6 +142,47 @@ CB_INLINE int grow(void **p, size_t *cap, size_t need, size_t elem) {
     return CTXBIN_OK;
 }
 
+/* A piece of `bytes` from the blocks (NULL: out of memory). */
+static void *piece(block **blocks, size_t bytes) {
+    bytes = (bytes + 15) & ~(size_t)15;
+    block *b = *blocks;
+    if (!b || b->cap - b->used < bytes) {
+        const int big = bytes > BLOCK_BYTES / 4; /* a block of its own, behind the one in use (which keeps its room) */
+        const size_t cap = big ? bytes : BLOCK_BYTES;
+        if (!(b = malloc(sizeof *b + cap))) return NULL;
+        b->used = 0;
+        b->cap = cap;
+        if (big && *blocks) {
+            b->next = (*blocks)->next;
+            (*blocks)->next = b;
+        } else {
+            b->next = *blocks;
+            *blocks = b;
+        }
+    }
+    void *p = (char *)(b + 1) + b->used;
+    b->used += bytes;
+    return p;
+}
+
+/* grow, for a type's rows and vtable entries: the first room a piece, more room an allocation of its own. */
+static int grow_room(block **blocks, void **p, size_t *cap, int *own, size_t need, size_t elem) {
+    size_t n = *cap ? *cap : 64;
+    while (n < need) n *= 2;
+    void *q;
+    if (!*cap)
+        q = piece(blocks, n * elem);
+    else if (!*own) {
+        if ((q = malloc(n * elem))) memcpy(q, *p, *cap * elem);
+    } else
+        q = realloc(*p, n * elem);
+    if (!q) return CTXBIN_ENOMEM;
+    *own = *cap != 0;
+    *p = q;
+    *cap = n;
+    return CTXBIN_OK;
+}
+
 /* Read the vtable at vt (of a table at pos, row of type) into a new entry of the type's list. */
 static int add_vtable(const walker *w, uint32_t type, size_t row, uint64_t pos, int32_t soff, int64_t vt, uint32_t *id) {
     type_rows *tr = &w->types[type];
@@ -137,10 +195,12 @@ static int add_vtable(const walker *w, uint32_t type, size_t row, uint64_t pos, 
     const ctxbin_fb_field *f = w->fields + w->type_start[type];
     const uint32_t nf = w->type_start[type + 1] - w->type_start[type];
     if (tr->nvts + 1 + nf > UINT32_MAX) return CTXBIN_ENOMEM; /* rows name an entry in 32 bits */
-    void *p = tr->vts;
-    int st = grow(&p, &tr->capvts, tr->nvts + 1 + nf, sizeof(uint32_t));
-    tr->vts = p;
-    if (st) return st;
+    if (tr->nvts + 1 + nf > tr->capvts) {
+        void *p = tr->vts;
+        int st = grow_room(w->blocks, &p, &tr->capvts, &tr->vts_own, tr->nvts + 1 + nf, sizeof(uint32_t));
+        tr->vts = p;
+        if (st) return st;
+    }
     uint32_t *e = tr->vts + tr->nvts;
     e[0] = ts;
     for (uint32_t fi = 0; fi < nf; fi++) {
@@ -159,9 +219,11 @@ CB_INLINE int reserve_tables(const walker *w, rows_end *e, uint64_t k) {
     if (e->n + k <= e->cap) return CTXBIN_OK;
     void *p = e->tabs;
     size_t cap = e->cap;
-    int st = grow(&p, &cap, e->n + k > w->first_rows ? e->n + k : w->first_rows, sizeof(table_at));
+    int own = e->own;
+    int st = grow_room(w->blocks, &p, &cap, &own, e->n + k > w->first_rows ? e->n + k : w->first_rows, sizeof(table_at));
     e->tabs = p;
     e->cap = cap;
+    e->own = own;
     return st;
 }
 
@@ -178,7 +240,6 @@ CB_INLINE int add_table(walker *w, uint32_t type, rows_end *e, uint64_t pos) {
     if (vt != e->last_at) {
         type_rows *tr = &w->types[type];
         unsigned slot = (unsigned)(((uint64_t)vt * 0x9e3779b97f4a7c15ull) >> 60); /* of VT_CACHE = 16 */
-        id = tr->seen[slot];
         if (tr->seen_at[slot] != vt) { /* a vtable not seen lately: read (and check) it */
             walker copy = *w; /* w's address stays in walk_field (see there) */
             uint32_t got; /* id's address would keep it out of registers */
@@ -186,7 +247,8 @@ CB_INLINE int add_table(walker *w, uint32_t type, rows_end *e, uint64_t pos) {
             id = got;
             tr->seen_at[slot] = vt;
             tr->seen[slot] = id;
-        }
+        } else
+            id = tr->seen[slot];
         ts = tr->vts[id] < 4 ? 4 : tr->vts[id];
         e->last_at = vt;
         e->last = id;
@@ -199,7 +261,7 @@ CB_INLINE int add_table(walker *w, uint32_t type, rows_end *e, uint64_t pos) {
 }
 
 /* Room for k more strings' spans (made before a field's or a vector's strings:
- * add_string then checks nothing but the pool). */
+ * add_string then checks no room). */
 CB_INLINE int reserve_strings(walker *w, uint64_t k) {
     string_list *r = &w->strs;
     if (r->nstr + k <= r->capstr) return CTXBIN_OK;
@@ -217,7 +279,7 @@ typedef struct {
 } row_ref;
 #define ROW(r) ((int64_t)((r).at - (r).first))
 
-/* Check the string at `at` and append it as string w->strs.nstr. */
+/* Check the string at `at` and append it as string w->strs.nstr (room made by reserve_strings). */
 CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, row_ref row, int32_t field) {
     string_list *r = &w->strs;
     if (!inside(w, at, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, ROW(row), field, at, 4, 0);
@@ -226,29 +288,36 @@ CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, row_ref row, int
     w->budget -= (int64_t)(4 + n);
     if (w->budget < 0) return fail(w->err, CTXBIN_FB_BUDGET, type, ROW(row), field, at, 0, 0);
     if (w->buf[at + 4 + n] != 0) return fail(w->err, CTXBIN_FB_NUL, type, ROW(row), field, at + 4 + n, (int64_t)n, 0);
-    int st;
-    size_t nstr = r->nstr, npool = r->npool;
-    /* one check for the string and the short copy's slack */
-    if (npool + n + 1 + SHORT_STRING > r->cappool) {
-        void *p = r->pool;
-        st = grow(&p, &r->cappool, npool + n + 1 + SHORT_STRING, 1);
-        r->pool = p;
-        if (st) return st;
-    }
-    int64_t *span = r->spans + 2 * nstr;
-    uint8_t *dst = r->pool + npool;
-    const uint8_t *src = w->buf + at + 4;
-    /* most names are short: a fixed 32-byte copy (inlined, no libc call) where the
-     * buffer has room; the bytes past the NUL are overwritten by the next
-     * string, or lie past npool */
-    if (n < SHORT_STRING && inside(w, at + 4, SHORT_STRING))
-        memcpy(dst, src, SHORT_STRING);
-    else
-        memcpy(dst, src, n + 1);
-    r->npool = npool + n + 1;
+    int64_t *span = r->spans + 2 * r->nstr;
     span[0] = (int64_t)(at + 4);
     span[1] = (int64_t)n;
-    r->nstr = nstr + 1;
+    r->nstr++;
+    r->npool += n + 1;
+    return CTXBIN_OK;
+}
+
+/* The pool: every string's bytes and NUL, in order (the walk checked them). */
+CB_NOINLINE static int fill_pool(const walker *w, string_list *r) {
+    /* SHORT_STRING bytes of slack: most names are short, and one fixed 32-byte
+     * copy where the buffer has room (two that overlap up to 63 bytes) is
+     * cheaper than a libc call; the bytes a copy puts past a NUL are overwritten
+     * by the next string, or lie past npool */
+    uint8_t *dst = malloc(r->npool + SHORT_STRING);
+    if (!dst) return CTXBIN_ENOMEM;
+    r->pool = dst;
+    const uint8_t *buf = w->buf;
+    const uint64_t room_end = w->size < SHORT_STRING ? 0 : w->size - SHORT_STRING + 1; /* at < room_end: 32 bytes at at */
+    for (const int64_t *span = r->spans, *end = span + 2 * r->nstr; span != end; span += 2) {
+        const uint64_t at = (uint64_t)span[0], n = (uint64_t)span[1];
+        if (n < SHORT_STRING && at < room_end)
+            memcpy(dst, buf + at, SHORT_STRING);
+        else if (n >= SHORT_STRING && n < 2 * SHORT_STRING) { /* two copies that overlap */
+            memcpy(dst, buf + at, SHORT_STRING);
+            memcpy(dst + n + 1 - SHORT_STRING, buf + at + n + 1 - SHORT_STRING, SHORT_STRING);
+        } else
+            memcpy(dst, buf + at, n + 1);
+        dst += n + 1;
+    }
     return CTXBIN_OK;
 }
 
@@ -407,8 +476,12 @@ static int walk_field(walker *w, uint32_t type, uint32_t fi) {
 void ctxbin_fb_free(ctxbin_fb_result *r) {
     if (!r) return;
     for (uint32_t t = 0; r->types && t < r->ntypes; t++) {
-        free(r->types[t].end.tabs);
-        free(r->types[t].vts);
+        if (r->types[t].end.own) free(r->types[t].end.tabs);
+        if (r->types[t].vts_own) free(r->types[t].vts);
+    }
+    for (block *b = r->blocks, *next; b; b = next) {
+        next = b->next;
+        free(b);
     }
     free(r->cells);
     free(r->types);
@@ -444,24 +517,29 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
     ctxbin_fb_result *r = calloc(1, sizeof *r);
     if (!r) return CTXBIN_ENOMEM;
     r->ntypes = ntypes;
-    r->types = calloc(ntypes, sizeof *r->types);
+    r->types = malloc(ntypes * sizeof *r->types); /* no overflow: ntypes < 2^32 */
     if (!r->types) {
         ctxbin_fb_free(r);
         return CTXBIN_ENOMEM;
     }
-    for (uint32_t t = 0; t < ntypes; t++) /* no vtable is there (vt = pos - i32 > INT64_MIN) */
-        for (unsigned i = 0; i < VT_CACHE; i++) r->types[t].seen_at[i] = r->types[t].end.last_at = INT64_MIN;
-    /* room for the strings of a buffer without shared references (their bytes; one
-     * span per 16 bytes, real names take more), so honest walks rarely regrow these;
-     * capped, so a huge buffer costs nothing up front */
+    for (uint32_t t = 0; t < ntypes; t++) { /* all but seen, read only where seen_at says it was written */
+        type_rows *tr = &r->types[t];
+        tr->end = (rows_end){.last_at = INT64_MIN}; /* no vtable is there (vt = pos - i32 > INT64_MIN) */
+        tr->rows = NULL;
+        tr->vts = NULL;
+        tr->nvts = tr->capvts = 0;
+        tr->vts_own = 0;
+        for (unsigned i = 0; i < VT_CACHE; i++) tr->seen_at[i] = INT64_MIN;
+    }
+    /* room for the strings of a buffer without shared references (one span per 16
+     * bytes, real names take more), so honest walks rarely regrow it; capped, so a
+     * huge buffer costs nothing up front */
     /* a type's first room: one table per 128 bytes (real tables take 16+, most
      * buffers hold one or two big types), so honest walks rarely regrow it */
     size_t first_rows = (size < (1 << 20) ? size : (1 << 20)) / 128 + 1;
-    walker w = {buf, size, *budget, fields, type_start, r->types, {NULL, 0, 0, NULL, 0, 0}, err, first_rows};
-    void *pool = NULL, *spans = NULL;
-    st = grow(&pool, &w.strs.cappool, (size < (1 << 20) ? size : (1 << 20)) + 1, 1);
-    w.strs.pool = pool;
-    if (!st) st = grow(&spans, &w.strs.capstr, (size < (1 << 20) ? size : (1 << 20)) / 16 + 1, 2 * sizeof(int64_t));
+    walker w = {buf, size, *budget, fields, type_start, r->types, {NULL, 0, 0, NULL, 0}, err, first_rows, &r->blocks};
+    void *spans = NULL;
+    st = grow(&spans, &w.strs.capstr, (size < (1 << 20) ? size : (1 << 20)) / 16 + 1, 2 * sizeof(int64_t));
     w.strs.spans = spans;
     /* room for a word of cells per 4 bytes of buffer (real tables take about one per 8), capped */
     void *cells = NULL;
@@ -483,13 +561,16 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
         int64_t *cells_t = tr->rows;
         const table_at *tabs = tr->end.tabs;
         size_t row = 0;
-        for (int64_t *c = cells_t; row + 2 <= n; row += 2, c += 2 * wd) { /* two a step: ~1% of the walk */
+        for (int64_t *c = cells_t; row + 4 <= n; row += 4, c += 4 * wd) { /* four a step: ~1% of the walk */
             c[0] = (int64_t)tabs[row].pos;
             c[wd] = (int64_t)tabs[row + 1].pos;
+            c[2 * wd] = (int64_t)tabs[row + 2].pos;
+            c[3 * wd] = (int64_t)tabs[row + 3].pos;
         }
-        if (row < n) cells_t[row * wd] = (int64_t)tabs[row].pos;
+        for (; row < n; row++) cells_t[row * wd] = (int64_t)tabs[row].pos;
         for (uint32_t fi = 0; !st && fi < type_start[t + 1] - type_start[t]; fi++) st = walk_field(&w, t, fi);
     }
+    if (!st) st = fill_pool(&w, &w.strs);
     r->strs = w.strs;
     *budget = w.budget;
     if (st) {
@@ -507,14 +588,13 @@ void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr,
 }
 
 void ctxbin_fb_detach(ctxbin_fb_result *r, int64_t **cells, int64_t **spans, uint8_t **pool) {
-    /* down to what they hold (room was made up front): the caller keeps them */
+    /* down to what they hold (room was made up front; the pool has but a few
+     * bytes of slack): the caller keeps them */
     void *p = realloc(r->cells, (r->ncells ? r->ncells : 1) * sizeof(int64_t));
     if (p) r->cells = p;
     string_list *l = &r->strs;
     p = realloc(l->spans, (l->nstr ? l->nstr : 1) * 2 * sizeof(int64_t));
     if (p) l->spans = p;
-    p = realloc(l->pool, l->npool ? l->npool : 1);
-    if (p) l->pool = p;
     *cells = r->cells, *spans = l->spans, *pool = l->pool;
     r->cells = NULL, l->spans = NULL, l->pool = NULL;
 }

@@ -313,3 +313,55 @@ def test_fields_in_every_vtable_walk_the_same(flags: tuple[bool, ...], others: l
     if damage is None:
         assert not isinstance(got[0], FormatError)
         assert got[0][0][1].shape == (len(items), 11)
+
+
+_NAMED = Schema((
+    TableType("Root", (Field("name", 0, STRING), Field("tags", 1, STRINGS), Field("items", 2, TABLES, child="Item"))),
+    TableType("Item", (Field("id", 0, SCALAR, "i"),)),
+))
+
+
+def _named_buffer(name: str, tags: list[str], items: int) -> bytes:
+    """A root with a name, tags and `items` small tables; the name is made
+    first, so it lies last in the buffer (the builder writes back to front)."""
+    b = flatbuffers.Builder(0)
+    s = b.CreateString(name)
+    made = [b.CreateString(t) for t in tags]
+    b.StartVector(4, len(made), 4)
+    for t in reversed(made):
+        b.PrependUOffsetTRelative(t)
+    tag_vec = b.EndVector()
+    tables = []
+    for i in range(items):
+        b.StartObject(1)
+        b.PrependInt32Slot(0, i, -1)
+        tables.append(b.EndObject())
+    b.StartVector(4, items, 4)
+    for t in reversed(tables):
+        b.PrependUOffsetTRelative(t)
+    item_vec = b.EndVector()
+    b.StartObject(3)
+    b.PrependUOffsetTRelativeSlot(0, s, 0)
+    b.PrependUOffsetTRelativeSlot(1, tag_vec, 0)
+    b.PrependUOffsetTRelativeSlot(2, item_vec, 0)
+    b.Finish(b.EndObject())
+    return bytes(b.Output())
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.text(max_size=100), tags=st.lists(st.text(max_size=100), max_size=12),
+       items=st.integers(0, 40) | st.integers(1000, 2100))
+def test_strings_of_any_length_and_long_table_vectors_walk_the_same(name: str, tags: list[str], items: int) -> None:
+    """Strings of every length, one ending at the buffer's end (the C walk
+    pools them after walking: short ones in fixed 32-byte copies where the
+    buffer has room, up to 63 bytes in two that overlap, longer ones whole),
+    and a vector of up to 2100 tables (the C walk's first room for a type's
+    rows, a piece of a shared block or, this big, a block of its own, then
+    regrown): the same cells, strings and pool on both paths."""
+    got = _outcome(_named_buffer(name, tags, items), _NAMED)
+    assert not any(isinstance(g, FormatError) for g in got)
+    _same(got)
+    cells, spans, pool, strings, _ = got[0]
+    assert strings == [name, *tags]
+    assert bytes(pool) == b"".join(t.encode() + b"\0" for t in [name, *tags])
+    assert cells[1][:, 1].tolist() == list(range(items))
