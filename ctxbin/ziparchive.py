@@ -67,7 +67,7 @@ _ZIP64_ID = 0x0001
 _MAX_COMMENT = 0xFFFF
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # O_BINARY: Windows only
 _HEAD = 4096  # bytes read from a file's start: its first local header
-_TAIL_GUESS = 4096  # and from its end at first: the end record and a small central directory
+_TAIL_GUESS = 4096  # and from its end, when the first entry does not say: the end record and a small directory
 _TAIL_MAX = 16 << 20  # a longer tail (metadata entries and directory) is scanned in the mapping
 _PREAD = hasattr(os, "pread")  # not on Windows: there the scan reads the mapping
 
@@ -108,6 +108,16 @@ class ZipEntry(NamedTuple):
 
 
 _new_entry = tuple.__new__  # a ZipEntry from a tuple of its fields, without the per-field call
+
+
+def _after_first(head: bytes) -> int:
+    """Where the first entry's data ends, as its local header in ``head`` says
+    (0 when it cannot tell): a guess of where the tail to read starts, since a
+    DLC's first entry holds its weights and the small entries follow them."""
+    if len(head) < _LOCAL.size or not head.startswith(b"PK\x03\x04"):
+        return 0
+    _, _, flags, _, _, _, _, csize, _, nlen, elen = _LOCAL.unpack_from(head)
+    return 0 if flags & _FLAG_DESCRIPTOR or csize == 0xFFFFFFFF else _LOCAL.size + nlen + elen + csize
 
 
 class ZipArchive:
@@ -218,14 +228,17 @@ class ZipArchive:
     def _scan_file(self, core: Any, fd: int) -> tuple[ZipEntry, ...] | int | None:
         """:meth:`_scan_native` of the file ``fd`` read with ``pread``: its
         first bytes (the first local header: DLCs store their weights first)
-        and its tail, as far back as the scan asks (the end record, the central
-        directory, the other entries). The mapping stays untouched: faulting
+        and its tail from where the first entry ends (else from its last
+        ``_TAIL_GUESS`` bytes), as far back as the scan asks (the end record,
+        the central directory, the other entries). The mapping stays untouched: faulting
         its pages in costs more than copying the few KB a DLC's metadata
         takes, and the entries in the tail are then read from the copy. A tail
         over ``_TAIL_MAX`` is scanned in the mapping."""
         size = len(self._view)
-        tail_at = max(0, size - _TAIL_GUESS)
-        head = os.pread(fd, min(size, _HEAD), 0) if tail_at else b""
+        head = os.pread(fd, min(size, _HEAD), 0)
+        tail_at = _after_first(head)
+        if not _HEAD <= tail_at <= size - _EOCD.size or size - tail_at > _TAIL_MAX:
+            tail_at = max(0, size - _TAIL_GUESS)
         for _ in range(2):  # the guess, then what the scan asked for
             tail = os.pread(fd, size - tail_at, tail_at)
             if len(tail) != size - tail_at:  # the file shrank under us: the mapping decides
