@@ -119,7 +119,7 @@ def test_native_checks_take_the_fast_path_on_a_good_file(own_dlc: Path, monkeypa
     (g,) = dlc.read(own_dlc).graphs
     assert calls and calls[0] is not None  # the C core accepted it: no numpy re-check
     c = calls[0]
-    assert c.ranges[0][:2] == [0, len(g.tensors)]
+    assert c.ranges[0][:2] == (0, len(g.tensors))
     assert (c.static_of[: len(g.tensors)] >= 0).sum() == len(c.where) == len(g.weights) > 10
     a, b = _both(own_dlc)
     assert a == b and a[0] == "ok"

@@ -192,7 +192,7 @@ def _metadata(doc: _Doc) -> dict[str, str]:
         header = obj.get("header")
         version = header.get("version") if isinstance(header, dict) else None
         if isinstance(version, dict):
-            meta["dlc-metadata-version"] = ".".join(str(version.get(k, "")) for k in ("major", "minor", "patch"))
+            meta["dlc-metadata-version"] = f"{version.get('major', '')}.{version.get('minor', '')}.{version.get('patch', '')}"
         if isinstance(header, dict) and isinstance(header.get("timestamp"), str):
             meta.setdefault("timestamp", header["timestamp"])
         steps = obj.get("dlcGenerationInfo")
@@ -212,7 +212,7 @@ def _metadata(doc: _Doc) -> dict[str, str]:
 
 def _text(doc: _Doc, name: str) -> str:
     try:
-        return str(doc.entry(name), "utf-8")  # decoded from the view: no bytes copy
+        return str(doc.zf.read(name), "utf-8")  # decoded from the view: no bytes copy
     except UnicodeDecodeError as e:
         raise doc.error("metadata is not UTF-8 text", name, name, e.start) from None
 
@@ -849,10 +849,9 @@ def _v4_native(core: Any, doc: _Doc) -> _V4Native | None:
     for w, f, schema, rows in ((args.model, fb, _V4_MODEL, nrows[0]), (args.params, pfb, _V4_PARAMS, nrows[1])):
         f.budget = w.budget
         walks.append(NativeWalk(core, f, schema, w.cells, rows, w.spans, w.nstr, w.pool, w.npool))
-    ng, ns = args.ngraphs, args.nstatics
     nt = walks[0].nrows[_TENSOR_TYPE]
-    checked = np.frombuffer(ffi.buffer(ffi.gc(args.checked, lib.ctxbin_free), 8 * (10 * ng + 3 * nt + 4 * ns)), np.int64)
-    return _V4Native(doc, *walks, params_bin, checked, ng, nt, int.from_bytes(model[4:6], "little"))
+    checked = ffi.buffer(ffi.gc(args.checked, lib.ctxbin_free), 8 * (10 * args.ngraphs + 3 * nt + 4 * args.nstatics))
+    return _V4Native(doc, *walks, params_bin, checked, args.ngraphs, nt, int.from_bytes(model[4:6], "little"))
 
 
 class _V4Native:
@@ -865,14 +864,19 @@ class _V4Native:
     Node objects made from them come on first use."""
 
     def __init__(self, doc: _Doc, model: NativeWalk, params: NativeWalk, params_bin: memoryview | None,
-                 checked: np.ndarray, ng: int, nt: int, minor: int) -> None:
+                 checked: Any, ng: int, nt: int, minor: int) -> None:
+        """``checked``: the C call's results, as a buffer."""
         self.doc, self.model, self.params, self.params_bin, self.minor = doc, model, params, params_bin, minor
-        flat = checked[: 10 * ng].tolist()
-        self.ranges: list[list[int]] = [flat[k : k + 10] for k in range(0, 10 * ng, 10)]
-        self.checked, self._at = checked, 10 * ng  # where the per-row results start
+        flat = struct.unpack_from(f"={10 * ng}q", checked)
+        self.ranges: list[tuple[int, ...]] = [flat[k : k + 10] for k in range(0, 10 * ng, 10)]
+        self._buffer, self._at = checked, 10 * ng  # where the per-row results start
         self.nt = nt
         self._data: _V4Data | None = None
         self._quant = _Once(lambda: _V4Quant(model.walk()))
+
+    @cached_property
+    def checked(self) -> np.ndarray:
+        return np.frombuffer(self._buffer, np.int64)
 
     def _per_row(self, k: int) -> np.ndarray:
         """The k-th of the results with one value per Tensor row."""
