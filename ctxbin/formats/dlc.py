@@ -906,17 +906,14 @@ class _V4Native:
 
     def graph(self, gi: int) -> Graph:
         """Graph ``gi``: its name now, everything else on first use."""
-        _, n, _, _, _, nn, np_lo, np_n, nin, nout = self.ranges[gi]
-        name = self.model.text("Graph", "name", gi)
-        table = _Once(partial(self.tensors, gi, name))
-        io = sum(r[8] + r[9] for r in self.ranges[:gi])  # where the graph's input and output rows start
+        _, n, _, _, _, nn, _, _, nin, nout = self.ranges[gi]
+        parts = _V4Graph(self, gi, self.model.text("Graph", "name", gi))
         return Graph(
-            name=name,
-            inputs=LazyTuple(nin, lambda: list(map(table().tensor, self.io[io : io + nin].tolist()))),
-            outputs=LazyTuple(nout, lambda: list(map(table().tensor, self.io[io + nin : io + nin + nout].tolist()))),
-            nodes=LazyTuple(nn, lambda: _v4_nodes(self.model.walk(), gi, (np_lo, np_n), self.doc, name, self.data())),
-            tensors=LazyTable(_Rows(n, lambda: table().names), lambda r: table().tensor(r),  # type: ignore[arg-type]
-                              f"tensor table of {name!r}"),
+            name=parts.name,
+            inputs=LazyTuple(nin, parts.inputs),
+            outputs=LazyTuple(nout, parts.outputs),
+            nodes=LazyTuple(nn, parts.nodes),
+            tensors=LazyTable(_Rows(n, parts.names), parts.tensor, f"tensor table of {parts.name!r}"),  # type: ignore[arg-type]
         )
 
     def tensors(self, gi: int, name: str) -> _V4Tensors:
@@ -926,6 +923,46 @@ class _V4Native:
                           (self.static_of[lo : lo + n], self.quant[lo : lo + n]))
         cols.data, cols.where = self.data(), self.where
         return cols
+
+
+class _V4Graph:
+    """What graph ``gi`` of ``opened`` makes on first use: its tensor table,
+    the Tensors of its inputs and outputs, its Nodes."""
+
+    __slots__ = ("opened", "gi", "name", "_table")
+
+    def __init__(self, opened: _V4Native, gi: int, name: str) -> None:
+        self.opened, self.gi, self.name = opened, gi, name
+        self._table: _V4Tensors | None = None
+
+    def table(self) -> _V4Tensors:
+        if self._table is None:
+            self._table = self.opened.tensors(self.gi, self.name)
+        return self._table
+
+    def names(self) -> list[str]:
+        return self.table().names
+
+    def tensor(self, row: int) -> Tensor:
+        return self.table().tensor(row)
+
+    def _io(self, outputs: bool) -> list[Tensor]:
+        ranges = self.opened.ranges
+        at = sum([r[8] + r[9] for r in ranges[: self.gi]])  # where the graph's input and output rows start
+        nin, nout = ranges[self.gi][8:]
+        at, n = (at + nin, nout) if outputs else (at, nin)
+        return list(map(self.table().tensor, self.opened.io[at : at + n].tolist()))
+
+    def inputs(self) -> list[Tensor]:
+        return self._io(False)
+
+    def outputs(self) -> list[Tensor]:
+        return self._io(True)
+
+    def nodes(self) -> list[Node]:
+        o = self.opened
+        r = o.ranges[self.gi]
+        return _v4_nodes(o.model.walk(), self.gi, (r[6], r[7]), o.doc, self.name, o.data())
 
 
 def _scalar_dtype(value: bool | int | float | str) -> DType | None:
