@@ -130,13 +130,11 @@ class _Doc:
         return self.zf.read(name)
 
     def weights_entry(self, name: str) -> memoryview:
-        """A stored weights entry as a view of the mapping, its CRC-32 not
-        checked: that would read every weight at open time, and opening a
-        10 GB file must cost what opening a 10 MB one does."""
-        e = self.zf.entry(name)
-        if e.method != 0:
-            return self.zf.read(name)
-        return memoryview(self.zf.buffer).cast("B")[e.data_offset : e.data_end]
+        """A stored weights entry as a view (:meth:`ZipArchive.stored`), its
+        CRC-32 not checked: that would read every weight at open time, and
+        opening a 10 GB file must cost what opening a 10 MB one does."""
+        stored = self.zf.stored(name)
+        return self.zf.read(name) if stored is None else stored
 
     def file_offset(self, name: str, at: int) -> int | None:
         """File offset of byte ``at`` of entry ``name`` (None when it was inflated)."""
