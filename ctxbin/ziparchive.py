@@ -120,29 +120,47 @@ def _after_first(head: bytes) -> int:
     return 0 if flags & _FLAG_DESCRIPTOR or csize == 0xFFFFFFFF else _LOCAL.size + nlen + elen + csize
 
 
+class _OpenFile:
+    """A file descriptor, closed when this goes or when :meth:`close` is called."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    __del__ = close
+
+
 class ZipArchive:
     """A ZIP archive held in a buffer (``bytes``, ``mmap``, ...), fully validated
     on construction; entries are read on demand."""
 
-    __slots__ = ("_buf", "_view", "_tail", "_tail_at", "path", "limits", "core", "_entries", "_by_name")
+    __slots__ = ("_buf", "_mv", "_file", "_size", "_tail", "_tail_at", "path", "limits", "core", "_entries",
+                 "_by_name")
 
     def __init__(self, buf: Any, *, path: object = None, limits: ZipLimits = ZipLimits()) -> None:
-        self._setup(buf, path, limits, None)
+        self._buf, self._file = buf, None
+        self._mv = memoryview(buf).cast("B")
+        self._setup(len(self._mv), path, limits)
 
-    def _setup(self, buf: Any, path: object, limits: ZipLimits, fd: int | None) -> None:
-        """Parse ``buf``; with the C core and the open file ``fd`` (of which
-        ``buf`` is the mapping), the scan reads the file with ``pread`` instead."""
-        self._buf = buf
-        self._view = memoryview(buf).cast("B")
+    def _setup(self, size: int, path: object, limits: ZipLimits) -> None:
+        """Parse the archive (``size`` bytes): in the buffer, or with the C core
+        and an open file not mapped yet, in what ``pread`` reads of the file."""
+        self._size = size
         #: entries wholly in bytes [_tail_at, end) are read from _tail (see _scan_file)
-        self._tail, self._tail_at = self._view, 0
+        self._tail, self._tail_at = None, size
         self.path = None if path is None else str(path)
         self.limits = limits
         #: the C core chosen at open (None: the Python paths), which readers of its entries follow
         self.core = core = native_core()
         entries = None
         if core is not None:
-            entries = self._scan_native(core, b"", self._view) if fd is None else self._scan_file(core, fd)
+            entries = self._scan_native(core, b"", self._view) if self._file is None else self._scan_file(core)
         self._by_name = {} if not isinstance(entries, tuple) else {e.name: e for e in entries}
         if not isinstance(entries, tuple) or len(self._by_name) != len(entries):
             entries = self._parse()  # the reference: decides, and names any error
@@ -151,27 +169,58 @@ class ZipArchive:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, limits: ZipLimits = ZipLimits()) -> "ZipArchive":
-        """Map the file at ``path`` read-only and parse it (no data is read yet)."""
+        """Open the file at ``path`` and parse it. With the C core, only the
+        file's first bytes and its tail are read (:meth:`_scan_file`): the file
+        is mapped read-only when more is asked for (:attr:`buffer`, the
+        weights), and stays open until then."""
         try:
-            fd = os.open(path, _OPEN_FLAGS)  # only mapped: no file object, no read buffer
+            f = _OpenFile(os.open(path, _OPEN_FLAGS))  # no file object, no read buffer
             try:
-                st = os.fstat(fd)
+                st = os.fstat(f.fd)
                 if stat.S_ISDIR(st.st_mode):  # os.open takes directories; open() refused them
                     raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
                 if st.st_size == 0:
                     raise FormatError("empty file, not a ZIP archive", path=path, offset=0)
                 z = cls.__new__(cls)
-                z._setup(mmap.mmap(fd, 0, access=mmap.ACCESS_READ), path, limits, fd if _PREAD else None)
-            finally:
-                os.close(fd)
+                z._buf = z._mv = None
+                z._file = f
+                if not _PREAD:
+                    z._map(f, st.st_size, path)
+                z._setup(st.st_size, path, limits)
+            except BaseException:
+                f.close()  # now, not when the traceback goes
+                raise
         except OSError as e:
             raise FormatError(f"cannot open: {e.strerror or e}", path=path) from None
         return z
 
+    def _map(self, f: _OpenFile, size: int, path: object) -> None:
+        """Map ``size`` bytes of the open file ``f`` (a shorter file now: it
+        changed since it was opened) and close it (the mapping holds its own)."""
+        try:
+            self._buf = mmap.mmap(f.fd, size, access=mmap.ACCESS_READ)
+        except ValueError:  # the file is shorter than `size`
+            raise FormatError(f"the file changed since it was opened (no longer {size} bytes)", path=path) from None
+        self._mv = memoryview(self._buf).cast("B")
+        self._file = None
+        f.close()
+
+    def _mapped(self) -> memoryview:
+        """The whole archive as bytes (the file mapped on first use)."""
+        if self._mv is None:
+            try:
+                self._map(self._file, self._size, self.path)  # type: ignore[arg-type]
+            except OSError as e:
+                raise FormatError(f"cannot map: {e.strerror or e}", path=self.path) from None
+        return self._mv  # type: ignore[return-value]
+
+    _view = property(_mapped)
+
     # ----------------------------------------------------------------- queries
     @property
     def buffer(self) -> Any:
-        """The underlying buffer (the file mapping for :meth:`open`)."""
+        """The underlying buffer (the file mapping for :meth:`open`, made on first use)."""
+        self._mapped()
         return self._buf
 
     @property
@@ -204,7 +253,9 @@ class ZipArchive:
     def _raw(self, e: ZipEntry) -> memoryview:
         """Entry ``e``'s bytes as stored (compressed if deflated)."""
         at = e.data_offset - self._tail_at
-        return self._tail[at : at + e.compressed_size] if at >= 0 else self._view[e.data_offset : e.data_end]
+        if at >= 0:
+            return self._tail[at : at + e.compressed_size]  # type: ignore[index]
+        return self._view[e.data_offset : e.data_end]
 
     def read(self, name: str) -> memoryview:
         """The entry's bytes: a zero-copy view for stored entries, a new buffer
@@ -225,16 +276,16 @@ class ZipArchive:
         return data
 
     # ----------------------------------------------------------------- parsing
-    def _scan_file(self, core: Any, fd: int) -> tuple[ZipEntry, ...] | int | None:
-        """:meth:`_scan_native` of the file ``fd`` read with ``pread``: its
-        first bytes (the first local header: DLCs store their weights first)
-        and its tail from where the first entry ends (else from its last
+    def _scan_file(self, core: Any) -> tuple[ZipEntry, ...] | int | None:
+        """:meth:`_scan_native` of the open file read with ``pread``: its first
+        bytes (the first local header: DLCs store their weights first) and its
+        tail from where the first entry ends (else from its last
         ``_TAIL_GUESS`` bytes), as far back as the scan asks (the end record,
-        the central directory, the other entries). The mapping stays untouched: faulting
-        its pages in costs more than copying the few KB a DLC's metadata
-        takes, and the entries in the tail are then read from the copy. A tail
-        over ``_TAIL_MAX`` is scanned in the mapping."""
-        size = len(self._view)
+        the central directory, the other entries). The file is not mapped:
+        mapping it and faulting pages in costs more than copying the few KB
+        of a DLC's metadata, and the entries in the tail are then read from
+        the copy. A tail over ``_TAIL_MAX`` is scanned in the mapping."""
+        size, fd = self._size, self._file.fd  # type: ignore[union-attr]
         head = os.pread(fd, min(size, _HEAD), 0)
         tail_at = _after_first(head)
         if not _HEAD <= tail_at <= size - _EOCD.size or size - tail_at > _TAIL_MAX:
@@ -258,13 +309,13 @@ class ZipArchive:
         for ordinary archives) passes; the file offset from which it needs the
         tail when it holds too little; else None, and :meth:`_parse` decides."""
         ffi, lib, lim = core.ffi, core.lib, self.limits
-        tail_at = len(self._view) - len(tail)
+        tail_at = self._size - len(tail)
         cap = 8
         with ffi.from_buffer(head) as h, ffi.from_buffer(tail) as t:
             while True:
                 out = ffi.new("int64_t[]", 3 + 9 * cap)
                 try:
-                    st = lib.ctxbin_zip_scan(h, len(head), t, len(tail), len(self._view), lim.max_entries,
+                    st = lib.ctxbin_zip_scan(h, len(head), t, len(tail), self._size, lim.max_entries,
                                              lim.max_inflated_size, lim.ratio_floor, lim.max_ratio, out, cap)
                 except OverflowError:  # a limit outside 64 bits: the parser applies it
                     return None

@@ -6,6 +6,8 @@ with the parser's error on both paths."""
 from __future__ import annotations
 
 import io
+import mmap
+import os
 import zipfile
 
 import pytest
@@ -27,10 +29,16 @@ def _zip(entries: dict[str, bytes], method: int = zipfile.ZIP_STORED, comment: b
     return buf.getvalue()
 
 
+def _bare(raw: bytes, limits: ZipLimits) -> ZipArchive:
+    """An archive of ``raw`` not parsed yet."""
+    z = ZipArchive.__new__(ZipArchive)
+    z._buf, z._mv, z._file, z._size, z.path, z.limits = raw, memoryview(raw), None, len(raw), None, limits
+    return z
+
+
 def _python(raw: bytes, limits: ZipLimits = ZipLimits()) -> tuple | FormatError:
     """The reference parser alone (no C scan)."""
-    z = ZipArchive.__new__(ZipArchive)
-    z._buf, z._view, z.path, z.limits = raw, memoryview(raw), None, limits
+    z = _bare(raw, limits)
     try:
         entries = z._parse()
     except FormatError as e:
@@ -41,8 +49,7 @@ def _python(raw: bytes, limits: ZipLimits = ZipLimits()) -> tuple | FormatError:
 def _scan(raw: bytes, limits: ZipLimits = ZipLimits(), head: int = 0, tail_at: int = 0) -> tuple | int | None:
     """The C scan alone (even when the suite runs with CTXBIN_NO_NATIVE=1), of
     the first ``head`` bytes and the bytes from ``tail_at`` on."""
-    z = ZipArchive.__new__(ZipArchive)
-    z._buf, z._view, z.path, z.limits = raw, memoryview(raw), None, limits
+    z = _bare(raw, limits)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CTXBIN_NO_NATIVE", raising=False)
         return z._scan_native(native_core(), raw[:head], raw[tail_at:])
@@ -155,3 +162,20 @@ def test_open_reads_the_small_entries_from_a_copy_of_the_tail(tmp_path, monkeypa
             assert bytes(view) == data
             # without the C core, or with a tail over the limit, every entry is a view of the mapping
             assert (view.obj is z.buffer) == (not native or tail_max == 100 or name == "model.params.bin")
+
+
+@needs_native
+def test_open_maps_the_file_only_when_asked(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("CTXBIN_NO_NATIVE", raising=False)
+    entries = {"model.params.bin": bytes(range(256)) * 400, "model": b"M" * 5000}
+    path = tmp_path / "a.zip"
+    path.write_bytes(_zip(entries))
+    z = ZipArchive.open(path)
+    assert bytes(z.read("model")) == entries["model"] and z._buf is None  # read from the tail's copy
+    assert bytes(z.read("model.params.bin")) == entries["model.params.bin"]
+    assert isinstance(z.buffer, mmap.mmap) and len(z.buffer) == path.stat().st_size
+    # the file cut short before it is mapped: a clear error, not a short mapping
+    z = ZipArchive.open(path)
+    os.truncate(path, 1000)
+    with pytest.raises(FormatError, match="changed since it was opened"):
+        z.buffer

@@ -60,7 +60,7 @@ from ..ir import (
     TensorKind,
 )
 from ..weights import Blob, write_blobs
-from ..ziparchive import ZipArchive
+from ..ziparchive import STORED, ZipArchive
 from .sniff import dlc as sniff
 
 __all__ = ["sniff", "read", "write", "check", "NAMESPACE_V4", "NAMESPACE_V3", "HISTORY_KEY"]
@@ -824,10 +824,12 @@ def _v4_native(core: Any, doc: _Doc) -> _V4Native | None:
     model, params = zf.stored("model"), zf.stored("model.params")
     if model is None or params is None or len(model) < 2 * _PREFIX or len(params) < 2 * _PREFIX:
         return None
-    try:  # a deflated model.params.bin is inflated and checked here: its errors are the Python reads' to raise
-        params_bin = doc.weights_entry("model.params.bin") if "model.params.bin" in zf else None
-    except FormatError:
-        return None
+    bin_size = -1  # the weights are not touched: a deflated model.params.bin is for the Python reads to inflate
+    if "model.params.bin" in zf:
+        e = zf.entry("model.params.bin")
+        if e.method != STORED:
+            return None
+        bin_size = e.size
     me, pe = zf.entry("model"), zf.entry("model.params")
     fb = FlatBuffer(model, start=_PREFIX, path=doc.path, what="model", base=me.data_offset + _PREFIX)
     pfb = FlatBuffer(params, start=_PREFIX, path=doc.path, what="model.params", base=pe.data_offset + _PREFIX)
@@ -837,7 +839,7 @@ def _v4_native(core: Any, doc: _Doc) -> _V4Native | None:
     nrows = ffi.new("uint64_t[]", len(_V4_MODEL.types)), ffi.new("uint64_t[]", len(_V4_PARAMS.types))
     args.model.nrows, args.params.nrows = nrows
     args.model.budget, args.params.budget = fb.budget, pfb.budget
-    args.params_bin_size = -1 if params_bin is None else len(params_bin)
+    args.params_bin_size = bin_size
     with ffi.from_buffer(model) as m, ffi.from_buffer(params) as p:
         st = lib.ctxbin_dlc_v4_read(args, m, len(model), me.crc, p, len(params), pe.crc)
     if st == lib.CTXBIN_ERANGE:
@@ -849,7 +851,7 @@ def _v4_native(core: Any, doc: _Doc) -> _V4Native | None:
         walks.append(NativeWalk(core, f, schema, w.cells, rows, w.spans, w.nstr, w.pool, w.npool))
     nt = walks[0].nrows[_TENSOR_TYPE]
     checked = ffi.buffer(ffi.gc(args.checked, lib.ctxbin_free), 8 * (10 * args.ngraphs + 3 * nt + 4 * args.nstatics))
-    return _V4Native(doc, *walks, params_bin, checked, args.ngraphs, nt, int.from_bytes(model[4:6], "little"))
+    return _V4Native(doc, *walks, checked, args.ngraphs, nt, int.from_bytes(model[4:6], "little"))
 
 
 class _V4Native:
@@ -861,10 +863,10 @@ class _V4Native:
     and counts: the walks' columns, the tensor tables and the Tensor and
     Node objects made from them come on first use."""
 
-    def __init__(self, doc: _Doc, model: NativeWalk, params: NativeWalk, params_bin: memoryview | None,
-                 checked: Any, ng: int, nt: int, minor: int) -> None:
+    def __init__(self, doc: _Doc, model: NativeWalk, params: NativeWalk, checked: Any, ng: int, nt: int,
+                 minor: int) -> None:
         """``checked``: the C call's results, as a buffer."""
-        self.doc, self.model, self.params, self.params_bin, self.minor = doc, model, params, params_bin, minor
+        self.doc, self.model, self.params, self.minor = doc, model, params, minor
         flat = struct.unpack_from(f"={10 * ng}q", checked)
         self.ranges: list[tuple[int, ...]] = [flat[k : k + 10] for k in range(0, 10 * ng, 10)]
         self._buffer, self._at = checked, 10 * ng  # where the per-row results start
@@ -899,7 +901,9 @@ class _V4Native:
 
     def data(self) -> _V4Data:
         if self._data is None:
-            self._data = _V4Data(self.doc, self.params.walk(), self.params_bin)
+            zf = self.doc.zf
+            params_bin = self.doc.weights_entry("model.params.bin") if "model.params.bin" in zf else None
+            self._data = _V4Data(self.doc, self.params.walk(), params_bin)
         return self._data
 
     def graph(self, gi: int) -> Graph:
