@@ -153,7 +153,7 @@ class ZipArchive:
         and an open file not mapped yet, in what ``pread`` reads of the file."""
         self._size = size
         #: entries wholly in bytes [_tail_at, end) are read from _tail (see _scan_file)
-        self._tail, self._tail_at = None, size
+        self._tail, self._tail_at = memoryview(b""), size
         self.path = None if path is None else str(path)
         self.limits = limits
         #: the C core chosen at open (None: the Python paths), which readers of its entries follow
@@ -195,8 +195,9 @@ class ZipArchive:
         return z
 
     def _map(self, f: _OpenFile, size: int, path: object) -> None:
-        """Map ``size`` bytes of the open file ``f`` (a shorter file now: it
-        changed since it was opened) and close it (the mapping holds its own)."""
+        """Map the first ``size`` bytes of the open file ``f`` and close it (the
+        mapping keeps its own descriptor); a file now shorter changed since it
+        was opened."""
         try:
             self._buf = mmap.mmap(f.fd, size, access=mmap.ACCESS_READ)
         except ValueError:  # the file is shorter than `size`
@@ -254,7 +255,7 @@ class ZipArchive:
         """Entry ``e``'s bytes as stored (compressed if deflated)."""
         at = e.data_offset - self._tail_at
         if at >= 0:
-            return self._tail[at : at + e.compressed_size]  # type: ignore[index]
+            return self._tail[at : at + e.compressed_size]
         return self._view[e.data_offset : e.data_end]
 
     def read(self, name: str) -> memoryview:
