@@ -22,6 +22,7 @@ from ctxbin.ir import DType, LazyTuple, QuantKind, TensorKind
 from ctxbin.ziparchive import ZipArchive
 
 from . import dlc_oracle as oracle
+from .flatbuffers_vectors import offset_vector
 from .native_paths import both_paths, needs_native
 from .shared_data import DLC_DIR
 from .test_dlc_native import _summary, record_c_checks
@@ -348,10 +349,7 @@ def test_hostile_shared_tables_are_bounded(tmp_path: Path) -> None:
     b = flatbuffers.Builder(0)
 
     def shared_vector(target: int) -> int:
-        b.StartVector(4, n, 4)
-        for _ in range(n):
-            b.PrependUOffsetTRelative(target)
-        return b.EndVector()
+        return offset_vector(b, [target] * n)
 
     key = b.CreateString("k")
     b.StartObject(13)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from ctxbin.errors import CtxbinError, FormatError
 from ctxbin.flatbuf import TABLE_WORK, WORK_FLOOR, WORK_PER_BYTE, FlatBuffer, Table
+from tests.flatbuffers_vectors import offset_vector
 
 IDENT = b"TEST"
 # Root: 0 name, 1 values [int32], 2 children [Child], 3 tags [string], 4 data [ubyte], 5 count u32, 6 child
@@ -44,15 +45,9 @@ def build(n_children: int = 3) -> bytes:
     values = b.CreateNumpyVector(np.arange(5, dtype=np.int32))
     data = b.CreateByteVector(b"\x00\x01\xfe\xff")
     kids = [_child(b, i) for i in range(n_children)]
-    b.StartVector(4, len(kids), 4)
-    for k in reversed(kids):
-        b.PrependUOffsetTRelative(k)
-    children = b.EndVector()
+    children = offset_vector(b, kids)
     tags_s = [b.CreateString(t) for t in ("a", "", "ünï")]
-    b.StartVector(4, len(tags_s), 4)
-    for t in reversed(tags_s):
-        b.PrependUOffsetTRelative(t)
-    tags = b.EndVector()
+    tags = offset_vector(b, tags_s)
     single = _child(b, 99)
     b.StartObject(7)
     b.PrependUOffsetTRelativeSlot(NAME, name, 0)
@@ -287,10 +282,7 @@ def test_string_length_past_the_end(which: str) -> None:
 
 
 def _shared_vector(b: flatbuffers.Builder, target: int, n: int) -> int:
-    b.StartVector(4, n, 4)
-    for _ in range(n):
-        b.PrependUOffsetTRelative(target)
-    return b.EndVector()
+    return offset_vector(b, [target] * n)
 
 
 def quadratic(n: int) -> bytes:
@@ -339,10 +331,7 @@ def test_unshared_buffer_of_the_same_size_decodes() -> None:
         b.StartObject(2)
         b.PrependInt32Slot(C_ID, i, 0)
         kids.append(b.EndObject())
-    b.StartVector(4, len(kids), 4)
-    for k in reversed(kids):
-        b.PrependUOffsetTRelative(k)
-    vec = b.EndVector()
+    vec = offset_vector(b, kids)
     b.StartObject(7)
     b.PrependUOffsetTRelativeSlot(CHILDREN, vec, 0)
     b.Finish(b.EndObject(), file_identifier=IDENT)

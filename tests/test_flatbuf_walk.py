@@ -20,6 +20,7 @@ from ctxbin.flatbuf import SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field
 from ctxbin.formats import dlc
 from ctxbin.ziparchive import ZipArchive
 
+from .flatbuffers_vectors import offset_vector
 from .native_paths import both_paths
 
 SCHEMAS = {"model": (dlc._V4_MODEL,), "model.params": (dlc._V4_PARAMS,)}
@@ -109,10 +110,7 @@ def _shared_buffer(n: int, name: str = "k") -> bytes:
     s = b.CreateString(name)
 
     def shared(target: int) -> int:
-        b.StartVector(4, n, 4)
-        for _ in range(n):
-            b.PrependUOffsetTRelative(target)
-        return b.EndVector()
+        return offset_vector(b, [target] * n)
 
     tags = shared(s)
     b.StartObject(2)
@@ -258,10 +256,7 @@ def _mixed_buffer(items: list[tuple[bool, ...]]) -> bytes:
         if vec is not None:
             b.PrependUOffsetTRelativeSlot(4, vec, 0)
         made.append(b.EndObject())
-    b.StartVector(4, len(made), 4)
-    for t in reversed(made):
-        b.PrependUOffsetTRelative(t)
-    vec = b.EndVector()
+    vec = offset_vector(b, made)
     b.StartObject(1)
     b.PrependUOffsetTRelativeSlot(0, vec, 0)
     b.Finish(b.EndObject())
@@ -327,19 +322,13 @@ def _named_buffer(name: str, tags: list[str], items: int) -> bytes:
     b = flatbuffers.Builder(0)
     s = b.CreateString(name)
     made = [b.CreateString(t) for t in tags]
-    b.StartVector(4, len(made), 4)
-    for t in reversed(made):
-        b.PrependUOffsetTRelative(t)
-    tag_vec = b.EndVector()
+    tag_vec = offset_vector(b, made)
     tables = []
     for i in range(items):
         b.StartObject(1)
         b.PrependInt32Slot(0, i, -1)
         tables.append(b.EndObject())
-    b.StartVector(4, items, 4)
-    for t in reversed(tables):
-        b.PrependUOffsetTRelative(t)
-    item_vec = b.EndVector()
+    item_vec = offset_vector(b, tables)
     b.StartObject(3)
     b.PrependUOffsetTRelativeSlot(0, s, 0)
     b.PrependUOffsetTRelativeSlot(1, tag_vec, 0)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ctxbin.flatbuf import FlatBuffer
 from ctxbin.flatbuild import REF, Builder, Layout
+from tests.flatbuffers_vectors import offset_vector
 
 _PREPEND = {
     "?": "Bool", "b": "Int8", "B": "Uint8", "h": "Int16", "H": "Uint16", "i": "Int32",
@@ -73,10 +74,7 @@ def _run_oracle(ops: list[tuple], force: bool, ident: bytes | None) -> bytes:
             made.append(b.CreateNumpyVector(np.array(op[2], np.dtype(op[1]))))
         elif kind == "refs":
             refs = [made[i % len(made)] for i in op[1]] if made else []
-            b.StartVector(4, len(refs), 4)
-            for r in reversed(refs):
-                b.PrependUOffsetTRelative(r)
-            made.append(b.EndVector())
+            made.append(offset_vector(b, refs))
         else:
             _, fields, values = op
             b.StartObject(13)
