@@ -129,10 +129,13 @@ class _Doc:
     def entry(self, name: str) -> memoryview:
         return self.zf.read(name)
 
-    def weights_entry(self, name: str) -> memoryview:
+    def weights_entry(self, name: str) -> memoryview | None:
         """A stored weights entry as a view (:meth:`ZipArchive.stored`), its
         CRC-32 not checked: that would read every weight at open time, and
-        opening a 10 GB file must cost what opening a 10 MB one does."""
+        opening a 10 GB file must cost what opening a 10 MB one does. None
+        when the archive has no such entry."""
+        if name not in self.zf:
+            return None
         stored = self.zf.stored(name)
         return self.zf.read(name) if stored is None else stored
 
@@ -754,7 +757,7 @@ def _v4_params(doc: _Doc) -> tuple[_V4Data, dict[str, tuple[int, int, tuple[int,
         raise UnsupportedVersionError(f"model.params has major version {major} in a v4 DLC", path=doc.path, obj="model.params", offset=2)
     p = walk(_flatbuffer(doc, "model.params", raw, b"NETP"), _V4_PARAMS)
     p.check_utf8()
-    params_bin = doc.weights_entry("model.params.bin") if "model.params.bin" in doc.zf else None
+    params_bin = doc.weights_entry("model.params.bin")
     td_first, td_count = (c.tolist() for c in p.column("GraphParameters", "tensors"))
     np_first, np_count = (c.tolist() for c in p.column("GraphParameters", "nodes"))
     out = {name: (max(td_first[gi], 0), td_count[gi], (max(np_first[gi], 0), np_count[gi]))
@@ -901,9 +904,7 @@ class _V4Native:
 
     def data(self) -> _V4Data:
         if self._data is None:
-            zf = self.doc.zf
-            params_bin = self.doc.weights_entry("model.params.bin") if "model.params.bin" in zf else None
-            self._data = _V4Data(self.doc, self.params.walk(), params_bin)
+            self._data = _V4Data(self.doc, self.params.walk(), self.doc.weights_entry("model.params.bin"))
         return self._data
 
     def graph(self, gi: int) -> Graph:
