@@ -421,40 +421,25 @@ static int check_graphs(const v4_in *in, int64_t *static_of, int64_t *quant, int
 
 /* ------------------------------------------------------------------ open in one call */
 
-/* The 64 bytes at p are all ASCII (SSE2 is part of x86-64; 8 words elsewhere). */
-CB_INLINE int ascii64(const uint8_t *p) {
+/* Nonzero when one of the 64 bytes at p is not ASCII (SSE2 is part of x86-64; 8 words elsewhere). */
+CB_INLINE uint64_t high64(const uint8_t *p) {
 #if defined(__x86_64__) || defined(_M_X64)
     const __m128i *q = (const __m128i *)(const void *)p;
     __m128i v = _mm_or_si128(_mm_or_si128(_mm_loadu_si128(q), _mm_loadu_si128(q + 1)),
                              _mm_or_si128(_mm_loadu_si128(q + 2), _mm_loadu_si128(q + 3)));
-    return _mm_movemask_epi8(v) == 0;
+    return (unsigned)_mm_movemask_epi8(v);
 #else
     uint64_t v[8];
     memcpy(v, p, 64);
-    return !((v[0] | v[1] | v[2] | v[3] | v[4] | v[5] | v[6] | v[7]) & 0x8080808080808080ull);
+    return (v[0] | v[1] | v[2] | v[3] | v[4] | v[5] | v[6] | v[7]) & 0x8080808080808080ull;
 #endif
 }
 
-/* The n bytes at p are all ASCII: their OR, 64 bytes a step with no test
- * until the end (a DLC's names nearly always are). */
+/* The n bytes at p are all ASCII: 64 bytes a step with no test until the
+ * end (a DLC's names nearly always are). */
 static int all_ascii(const uint8_t *p, uint64_t n) {
-    uint64_t i = 0;
-#if defined(__x86_64__) || defined(_M_X64)
-    __m128i a = _mm_setzero_si128(), b = a;
-    for (const __m128i *q = (const __m128i *)(const void *)p; n - i >= 64; i += 64, q += 4) {
-        a = _mm_or_si128(a, _mm_or_si128(_mm_loadu_si128(q), _mm_loadu_si128(q + 1)));
-        b = _mm_or_si128(b, _mm_or_si128(_mm_loadu_si128(q + 2), _mm_loadu_si128(q + 3)));
-    }
-    unsigned high = (unsigned)_mm_movemask_epi8(_mm_or_si128(a, b));
-#else
-    uint64_t a = 0, b = 0, v[8];
-    for (; n - i >= 64; i += 64) {
-        memcpy(v, p + i, 64);
-        a |= v[0] | v[1] | v[2] | v[3];
-        b |= v[4] | v[5] | v[6] | v[7];
-    }
-    uint64_t high = (a | b) & 0x8080808080808080ull;
-#endif
+    uint64_t i = 0, high = 0;
+    for (; n - i >= 64; i += 64) high |= high64(p + i);
     for (; i < n; i++) high |= p[i] & 0x80;
     return high == 0;
 }
@@ -465,8 +450,8 @@ static int utf8_ok(const uint8_t *p, uint64_t n) {
     if (all_ascii(p, n)) return 1;
     uint64_t i = 0;
     while (i < n) {
-        while (n - i >= 128 && (ascii64(p + i) & ascii64(p + i + 64))) i += 128; /* one test per 128 bytes */
-        if (n - i >= 64 && ascii64(p + i)) {
+        while (n - i >= 128 && !(high64(p + i) | high64(p + i + 64))) i += 128; /* one test per 128 bytes */
+        if (n - i >= 64 && !high64(p + i)) {
             i += 64;
             continue;
         }
