@@ -9,7 +9,9 @@ to the package sources, in ``ctxbin/``.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from cffi import FFI
@@ -55,8 +57,13 @@ ffibuilder.set_source(
 
 
 if __name__ == "__main__":
-    os.chdir(ROOT)
-    ffibuilder.compile(tmpdir=str(ROOT), verbose=False)
-    # keep the extension (and its generated C, for debugging); drop the objects
-    for obj in [*NATIVE.glob("*.o"), ROOT / "ctxbin" / "_native_core.o"]:
-        obj.unlink(missing_ok=True)
+    # Built in a scratch copy of native/, not in the project root: there setuptools
+    # would validate pyproject.toml, which may want a newer setuptools than this
+    # environment has (pip builds in an isolated environment with a current one).
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(NATIVE, Path(tmp) / "native", ignore=shutil.ignore_patterns("*.o"))
+        os.chdir(tmp)
+        built = Path(ffibuilder.compile(tmpdir=tmp, verbose=False))
+        # the extension, and its generated C for debugging, next to the package sources
+        for f in (built, Path(tmp) / "ctxbin" / "_native_core.c"):
+            shutil.copy2(f, ROOT / "ctxbin" / f.name)
