@@ -556,38 +556,26 @@ def _walk_native(core: Any, fb: FlatBuffer, schema: Schema) -> NativeWalk:
         lib.ctxbin_fb_detach(res, cells, spans, pool)
     finally:
         lib.ctxbin_fb_free(res)
-    return NativeWalk(core, fb, schema, cells[0], nrows, spans[0], sizes[0], pool[0], sizes[1])
+    return NativeWalk(core, fb, schema, cells[0], ffi.unpack(nrows, len(schema.types)), spans[0], sizes[0], pool[0],
+                      sizes[1])
 
 
 class NativeWalk:
     """The arrays a C core walk handed over (``cells``: every type's, one
     after the other; ``nrows``: rows per type; ``spans``; ``pool``), owned
     from now on: freed when the last thing made on them goes (no copy).
-    :meth:`walk` makes the :class:`Walk` on first call; :meth:`text` reads one
-    string without it (all a file's open may need before anything is used)."""
+    :meth:`walk` makes the :class:`Walk` on first call."""
 
     __slots__ = ("fb", "schema", "nrows", "_ffi", "_cells", "_spans", "_nstr", "_pool", "_npool", "_walk")
 
-    def __init__(self, core: Any, fb: FlatBuffer, schema: Schema, cells: Any, nrows: Any, spans: Any, nstr: int,
-                 pool: Any, npool: int) -> None:
+    def __init__(self, core: Any, fb: FlatBuffer, schema: Schema, cells: Any, nrows: Sequence[int], spans: Any,
+                 nstr: int, pool: Any, npool: int) -> None:
         ffi, free = core.ffi, core.lib.ctxbin_free
         self.fb, self.schema, self._ffi = fb, schema, ffi
-        self.nrows: list[int] = ffi.unpack(nrows, len(schema.types))
+        self.nrows = nrows
         self._cells, self._spans, self._pool = ffi.gc(cells, free), ffi.gc(spans, free), ffi.gc(pool, free)
         self._nstr, self._npool = nstr, npool
         self._walk: Walk | None = None
-
-    def text(self, type_: str, field: str, row: int) -> str:
-        """STRING ``field`` of row ``row`` of ``type_`` ("" when absent), read
-        from the cells and the buffer (the walk found it valid UTF-8)."""
-        schema = self.schema
-        t = schema.index[type_]
-        at = sum(n * w for n, w in zip(self.nrows[:t], schema.widths)) + row * schema.widths[t]
-        k = self._cells[at + 1 + 2 * schema.fields[(type_, field)]]
-        if k < 0:
-            return ""
-        s = self.fb.start + self._spans[2 * k]
-        return str(self.fb.buf[s : s + self._spans[2 * k + 1]], "utf-8")
 
     def walk(self) -> Walk:
         if self._walk is None:

@@ -276,13 +276,36 @@ typedef struct {
 } ctxbin_dlc_v4_open_args;
 
 int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a);
+/* What ctxbin_dlc_v4_read hands over: the open's arrays (as ctxbin_dlc_v4_open
+ * leaves them in its args) and `graphs`: per model graph the first 10 values
+ * of `checked` for it, then the (position, length) of its name in the model
+ * flatbuffer ((0, 0) when it has none). The caller takes
+ * each array it wants to keep (it then releases it with ctxbin_free and sets
+ * the pointer to NULL); ctxbin_dlc_v4_release frees those left. */
+typedef struct {
+    int64_t *model_cells, *model_spans, *params_cells, *params_spans, *checked, *graphs;
+    uint8_t *model_pool, *params_pool;
+} ctxbin_dlc_v4_opened;
+
+enum { /* ctxbin_dlc_v4_read's io: in [BUDGET, PARAMS_BUDGET, BIN_SIZE]; out all of it */
+    CTXBIN_DLC_IO_BUDGET, CTXBIN_DLC_IO_PARAMS_BUDGET, CTXBIN_DLC_IO_BIN_SIZE, CTXBIN_DLC_IO_NGRAPHS,
+    CTXBIN_DLC_IO_NSTATICS, CTXBIN_DLC_IO_NSTR, CTXBIN_DLC_IO_NPOOL, CTXBIN_DLC_IO_PARAMS_NSTR,
+    CTXBIN_DLC_IO_PARAMS_NPOOL, CTXBIN_DLC_IO_NROWS /* then the model walk's nrows, then the params walk's */
+};
+
 /* ctxbin_dlc_v4_open of a DLC's `model` and `model.params` entries as its ZIP
- * stores them (each with its recorded CRC-32, 0: none): each entry's CRC, its
- * 8-byte prefix (D5 0A, major version 4) and its flatbuffer identifier (NETD,
- * NETP) are checked first (CTXBIN_ERANGE when one fails), then the walks' buf
- * and size and params_start are set from them. */
-int ctxbin_dlc_v4_read(ctxbin_dlc_v4_open_args *a, const uint8_t *model, uint64_t model_size, uint32_t model_crc,
-                       const uint8_t *params, uint64_t params_size, uint32_t params_crc);
+ * stores them (each with its recorded CRC-32, 0: none), with a copy of the
+ * constant args in tmpl: each entry's CRC, its 8-byte prefix (D5 0A, major
+ * version 4) and its flatbuffer identifier (NETD, NETP) are checked first
+ * (CTXBIN_ERANGE when one fails). io holds CTXBIN_DLC_IO_NROWS + both
+ * schemas' type counts int64: in, the walks' budgets and the size of
+ * model.params.bin (-1: none); out (CTXBIN_OK), the budgets left, the open's
+ * counts and both walks' nrows. out gets the arrays (all NULL unless
+ * CTXBIN_OK). */
+int ctxbin_dlc_v4_read(const ctxbin_dlc_v4_open_args *tmpl, const uint8_t *model, uint64_t model_size,
+                       uint32_t model_crc, const uint8_t *params, uint64_t params_size, uint32_t params_crc,
+                       int64_t *io, ctxbin_dlc_v4_opened *out);
+void ctxbin_dlc_v4_release(ctxbin_dlc_v4_opened *o);
 /* ZIP (native/zipscan.c): the central directory scan of ctxbin/ziparchive.py
  * (ZipArchive._parse) for ordinary archives: no ZIP64, ASCII names. It reads
  * a size-byte archive from two parts the caller read: head holds its bytes

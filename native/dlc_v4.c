@@ -661,13 +661,55 @@ static int entry_ok(const uint8_t *p, uint64_t n, uint32_t crc, const char *iden
     return crc == 0 || ctxbin_crc32(0, p, n) == crc;
 }
 
-int ctxbin_dlc_v4_read(ctxbin_dlc_v4_open_args *a, const uint8_t *model, uint64_t model_size, uint32_t model_crc,
-                       const uint8_t *params, uint64_t params_size, uint32_t params_crc) {
-    if (!a) return CTXBIN_EINVAL;
+/* Hand walk w's arrays to the caller's slots. */
+static void hand_over(ctxbin_dlc_walk *w, int64_t **cells, int64_t **spans, uint8_t **pool, int64_t *io, int nstr_at) {
+    *cells = w->cells, *spans = w->spans, *pool = w->pool;
+    io[nstr_at] = (int64_t)w->nstr, io[nstr_at + 1] = (int64_t)w->npool;
+}
+
+int ctxbin_dlc_v4_read(const ctxbin_dlc_v4_open_args *tmpl, const uint8_t *model, uint64_t model_size,
+                       uint32_t model_crc, const uint8_t *params, uint64_t params_size, uint32_t params_crc,
+                       int64_t *io, ctxbin_dlc_v4_opened *out) {
+    if (!tmpl || !io || !out) return CTXBIN_EINVAL;
+    memset(out, 0, sizeof *out);
     if (!entry_ok(model, model_size, model_crc, "NETD") || !entry_ok(params, params_size, params_crc, "NETP"))
         return CTXBIN_ERANGE;
-    a->model.buf = model + 8, a->model.size = model_size - 8;
-    a->params.buf = params + 8, a->params.size = params_size - 8;
-    a->params_start = 8;
-    return ctxbin_dlc_v4_open(a);
+    ctxbin_dlc_v4_open_args a = *tmpl;
+    /* nrows go straight into io (uint64_t and int64_t may alias each other) */
+    a.model.nrows = (uint64_t *)(io + CTXBIN_DLC_IO_NROWS);
+    a.params.nrows = a.model.nrows + a.model.ntypes;
+    a.model.buf = model + 8, a.model.size = model_size - 8, a.model.budget = io[CTXBIN_DLC_IO_BUDGET];
+    a.params.buf = params + 8, a.params.size = params_size - 8, a.params.budget = io[CTXBIN_DLC_IO_PARAMS_BUDGET];
+    a.params_start = 8;
+    a.params_bin_size = io[CTXBIN_DLC_IO_BIN_SIZE];
+    int st = ctxbin_dlc_v4_open(&a);
+    if (st != CTXBIN_OK) return st;
+    hand_over(&a.model, &out->model_cells, &out->model_spans, &out->model_pool, io, CTXBIN_DLC_IO_NSTR);
+    hand_over(&a.params, &out->params_cells, &out->params_spans, &out->params_pool, io, CTXBIN_DLC_IO_PARAMS_NSTR);
+    out->checked = a.checked;
+    io[CTXBIN_DLC_IO_BUDGET] = a.model.budget, io[CTXBIN_DLC_IO_PARAMS_BUDGET] = a.params.budget;
+    io[CTXBIN_DLC_IO_NGRAPHS] = (int64_t)a.ngraphs, io[CTXBIN_DLC_IO_NSTATICS] = (int64_t)a.nstatics;
+    /* per graph its ranges and counts, then its name's span: all the caller's open needs */
+    const int64_t *rows = walk_rows(&a.model, a.model.graphs);
+    uint64_t width = walk_width(&a.model, a.model.graphs);
+    out->graphs = malloc(96 * (a.ngraphs ? a.ngraphs : 1));
+    if (!out->graphs) {
+        ctxbin_dlc_v4_release(out);
+        return CTXBIN_ENOMEM;
+    }
+    for (uint64_t g = 0; g < a.ngraphs; g++) {
+        int64_t *to = out->graphs + 12 * g, k = rows[g * width + (uint64_t)a.model.graph_cols[0]];
+        memcpy(to, a.checked + 10 * g, 80);
+        to[10] = k < 0 ? 0 : a.model.spans[2 * k];
+        to[11] = k < 0 ? 0 : a.model.spans[2 * k + 1];
+    }
+    return CTXBIN_OK;
+}
+
+void ctxbin_dlc_v4_release(ctxbin_dlc_v4_opened *o) {
+    if (!o) return;
+    int64_t **arrays[] = {&o->model_cells, &o->model_spans, &o->params_cells, &o->params_spans, &o->checked, &o->graphs};
+    for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) free(*arrays[i]), *arrays[i] = NULL;
+    free(o->model_pool), free(o->params_pool);
+    o->model_pool = o->params_pool = NULL;
 }

@@ -41,7 +41,8 @@ import numpy as np
 from ..errors import FormatError, UnsupportedVersionError
 from ..fileio import atomic_write
 from ..flatbuf import (
-    SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, Field, FlatBuffer, Schema, Table, TableType, Walk, NativeWalk, walk,
+    SCALAR, STRING, STRINGS, TABLE, TABLES, VECTOR, WORK_FLOOR, WORK_PER_BYTE, Field, FlatBuffer, NativeWalk, Schema,
+    Table, TableType, Walk, walk,
 )
 from ..flatbuild import REF, Builder, Layout
 from ..hashing import check_status, crc32, crc32_combine, crc32_many, hash_and_crc
@@ -796,6 +797,17 @@ _NATIVE_KINDS = _KIND_CODES.astype(np.int32)
 _NATIVE_DTYPES = _DTYPE_CODES.astype(np.uint32).view(np.int32)
 _NATIVE_ITEMSIZES = _ITEMSIZES.astype(np.uint8)
 
+#: ctxbin_dlc_v4_read's io: in, the budgets and model.params.bin's size; out,
+#: the budgets left, the counts and both walks' nrows (ctxbin_core.h's CTXBIN_DLC_IO_*)
+_IO_NAMES = ("BUDGET", "PARAMS_BUDGET", "BIN_SIZE", "NGRAPHS", "NSTATICS", "NSTR", "NPOOL", "PARAMS_NSTR",
+             "PARAMS_NPOOL", "NROWS")
+_IO_NGRAPHS, _IO_NSTATICS, _IO_NROWS = (_IO_NAMES.index(k) for k in ("NGRAPHS", "NSTATICS", "NROWS"))
+_V4_IO = struct.Struct(f"={_IO_NROWS + len(_V4_MODEL.types) + len(_V4_PARAMS.types)}q")
+#: per entry: its schema, its arrays' prefix in ctxbin_dlc_v4_opened, and where
+#: its budget, nstr (then npool) and nrows are in io
+_V4_IO_OF = {"model": (_V4_MODEL, "model", 0, _IO_NAMES.index("NSTR"), _IO_NROWS),
+             "model.params": (_V4_PARAMS, "params", 1, _IO_NAMES.index("PARAMS_NSTR"), _IO_NROWS + len(_V4_MODEL.types))}
+
 
 @cache
 def _native_args(core: Any) -> Any:
@@ -825,7 +837,7 @@ def _v4_native(core: Any, doc: _Doc) -> _V4Native | None:
     error in the order they meet it)."""
     zf = doc.zf
     model, params = zf.stored("model"), zf.stored("model.params")
-    if model is None or params is None or len(model) < 2 * _PREFIX or len(params) < 2 * _PREFIX:
+    if model is None or params is None:
         return None
     bin_size = -1  # the weights are not touched: a deflated model.params.bin is for the Python reads to inflate
     if "model.params.bin" in zf:
@@ -833,53 +845,78 @@ def _v4_native(core: Any, doc: _Doc) -> _V4Native | None:
         if e.method != STORED:
             return None
         bin_size = e.size
-    me, pe = zf.entry("model"), zf.entry("model.params")
-    fb = FlatBuffer(model, start=_PREFIX, path=doc.path, what="model", base=me.data_offset + _PREFIX)
-    pfb = FlatBuffer(params, start=_PREFIX, path=doc.path, what="model.params", base=pe.data_offset + _PREFIX)
     ffi, lib = core.ffi, core.lib
-    template, _ = _native_args(core)
-    args = ffi.new("ctxbin_dlc_v4_open_args *", template[0])
-    nrows = ffi.new("uint64_t[]", len(_V4_MODEL.types)), ffi.new("uint64_t[]", len(_V4_PARAMS.types))
-    args.model.nrows, args.params.nrows = nrows
-    args.model.budget, args.params.budget = fb.budget, pfb.budget
-    args.params_bin_size = bin_size
-    with ffi.from_buffer(model) as m, ffi.from_buffer(params) as p:
-        st = lib.ctxbin_dlc_v4_read(args, m, len(model), me.crc, p, len(params), pe.crc)
+    io = ffi.new("int64_t[]", _V4_IO.size // 8)
+    # BUDGET, PARAMS_BUDGET (what FlatBuffer gives each flatbuffer by default), BIN_SIZE
+    io[0:3] = [WORK_PER_BYTE * (len(model) - _PREFIX) + WORK_FLOOR, WORK_PER_BYTE * (len(params) - _PREFIX) + WORK_FLOOR,
+               bin_size]
+    out = ffi.new("ctxbin_dlc_v4_opened *")
+    st = lib.ctxbin_dlc_v4_read(_native_args(core)[0], ffi.from_buffer(model), len(model), zf.entry("model").crc,
+                                ffi.from_buffer(params), len(params), zf.entry("model.params").crc, io, out)
     if st == lib.CTXBIN_ERANGE:
         return None
     check_status(st)
-    walks = []
-    for w, f, schema, rows in ((args.model, fb, _V4_MODEL, nrows[0]), (args.params, pfb, _V4_PARAMS, nrows[1])):
-        f.budget = w.budget
-        walks.append(NativeWalk(core, f, schema, w.cells, rows, w.spans, w.nstr, w.pool, w.npool))
-    nt = walks[0].nrows[_TENSOR_TYPE]
-    checked = ffi.buffer(ffi.gc(args.checked, lib.ctxbin_free), 8 * (10 * args.ngraphs + 3 * nt + 4 * args.nstatics))
-    return _V4Native(doc, *walks, checked, args.ngraphs, nt, int.from_bytes(model[4:6], "little"))
+    return _V4Native(doc, core, ffi.gc(out, lib.ctxbin_dlc_v4_release), _V4_IO.unpack_from(ffi.buffer(io)), model)
 
 
 class _V4Native:
-    """What ctxbin_dlc_v4_open found in a file, owned: ``ranges``, per graph
+    """What ctxbin_dlc_v4_read found in a file, owned: ``ranges``, per graph
     the ranges of its rows (Tensor, TensorData, Node, NodeParameters: 8
-    bounds) and its input and output counts, and over all Tensor rows and
-    statics ``static_of``, ``quant``, ``io`` (every graph's input rows then
-    output rows) and ``where``. Opening a file reads only the graph names
-    and counts: the walks' columns, the tensor tables and the Tensor and
-    Node objects made from them come on first use."""
+    bounds) and its input and output counts, ``names``, and over all Tensor
+    rows and statics ``static_of``, ``quant``, ``io`` (every graph's input
+    rows then output rows) and ``where``. Opening a file reads only the graph
+    names and counts: the walks (:class:`NativeWalk`, each taking its arrays
+    from ``opened``), the tensor tables and the Tensor and Node objects made
+    from them come on first use."""
 
-    def __init__(self, doc: _Doc, model: NativeWalk, params: NativeWalk, checked: Any, ng: int, nt: int,
-                 minor: int) -> None:
-        """``checked``: the C call's results, as a buffer."""
-        self.doc, self.model, self.params, self.minor = doc, model, params, minor
-        flat = struct.unpack_from(f"={10 * ng}q", checked)
-        self.ranges: list[tuple[int, ...]] = [flat[k : k + 10] for k in range(0, 10 * ng, 10)]
-        self._buffer, self._at = checked, 10 * ng  # where the per-row results start
-        self.nt = nt
+    def __init__(self, doc: _Doc, core: Any, opened: Any, io: tuple[int, ...], model: memoryview) -> None:
+        """``opened``: the C call's arrays (``ctxbin_dlc_v4_opened``), ``io``
+        its counts, ``model``: the model entry."""
+        self.doc, self._core, self._opened, self._io = doc, core, opened, io
+        self.minor = int.from_bytes(model[4:6], "little")
+        ng = io[_IO_NGRAPHS]
+        flat = struct.unpack_from(f"={12 * ng}q", core.ffi.buffer(opened.graphs, 96 * ng))
+        self.ranges: list[tuple[int, ...]] = [flat[k : k + 10] for k in range(0, 12 * ng, 12)]
+        names = [(_PREFIX + flat[k], flat[k + 1]) for k in range(10, 12 * ng, 12)]  # the C open checked their UTF-8
+        self.names = [str(model[at : at + n], "utf-8") for at, n in names]
+        self._at = 10 * ng  # where the per-row results start in checked
+        self.nt = io[_IO_NROWS + _TENSOR_TYPE]
         self._data: _V4Data | None = None
-        self._quant = _Once(lambda: _V4Quant(model.walk()))
+
+    def _take(self, field: str) -> Any:
+        """Array ``field`` of the C call's, handed over: the caller frees it."""
+        opened = self._opened
+        p = getattr(opened, field)
+        setattr(opened, field, self._core.ffi.NULL)
+        return p
+
+    def _walk(self, entry: str) -> NativeWalk:
+        """The walk of ``entry`` (``model`` or ``model.params``), owning its arrays from now on."""
+        zf, io = self.doc.zf, self._io
+        schema, side, budget, nstr, nrows = _V4_IO_OF[entry]
+        fb = FlatBuffer(zf.stored(entry), start=_PREFIX, path=self.doc.path, what=entry,
+                        base=zf.entry(entry).data_offset + _PREFIX, budget=io[budget])
+        cells, spans, pool = (self._take(f"{side}_{k}") for k in ("cells", "spans", "pool"))
+        return NativeWalk(self._core, fb, schema, cells, io[nrows : nrows + len(schema.types)], spans, io[nstr], pool,
+                          io[nstr + 1])
+
+    @cached_property
+    def model(self) -> NativeWalk:
+        return self._walk("model")
+
+    @cached_property
+    def params(self) -> NativeWalk:
+        return self._walk("model.params")
+
+    @cached_property
+    def _quant(self) -> Callable[[], _V4Quant]:
+        return _Once(partial(_V4Quant, self.model.walk()))
 
     @cached_property
     def checked(self) -> np.ndarray:
-        return np.frombuffer(self._buffer, np.int64)
+        io, ffi = self._io, self._core.ffi
+        size = 8 * (10 * io[_IO_NGRAPHS] + 3 * self.nt + 4 * io[_IO_NSTATICS])
+        return np.frombuffer(ffi.buffer(ffi.gc(self._take("checked"), self._core.lib.ctxbin_free), size), np.int64)
 
     def _per_row(self, k: int) -> np.ndarray:
         """The k-th of the results with one value per Tensor row."""
@@ -910,7 +947,7 @@ class _V4Native:
     def graph(self, gi: int) -> Graph:
         """Graph ``gi``: its name now, everything else on first use."""
         _, n, _, _, _, nn, _, _, nin, nout = self.ranges[gi]
-        parts = _V4Graph(self, gi, self.model.text("Graph", "name", gi))
+        parts = _V4Graph(self, gi, self.names[gi])
         return Graph(
             name=parts.name,
             inputs=LazyTuple(nin, parts.inputs),
