@@ -371,3 +371,31 @@ def test_c_open_takes_exactly_the_utf8_names_python_decodes(own_dlc: Path, tmp_p
     core = hashing._native_core  # built (needs_native), even where the environment turns it off
     opened = dlc._v4_native(core, doc)
     assert (opened is not None) == valid
+
+
+@needs_native
+def test_read_io_layout_is_the_headers() -> None:
+    """dlc.py's names for the slots of ctxbin_dlc_v4_read's io are the
+    header's CTXBIN_DLC_IO_* values, and io has room for both walks' nrows."""
+    lib = hashing._native_core.lib
+    assert [getattr(lib, f"CTXBIN_DLC_IO_{k}") for k in dlc._IO_NAMES] == list(range(len(dlc._IO_NAMES)))
+    assert dlc._V4_IO.size == 8 * (lib.CTXBIN_DLC_IO_NROWS + len(dlc._V4_MODEL.types) + len(dlc._V4_PARAMS.types))
+
+
+@needs_native
+def test_c_read_hands_over_each_array_once(own_dlc: Path) -> None:
+    """The arrays ctxbin_dlc_v4_read hands over are taken by what uses them
+    first and freed with it; the open frees the rest. Containers left
+    untouched, with only their tensor names read, or read whole, dropped in
+    any order, free each array once (a double free would abort) and read
+    the same as a fresh read."""
+    expect = _summary(own_dlc)
+    untouched, names, whole = (dlc.read(own_dlc) for _ in range(3))
+    assert list(names.graphs[0].tensors) == [t[0] for t in expect[1][0][4]]
+    g = whole.graphs[0]
+    assert [(n.name, n.inputs) for n in g.nodes] == [(n[0], n[3]) for n in expect[1][0][3]]
+    assert all(t.data is None or t.data.nbytes == t.numpy().nbytes for t in g.tensors.values())
+    del names, g
+    assert len(untouched.graphs[0].nodes) == len(expect[1][0][3])  # taken after another container went
+    del whole, untouched
+    assert _summary(own_dlc) == expect
