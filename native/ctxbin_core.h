@@ -288,8 +288,8 @@ typedef struct {
 } ctxbin_dlc_v4_opened;
 
 enum { /* ctxbin_dlc_v4_read's io: in [BUDGET, PARAMS_BUDGET, BIN_SIZE]; out all of it */
-    CTXBIN_DLC_IO_BUDGET, CTXBIN_DLC_IO_PARAMS_BUDGET, CTXBIN_DLC_IO_BIN_SIZE, CTXBIN_DLC_IO_NGRAPHS,
-    CTXBIN_DLC_IO_NSTATICS, CTXBIN_DLC_IO_NSTR, CTXBIN_DLC_IO_NPOOL, CTXBIN_DLC_IO_PARAMS_NSTR,
+    CTXBIN_DLC_IO_BUDGET, CTXBIN_DLC_IO_PARAMS_BUDGET, CTXBIN_DLC_IO_BIN_SIZE, CTXBIN_DLC_IO_MINOR,
+    CTXBIN_DLC_IO_NGRAPHS, CTXBIN_DLC_IO_NSTATICS, CTXBIN_DLC_IO_NSTR, CTXBIN_DLC_IO_NPOOL, CTXBIN_DLC_IO_PARAMS_NSTR,
     CTXBIN_DLC_IO_PARAMS_NPOOL, CTXBIN_DLC_IO_NROWS /* then the model walk's nrows, then the params walk's */
 };
 
@@ -299,8 +299,8 @@ enum { /* ctxbin_dlc_v4_read's io: in [BUDGET, PARAMS_BUDGET, BIN_SIZE]; out all
  * version 4) and its flatbuffer identifier (NETD, NETP) are checked first
  * (CTXBIN_ERANGE when one fails). io holds CTXBIN_DLC_IO_NROWS + both
  * schemas' type counts int64: in, the walks' budgets and the size of
- * model.params.bin (-1: none); out (CTXBIN_OK), the budgets left, the open's
- * counts and both walks' nrows. out gets the arrays (all NULL unless
+ * model.params.bin (-1: none); out (CTXBIN_OK), the budgets left, the model's
+ * minor version, the open's counts and both walks' nrows. out gets the arrays (all NULL unless
  * CTXBIN_OK). */
 int ctxbin_dlc_v4_read(const ctxbin_dlc_v4_open_args *tmpl, const uint8_t *model, uint64_t model_size,
                        uint32_t model_crc, const uint8_t *params, uint64_t params_size, uint32_t params_crc,

@@ -688,6 +688,7 @@ int ctxbin_dlc_v4_read(const ctxbin_dlc_v4_open_args *tmpl, const uint8_t *model
     hand_over(&a.params, &out->params_cells, &out->params_spans, &out->params_pool, io, CTXBIN_DLC_IO_PARAMS_NSTR);
     out->checked = a.checked;
     io[CTXBIN_DLC_IO_BUDGET] = a.model.budget, io[CTXBIN_DLC_IO_PARAMS_BUDGET] = a.params.budget;
+    io[CTXBIN_DLC_IO_MINOR] = model[4] | model[5] << 8;
     io[CTXBIN_DLC_IO_NGRAPHS] = (int64_t)a.ngraphs, io[CTXBIN_DLC_IO_NSTATICS] = (int64_t)a.nstatics;
     /* per graph its ranges and counts, then its name's span: all the caller's open needs */
     const int64_t *rows = walk_rows(&a.model, a.model.graphs);

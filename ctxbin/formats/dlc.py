@@ -799,10 +799,12 @@ _NATIVE_ITEMSIZES = _ITEMSIZES.astype(np.uint8)
 
 #: ctxbin_dlc_v4_read's io: in, the budgets and model.params.bin's size; out,
 #: the budgets left, the counts and both walks' nrows (ctxbin_core.h's CTXBIN_DLC_IO_*)
-_IO_NAMES = ("BUDGET", "PARAMS_BUDGET", "BIN_SIZE", "NGRAPHS", "NSTATICS", "NSTR", "NPOOL", "PARAMS_NSTR",
+_IO_NAMES = ("BUDGET", "PARAMS_BUDGET", "BIN_SIZE", "MINOR", "NGRAPHS", "NSTATICS", "NSTR", "NPOOL", "PARAMS_NSTR",
              "PARAMS_NPOOL", "NROWS")
-_IO_NGRAPHS, _IO_NSTATICS, _IO_NROWS = (_IO_NAMES.index(k) for k in ("NGRAPHS", "NSTATICS", "NROWS"))
+_IO_MINOR, _IO_NGRAPHS, _IO_NSTATICS, _IO_NROWS = (_IO_NAMES.index(k) for k in ("MINOR", "NGRAPHS", "NSTATICS", "NROWS"))
 _V4_IO = struct.Struct(f"={_IO_NROWS + len(_V4_MODEL.types) + len(_V4_PARAMS.types)}q")
+_V4_IO_TYPE = f"int64_t[{_V4_IO.size // 8}]"
+_V4_GRAPH = struct.Struct("=12q")  # a row of ctxbin_dlc_v4_opened.graphs
 #: per entry: its schema, its arrays' prefix in ctxbin_dlc_v4_opened, and where
 #: its budget, nstr (then npool) and nrows are in io
 _V4_IO_OF = {"model": (_V4_MODEL, "model", 0, _IO_NAMES.index("NSTR"), _IO_NROWS),
@@ -846,10 +848,9 @@ def _v4_native(core: Any, doc: _Doc) -> _V4Native | None:
             return None
         bin_size = e.size
     ffi, lib = core.ffi, core.lib
-    io = ffi.new("int64_t[]", _V4_IO.size // 8)
     # BUDGET, PARAMS_BUDGET (what FlatBuffer gives each flatbuffer by default), BIN_SIZE
-    io[0:3] = [WORK_PER_BYTE * (len(model) - _PREFIX) + WORK_FLOOR, WORK_PER_BYTE * (len(params) - _PREFIX) + WORK_FLOOR,
-               bin_size]
+    io = ffi.new(_V4_IO_TYPE, [WORK_PER_BYTE * (len(model) - _PREFIX) + WORK_FLOOR,
+                               WORK_PER_BYTE * (len(params) - _PREFIX) + WORK_FLOOR, bin_size])
     out = ffi.new("ctxbin_dlc_v4_opened *")
     st = lib.ctxbin_dlc_v4_read(_native_args(core)[0], ffi.from_buffer(model), len(model), zf.entry("model").crc,
                                 ffi.from_buffer(params), len(params), zf.entry("model.params").crc, io, out)
@@ -862,7 +863,7 @@ def _v4_native(core: Any, doc: _Doc) -> _V4Native | None:
 class _V4Native:
     """What ctxbin_dlc_v4_read found in a file, owned: ``ranges``, per graph
     the ranges of its rows (Tensor, TensorData, Node, NodeParameters: 8
-    bounds) and its input and output counts, ``names``, and over all Tensor
+    bounds), its input and output counts and its name's span, ``names``, and over all Tensor
     rows and statics ``static_of``, ``quant``, ``io`` (every graph's input
     rows then output rows) and ``where``. Opening a file reads only the graph
     names and counts: the walks (:class:`NativeWalk`, each taking its arrays
@@ -873,12 +874,10 @@ class _V4Native:
         """``opened``: the C call's arrays (``ctxbin_dlc_v4_opened``), ``io``
         its counts, ``model``: the model entry."""
         self.doc, self._core, self._opened, self._io = doc, core, opened, io
-        self.minor = int.from_bytes(model[4:6], "little")
-        ng = io[_IO_NGRAPHS]
-        flat = struct.unpack_from(f"={12 * ng}q", core.ffi.buffer(opened.graphs, 96 * ng))
-        self.ranges: list[tuple[int, ...]] = [flat[k : k + 10] for k in range(0, 12 * ng, 12)]
-        names = [(_PREFIX + flat[k], flat[k + 1]) for k in range(10, 12 * ng, 12)]  # the C open checked their UTF-8
-        self.names = [str(model[at : at + n], "utf-8") for at, n in names]
+        self.minor, ng = io[_IO_MINOR], io[_IO_NGRAPHS]
+        self.ranges = list(_V4_GRAPH.iter_unpack(core.ffi.buffer(opened.graphs, _V4_GRAPH.size * ng)))
+        # the C open checked the names' UTF-8
+        self.names = [str(model[_PREFIX + r[10] : _PREFIX + r[10] + r[11]], "utf-8") for r in self.ranges]
         self._at = 10 * ng  # where the per-row results start in checked
         self.nt = io[_IO_NROWS + _TENSOR_TYPE]
         self._data: _V4Data | None = None
@@ -946,7 +945,7 @@ class _V4Native:
 
     def graph(self, gi: int) -> Graph:
         """Graph ``gi``: its name now, everything else on first use."""
-        _, n, _, _, _, nn, _, _, nin, nout = self.ranges[gi]
+        _, n, _, _, _, nn, _, _, nin, nout, _, _ = self.ranges[gi]
         parts = _V4Graph(self, gi, self.names[gi])
         return Graph(
             name=parts.name,
@@ -989,7 +988,7 @@ class _V4Graph:
     def _io(self, outputs: bool) -> list[Tensor]:
         ranges = self.opened.ranges
         at = sum([r[8] + r[9] for r in ranges[: self.gi]])  # where the graph's input and output rows start
-        nin, nout = ranges[self.gi][8:]
+        nin, nout = ranges[self.gi][8:10]
         at, n = (at + nin, nout) if outputs else (at, nin)
         return list(map(self.table().tensor, self.opened.io[at : at + n].tolist()))
 
