@@ -7,8 +7,8 @@ number of instructions a call executes does not. This counts them with
 valgrind's callgrind (needs ``valgrind`` on PATH): each contender runs N
 times and 0 times in a fresh interpreter, and (N run - 0 run) / N is the
 cost of one call, start-up and imports cancelled out. Same files as
-bench_dlc.py: the FCN-ResNet-50-style net of tests/models.py as ONNX with
-external data and as a DLC made by ctxbin's own lowering.
+bench_dlc.py: the FCN-ResNet-50-style net of tests/models.py and the tiny FCN,
+each as ONNX with external data and as a DLC made by ctxbin's own lowering.
 
 Contenders: ``dlc.read(path)`` (every table parsed and checked at open, as in
 bench_dlc.py) and ``onnx.load(path, load_external_data=False)``.
@@ -61,17 +61,18 @@ def main() -> int:
     from tests.models import build_fcn, save_with_external_data
 
     with tempfile.TemporaryDirectory(prefix="bench-dlc-ir-") as tmp:
-        onnx_path, dlc_path = Path(tmp) / "fcn.onnx", Path(tmp) / "fcn.dlc"
-        save_with_external_data(build_fcn(256, 384), onnx_path)
-        convert(onnx_path, dlc_path, name="fcn", route="ctxbin")
-        per_call = {}
-        for what in ("dlc.read", "onnx.load"):
-            base = instructions(what, 0, str(dlc_path), str(onnx_path))
-            per_call[what] = (instructions(what, args.calls, str(dlc_path), str(onnx_path)) - base) / args.calls
-    print(f"instructions per call (callgrind, {args.calls} calls minus 0), FCN of tests/models.py:")
-    for what, n in per_call.items():
-        print(f"  {what:10s} {n / 1e3:8.0f}k")
-    print(f"  ratio dlc.read / onnx.load: {per_call['dlc.read'] / per_call['onnx.load']:.2f}x (target <= 1x)")
+        for key, tiny in (("full", False), ("tiny", True)):
+            onnx_path, dlc_path = Path(tmp) / f"fcn_{key}.onnx", Path(tmp) / f"fcn_{key}.dlc"
+            save_with_external_data(build_fcn(256, 384, tiny=tiny), onnx_path)
+            convert(onnx_path, dlc_path, name="fcn", route="ctxbin")
+            per_call = {}
+            for what in ("dlc.read", "onnx.load"):
+                base = instructions(what, 0, str(dlc_path), str(onnx_path))
+                per_call[what] = (instructions(what, args.calls, str(dlc_path), str(onnx_path)) - base) / args.calls
+            print(f"instructions per call (callgrind, {args.calls} calls minus 0), {key} FCN of tests/models.py:")
+            for what, n in per_call.items():
+                print(f"  {what:10s} {n / 1e3:8.0f}k")
+            print(f"  ratio dlc.read / onnx.load: {per_call['dlc.read'] / per_call['onnx.load']:.2f}x (target <= 1x)")
     return 0
 
 
