@@ -279,9 +279,9 @@ int ctxbin_dlc_v4_open(ctxbin_dlc_v4_open_args *a);
 /* What ctxbin_dlc_v4_read hands over: the open's arrays (as ctxbin_dlc_v4_open
  * leaves them in its args) and `graphs`: per model graph the first 10 values
  * of `checked` for it, then the (position, length) of its name in the model
- * flatbuffer ((0, 0) when it has none). The caller takes
- * each array it wants to keep (it then releases it with ctxbin_free and sets
- * the pointer to NULL); ctxbin_dlc_v4_release frees those left. */
+ * flatbuffer ((0, 0) when it has none). The caller takes each array it wants
+ * to keep (it then frees it with ctxbin_free, and sets the pointer here to
+ * NULL); ctxbin_dlc_v4_release frees those left. */
 typedef struct {
     int64_t *model_cells, *model_spans, *params_cells, *params_spans, *checked, *graphs;
     uint8_t *model_pool, *params_pool;
@@ -300,8 +300,8 @@ enum { /* ctxbin_dlc_v4_read's io: in [BUDGET, PARAMS_BUDGET, BIN_SIZE]; out all
  * (CTXBIN_ERANGE when one fails). io holds CTXBIN_DLC_IO_NROWS + both
  * schemas' type counts int64: in, the walks' budgets and the size of
  * model.params.bin (-1: none); out (CTXBIN_OK), the budgets left, the model's
- * minor version, the open's counts and both walks' nrows. out gets the arrays (all NULL unless
- * CTXBIN_OK). */
+ * minor version, the open's counts and both walks' nrows. out gets the
+ * arrays (all NULL unless CTXBIN_OK). */
 int ctxbin_dlc_v4_read(const ctxbin_dlc_v4_open_args *tmpl, const uint8_t *model, uint64_t model_size,
                        uint32_t model_crc, const uint8_t *params, uint64_t params_size, uint32_t params_crc,
                        int64_t *io, ctxbin_dlc_v4_opened *out);
