@@ -69,7 +69,7 @@ CB_INLINE uint64_t name_hash(const uint8_t *p, uint64_t n) {
     for (const uint8_t *end = p + (n & ~(uint64_t)7); p != end; p += 8) {
         memcpy(&v, p, 8);
         h = (h ^ v) * 0xff51afd7ed558ccdull;
-        h ^= h >> 29;
+        h = h << 32 | h >> 32; /* the product's well-mixed high half to the low bits the next word meets */
     }
     const unsigned r = (unsigned)(n & 7); /* the partial word's bytes, at p */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -146,7 +146,7 @@ CB_INLINE int table_add(table *t, const strings *st, int64_t s, uint64_t h, int6
 
 /* The row holding a string equal to string s (hash h) of `q`; -1 when there
  * is none or after MAX_PROBES. */
-static int64_t table_find(const table *t, const strings *st, const strings *q, int64_t s, uint64_t h) {
+CB_INLINE int64_t table_find(const table *t, const strings *st, const strings *q, int64_t s, uint64_t h) {
     uint64_t i = h & t->mask;
     for (int probes = 0; t->slot[i] >= 0 && probes <= MAX_PROBES; i = (i + 1) & t->mask, probes++)
         if (same(st, t->slot[i], q, s)) return t->row[i];
@@ -169,12 +169,23 @@ static uint32_t rd32(const uint8_t *p) {
  * this many goes to the Python path (a dict there) instead of going quadratic */
 #define MAX_NODE_TENSORS 64
 
+/* Where the checks find each field's cells: its column, and each table's row width. */
+typedef struct {
+    int64_t cols[CTXBIN_DLC_NCOLS];
+    uint64_t width[CTXBIN_DLC_NTABLES];
+} layout;
+
+/* The layout of ctxbin/formats/dlc.py's schemas (_NATIVE_COLS; widths 1 + 2 x fields): when a
+ * call's is this one, the checks run with it as constants (no load and no multiply per cell). */
+static const layout DLC_LAYOUT = {
+    {1, 3, 5, 7, 9, 1, 3, 5, 7, 3, 1, 3, 5, 7, 9, 11, 1, 3, 5, 1, 3, 9, 3, 5, 7, 1, 3, 5, 1},
+    {11, 9, 9, 11, 9, 5, 13, 7, 5, 3}};
+
 typedef struct {
     const v4_in *in;
     /* copies of in's tables and columns, one load away (read per tensor, param and field) */
     const int64_t *rows[CTXBIN_DLC_NTABLES];
-    uint64_t width[CTXBIN_DLC_NTABLES];
-    int64_t cols[CTXBIN_DLC_NCOLS];
+    layout lay;
     strings model, params;
     /* index into in->dtypes of each code 0xCCBB (class CC < 8, bits BB), -1: unknown;
      * codes are looked up per tensor and per scalar: a scan of the list was most of tensor_ok's time */
@@ -188,80 +199,80 @@ static int dtype_index(const checker *k, int32_t code) {
     return c < 0x800 ? k->dtype_at[c >> 8][c & 0xff] : c == QNN_UNDEFINED ? k->dtype_undefined : -1;
 }
 
-static const int64_t *row(const checker *k, int table, int64_t r) {
-    return k->rows[table] + (uint64_t)r * k->width[table];
+CB_INLINE const int64_t *row(const checker *k, const layout *L, int table, int64_t r) {
+    return k->rows[table] + (uint64_t)r * L->width[table];
 }
-static int64_t col(const checker *k, int c) { return k->cols[c]; }
+CB_INLINE int64_t col(const layout *L, int c) { return L->cols[c]; }
 
 /* An LPBQ table (Blockwise row b) that fits the tensor's shape, as _V4Quant._blockwise
  * checks it: 8-bit block-scale storage, per-channel scales along axis, blocks
  * splitting dimension axis - 1, one scale per channel and block. */
-static int blockwise_ok(const checker *k, const int64_t *t, int64_t b) {
-    const int64_t *bx = row(k, CTXBIN_DLC_BLOCKWISE, b);
-    int32_t axis = (int32_t)bx[col(k, CTXBIN_DLC_BX_AXIS)], blocks = (int32_t)bx[col(k, CTXBIN_DLC_BX_BLOCKS)];
-    int64_t chans = bx[col(k, CTXBIN_DLC_BX_CHANNELS) + 1], bits = bx[col(k, CTXBIN_DLC_BX_BITS)];
-    int64_t at = t[col(k, CTXBIN_DLC_T_DIMS)], rank = t[col(k, CTXBIN_DLC_T_DIMS) + 1];
-    if ((int32_t)bx[col(k, CTXBIN_DLC_BX_STORAGE)] != 0 || bits < 1 || bits > 8) return 0;
+CB_INLINE int blockwise_ok(const checker *k, const layout *L, const int64_t *t, int64_t b) {
+    const int64_t *bx = row(k, L, CTXBIN_DLC_BLOCKWISE, b);
+    int32_t axis = (int32_t)bx[col(L, CTXBIN_DLC_BX_AXIS)], blocks = (int32_t)bx[col(L, CTXBIN_DLC_BX_BLOCKS)];
+    int64_t chans = bx[col(L, CTXBIN_DLC_BX_CHANNELS) + 1], bits = bx[col(L, CTXBIN_DLC_BX_BITS)];
+    int64_t at = t[col(L, CTXBIN_DLC_T_DIMS)], rank = t[col(L, CTXBIN_DLC_T_DIMS) + 1];
+    if ((int32_t)bx[col(L, CTXBIN_DLC_BX_STORAGE)] != 0 || bits < 1 || bits > 8) return 0;
     if (axis < 1 || axis >= rank || chans <= 0 || blocks <= 0) return 0;
     uint32_t channels = rd32(k->in->model + at + 4 * axis), split = rd32(k->in->model + at + 4 * (axis - 1));
     if ((int64_t)channels != chans || split == 0 || split % (uint32_t)blocks) return 0;
-    return bx[col(k, CTXBIN_DLC_BX_SCALES) + 1] == chans * blocks;
+    return bx[col(L, CTXBIN_DLC_BX_SCALES) + 1] == chans * blocks;
 }
 /* A tensor row's type and data type known, its encoding one ctxbin decodes
  * with the tables it needs: *di = its data type's index, *q = its Quant row
  * (-1: none). 0 when anything is off. */
-CB_INLINE int tensor_ok(const checker *k, const int64_t *t, int *di, int64_t *q) {
+CB_INLINE int tensor_ok(const checker *k, const layout *L, const int64_t *t, int *di, int64_t *q) {
     const v4_in *in = k->in;
-    int32_t dtype = t[col(k, CTXBIN_DLC_T_DTYPE) + 1] ? (int32_t)t[col(k, CTXBIN_DLC_T_DTYPE)] : QNN_UNDEFINED;
-    uint32_t kind = (uint32_t)t[col(k, CTXBIN_DLC_T_KIND)];
+    int32_t dtype = t[col(L, CTXBIN_DLC_T_DTYPE) + 1] ? (int32_t)t[col(L, CTXBIN_DLC_T_DTYPE)] : QNN_UNDEFINED;
+    uint32_t kind = (uint32_t)t[col(L, CTXBIN_DLC_T_KIND)];
     if (kind < 64 ? !(k->kinds_below_64 >> kind & 1) : known(in->kinds, in->nkinds, (int32_t)kind) < 0) return 0;
     if ((*di = dtype_index(k, dtype)) < 0) return 0;
-    *q = t[col(k, CTXBIN_DLC_T_QUANT)];
+    *q = t[col(L, CTXBIN_DLC_T_QUANT)];
     if (*q < 0) return 1;
-    const int64_t *qr = row(k, CTXBIN_DLC_QUANT, *q);
-    int32_t code = (int32_t)qr[col(k, CTXBIN_DLC_Q_ENCODING)];
+    const int64_t *qr = row(k, L, CTXBIN_DLC_QUANT, *q);
+    int32_t code = (int32_t)qr[col(L, CTXBIN_DLC_Q_ENCODING)];
     if (code == QNN_UNDEFINED) { /* no encoding: nothing to decode later */
         *q = -1;
         return 1;
     }
-    if (code == 0 || code == 2) return qr[col(k, CTXBIN_DLC_Q_SO)] >= 0; /* scale/offset, any bitwidth */
+    if (code == 0 || code == 2) return qr[col(L, CTXBIN_DLC_Q_SO)] >= 0; /* scale/offset, any bitwidth */
     if (code == 5) {                                                      /* LPBQ */
-        int64_t b = qr[col(k, CTXBIN_DLC_Q_BLOCKWISE)];
-        return b >= 0 && blockwise_ok(k, t, b);
+        int64_t b = qr[col(L, CTXBIN_DLC_Q_BLOCKWISE)];
+        return b >= 0 && blockwise_ok(k, L, t, b);
     }
     if (code != 1 && code != 3) return 0;                                 /* per-axis, any bitwidth */
-    int64_t ax = qr[col(k, CTXBIN_DLC_Q_AXIS)];
-    return ax >= 0 && row(k, CTXBIN_DLC_AXIS, ax)[col(k, CTXBIN_DLC_AX_CHANNELS) + 1] > 0;
+    int64_t ax = qr[col(L, CTXBIN_DLC_Q_AXIS)];
+    return ax >= 0 && row(k, L, CTXBIN_DLC_AXIS, ax)[col(L, CTXBIN_DLC_AX_CHANNELS) + 1] > 0;
 }
 
 /* Static tensor t (data type index di) with its data in TensorData row d:
  * present, in bounds, exactly the size its shape and data type need.
  * w = (inline?, start, size, TensorData position). */
-CB_INLINE int data_ok(const checker *k, const int64_t *t, int di, int64_t d, int64_t *w) {
+CB_INLINE int data_ok(const checker *k, const layout *L, const int64_t *t, int di, int64_t d, int64_t *w) {
     const v4_in *in = k->in;
-    const int64_t *td = row(k, CTXBIN_DLC_TDATA, d);
-    int64_t ref = td[col(k, CTXBIN_DLC_TD_REF)];
+    const int64_t *td = row(k, L, CTXBIN_DLC_TDATA, d);
+    int64_t ref = td[col(L, CTXBIN_DLC_TD_REF)];
     uint64_t size;
     w[3] = td[0];
     if (ref >= 0) {
         if (in->params_bin_size < 0) return 0;
-        const int64_t *b = row(k, CTXBIN_DLC_BINREF, ref);
-        uint64_t off = (uint64_t)b[col(k, CTXBIN_DLC_REF_OFFSET)], total = (uint64_t)in->params_bin_size;
-        size = (uint64_t)b[col(k, CTXBIN_DLC_REF_SIZE)];
+        const int64_t *b = row(k, L, CTXBIN_DLC_BINREF, ref);
+        uint64_t off = (uint64_t)b[col(L, CTXBIN_DLC_REF_OFFSET)], total = (uint64_t)in->params_bin_size;
+        size = (uint64_t)b[col(L, CTXBIN_DLC_REF_SIZE)];
         if (off > total || size > total - off) return 0;
         w[0] = 0;
         w[1] = (int64_t)off;
     } else {
-        int64_t vs = td[col(k, CTXBIN_DLC_TD_BYTES)];
+        int64_t vs = td[col(L, CTXBIN_DLC_TD_BYTES)];
         if (vs < 0) return 0;
-        size = (uint64_t)td[col(k, CTXBIN_DLC_TD_BYTES) + 1];
+        size = (uint64_t)td[col(L, CTXBIN_DLC_TD_BYTES) + 1];
         w[0] = 1;
         w[1] = (int64_t)in->params_start + vs;
     }
     w[2] = (int64_t)size;
     /* exactly the bytes its shape and data type need (no overflow: stop past size) */
     uint64_t need = in->itemsizes[di];
-    int64_t at = t[col(k, CTXBIN_DLC_T_DIMS)], count = t[col(k, CTXBIN_DLC_T_DIMS) + 1];
+    int64_t at = t[col(L, CTXBIN_DLC_T_DIMS)], count = t[col(L, CTXBIN_DLC_T_DIMS) + 1];
     for (int64_t i = 0; i < count && need <= size; i++) {
         uint64_t dim = rd32(in->model + at + 4 * i);
         /* need < 2^32 (and dim < 2^32): the product cannot wrap, no division needed */
@@ -271,8 +282,8 @@ CB_INLINE int data_ok(const checker *k, const int64_t *t, int di, int64_t d, int
 }
 
 /* One graph's tensor table (rows lo..lo+n) against its TensorData rows (td_lo..td_lo+ntd). */
-CB_NOINLINE static int graph_tensors(checker *k, const int64_t *g, int64_t *static_of, int64_t *quant, int64_t *where,
-                         uint64_t *ns) {
+CB_INLINE int graph_tensors(checker *k, const layout *L, const int64_t *g, int64_t *static_of, int64_t *quant,
+                            int64_t *where, uint64_t *ns) {
     uint64_t lo = (uint64_t)g[0], n = (uint64_t)g[1], td_lo = (uint64_t)g[2], ntd = (uint64_t)g[3];
     int st = CTXBIN_ERANGE;
     table names = {0}, data = {0};
@@ -281,22 +292,22 @@ CB_NOINLINE static int graph_tensors(checker *k, const int64_t *g, int64_t *stat
         goto done;
     }
     for (uint64_t d = td_lo; d < td_lo + ntd; d++) {
-        int64_t s = row(k, CTXBIN_DLC_TDATA, (int64_t)d)[col(k, CTXBIN_DLC_TD_NAME)];
+        int64_t s = row(k, L, CTXBIN_DLC_TDATA, (int64_t)d)[col(L, CTXBIN_DLC_TD_NAME)];
         /* unnamed, a duplicate, or collisions */
         if (s < 0 || table_add(&data, &k->params, s, string_hash(&k->params, s), (int64_t)d) != 1) goto done;
     }
     for (uint64_t r = lo; r < lo + n; r++) {
-        const int64_t *t = row(k, CTXBIN_DLC_TENSOR, (int64_t)r);
-        int64_t s = t[col(k, CTXBIN_DLC_T_NAME)];
+        const int64_t *t = row(k, L, CTXBIN_DLC_TENSOR, (int64_t)r);
+        int64_t s = t[col(L, CTXBIN_DLC_T_NAME)];
         int di;
         if (s < 0) goto done;
         const uint64_t h = string_hash(&k->model, s); /* for both tables */
         if (table_add(&names, &k->model, s, h, (int64_t)r) != 1) goto done; /* a duplicate, or collisions */
-        if (!tensor_ok(k, t, &di, &quant[r])) goto done;
+        if (!tensor_ok(k, L, t, &di, &quant[r])) goto done;
         static_of[r] = -1;
-        if ((int32_t)t[col(k, CTXBIN_DLC_T_KIND)] != QNN_STATIC) continue; /* only STATIC tensors hold data */
+        if ((int32_t)t[col(L, CTXBIN_DLC_T_KIND)] != QNN_STATIC) continue; /* only STATIC tensors hold data */
         int64_t d = ntd ? table_find(&data, &k->params, &k->model, s, h) : -1;
-        if (d < 0 || !data_ok(k, t, di, d, where + 4 * *ns)) goto done; /* no TensorData, or bad data */
+        if (d < 0 || !data_ok(k, L, t, di, d, where + 4 * *ns)) goto done; /* no TensorData, or bad data */
         static_of[r] = (int64_t)(*ns)++;
     }
     st = CTXBIN_OK;
@@ -308,16 +319,16 @@ done:
 
 /* A scalar param's value is one _v4_scalar gives back without error: a string,
  * a bool, an integer that fits its data type, a float32 or float64. */
-static int scalar_ok(const checker *k, const int64_t *s) {
+CB_INLINE int scalar_ok(const checker *k, const layout *L, const int64_t *s) {
     const v4_in *in = k->in;
-    if (!s[col(k, CTXBIN_DLC_S_DTYPE) + 1]) return 0; /* no data type: UNDEFINED */
-    uint32_t code = (uint32_t)s[col(k, CTXBIN_DLC_S_DTYPE)], cls = code >> 8;
+    if (!s[col(L, CTXBIN_DLC_S_DTYPE) + 1]) return 0; /* no data type: UNDEFINED */
+    uint32_t code = (uint32_t)s[col(L, CTXBIN_DLC_S_DTYPE)], cls = code >> 8;
     if (code == 0x0608 || code == 0x0508 || code == 0x0232 || code == 0x0264) return 1;
     int di = dtype_index(k, (int32_t)code);
     if (di < 0 || cls == 2 || in->itemsizes[di] == 0) return 0;
     if (in->itemsizes[di] >= 8) return cls <= 4; /* int64, uint64: every value fits */
     unsigned bits = 8u * in->itemsizes[di];
-    int64_t raw = s[col(k, CTXBIN_DLC_S_INT)];
+    int64_t raw = s[col(L, CTXBIN_DLC_S_INT)];
     if (cls == 0 || cls == 3) return raw >= -((int64_t)1 << (bits - 1)) && raw < ((int64_t)1 << (bits - 1));
     if (cls == 1 || cls == 4) return (uint64_t)raw < ((uint64_t)1 << bits);
     return 0;
@@ -330,48 +341,59 @@ CB_INLINE int same_name(const strings *a, int64_t i, const strings *b, int64_t j
 /* One graph's nodes (rows node_lo..+nnodes): every param's kind and value,
  * tensor params checked like static tensors, their data in the node's
  * NodeParameters (rows np_lo..+nnp), whose TensorData names are unique. */
-CB_NOINLINE static int graph_nodes(checker *k, const int64_t *g) {
+CB_INLINE int graph_nodes(checker *k, const layout *L, const int64_t *g) {
     uint64_t node_lo = (uint64_t)g[4], nnodes = (uint64_t)g[5], np_lo = (uint64_t)g[6], nnp = (uint64_t)g[7];
     for (uint64_t p = np_lo; p < np_lo + nnp; p++) {
-        const int64_t *npr = row(k, CTXBIN_DLC_NODEPARAMS, (int64_t)p);
-        int64_t tf = npr[col(k, CTXBIN_DLC_NP_TENSORS)], tc = npr[col(k, CTXBIN_DLC_NP_TENSORS) + 1];
+        const int64_t *npr = row(k, L, CTXBIN_DLC_NODEPARAMS, (int64_t)p);
+        int64_t tf = npr[col(L, CTXBIN_DLC_NP_TENSORS)], tc = npr[col(L, CTXBIN_DLC_NP_TENSORS) + 1];
         if (tc > MAX_NODE_TENSORS) return CTXBIN_ERANGE;
         for (int64_t a = 0; a < tc; a++) {
-            int64_t sa = row(k, CTXBIN_DLC_TDATA, tf + a)[col(k, CTXBIN_DLC_TD_NAME)];
+            int64_t sa = row(k, L, CTXBIN_DLC_TDATA, tf + a)[col(L, CTXBIN_DLC_TD_NAME)];
             if (sa < 0) return CTXBIN_ERANGE;
             for (int64_t b = 0; b < a; b++) /* names of rows before a were checked named */
-                if (same(&k->params, sa, &k->params, row(k, CTXBIN_DLC_TDATA, tf + b)[col(k, CTXBIN_DLC_TD_NAME)]))
+                if (same(&k->params, sa, &k->params, row(k, L, CTXBIN_DLC_TDATA, tf + b)[col(L, CTXBIN_DLC_TD_NAME)]))
                     return CTXBIN_ERANGE;
         }
     }
     int64_t w[4];
     for (uint64_t i = 0; i < nnodes; i++) {
-        const int64_t *node = row(k, CTXBIN_DLC_NODE, (int64_t)(node_lo + i));
-        int64_t pf = node[col(k, CTXBIN_DLC_N_PARAMS)], pc = node[col(k, CTXBIN_DLC_N_PARAMS) + 1];
+        const int64_t *node = row(k, L, CTXBIN_DLC_NODE, (int64_t)(node_lo + i));
+        int64_t pf = node[col(L, CTXBIN_DLC_N_PARAMS)], pc = node[col(L, CTXBIN_DLC_N_PARAMS) + 1];
         for (int64_t j = pf; j < pf + pc; j++) {
-            const int64_t *p = row(k, CTXBIN_DLC_PARAM, j);
-            int32_t kind = (int32_t)p[col(k, CTXBIN_DLC_P_KIND)];
+            const int64_t *p = row(k, L, CTXBIN_DLC_PARAM, j);
+            int32_t kind = (int32_t)p[col(L, CTXBIN_DLC_P_KIND)];
             if (kind == 0) {
-                int64_t v = p[col(k, CTXBIN_DLC_P_VALUE)];
-                if (v < 0 || !scalar_ok(k, row(k, CTXBIN_DLC_SCALAR, v))) return CTXBIN_ERANGE;
+                int64_t v = p[col(L, CTXBIN_DLC_P_VALUE)];
+                if (v < 0 || !scalar_ok(k, L, row(k, L, CTXBIN_DLC_SCALAR, v))) return CTXBIN_ERANGE;
                 continue;
             }
-            int64_t tr = p[col(k, CTXBIN_DLC_P_TENSOR)], q;
+            int64_t tr = p[col(L, CTXBIN_DLC_P_TENSOR)], q;
             if (kind != 1 || tr < 0 || i >= nnp) return CTXBIN_ERANGE;
-            const int64_t *t = row(k, CTXBIN_DLC_TENSOR, tr);
+            const int64_t *t = row(k, L, CTXBIN_DLC_TENSOR, tr);
             int di;
-            if (!tensor_ok(k, t, &di, &q) || (int32_t)t[col(k, CTXBIN_DLC_T_KIND)] != QNN_STATIC) return CTXBIN_ERANGE;
-            const int64_t *npr = row(k, CTXBIN_DLC_NODEPARAMS, (int64_t)(np_lo + i));
-            int64_t tf = npr[col(k, CTXBIN_DLC_NP_TENSORS)], tc = npr[col(k, CTXBIN_DLC_NP_TENSORS) + 1], d = -1;
-            int64_t s = t[col(k, CTXBIN_DLC_T_NAME)];
+            if (!tensor_ok(k, L, t, &di, &q) || (int32_t)t[col(L, CTXBIN_DLC_T_KIND)] != QNN_STATIC) return CTXBIN_ERANGE;
+            const int64_t *npr = row(k, L, CTXBIN_DLC_NODEPARAMS, (int64_t)(np_lo + i));
+            int64_t tf = npr[col(L, CTXBIN_DLC_NP_TENSORS)], tc = npr[col(L, CTXBIN_DLC_NP_TENSORS) + 1], d = -1;
+            int64_t s = t[col(L, CTXBIN_DLC_T_NAME)];
             for (int64_t a = 0; a < tc && d < 0; a++)
-                if (same_name(&k->model, s, &k->params, row(k, CTXBIN_DLC_TDATA, tf + a)[col(k, CTXBIN_DLC_TD_NAME)]))
+                if (same_name(&k->model, s, &k->params, row(k, L, CTXBIN_DLC_TDATA, tf + a)[col(L, CTXBIN_DLC_TD_NAME)]))
                     d = tf + a;
-            if (d < 0 || !data_ok(k, t, di, d, w)) return CTXBIN_ERANGE;
+            if (d < 0 || !data_ok(k, L, t, di, d, w)) return CTXBIN_ERANGE;
         }
     }
     return CTXBIN_OK;
 }
+
+/* The graph checks twice over: with the call's layout, and with DLC_LAYOUT's constants. */
+#define GRAPH_CHECKS(name, L)                                                                                   \
+    CB_NOINLINE static int name##_tensors(checker *k, const int64_t *g, int64_t *static_of, int64_t *quant,     \
+                                          int64_t *where, uint64_t *ns) {                                       \
+        return graph_tensors(k, L, g, static_of, quant, where, ns);                                             \
+    }                                                                                                           \
+    CB_NOINLINE static int name##_nodes(checker *k, const int64_t *g) { return graph_nodes(k, L, g); }
+GRAPH_CHECKS(any, &k->lay)
+GRAPH_CHECKS(dlc, &DLC_LAYOUT)
+#undef GRAPH_CHECKS
 
 /* [lo, lo + n) is a range of rows of table (the walk made them; a bad caller is refused) */
 static int rows_in(const v4_in *in, int table, int64_t lo, int64_t n) {
@@ -388,11 +410,12 @@ static int check_graphs(const v4_in *in, int64_t *static_of, int64_t *quant, int
                         uint8_t *status, uint64_t *nstatics) {
     if (in->ndtypes > 127) return CTXBIN_EINVAL;
     uint64_t compared = 0;
-    checker k = {in, {0}, {0}, {0}, {in->model, in->model_spans, &compared}, {in->params, in->params_spans, &compared},
-                 {{0}}, -1, 0};
+    checker k = {in, {0}, {{0}, {0}}, {in->model, in->model_spans, &compared},
+                 {in->params, in->params_spans, &compared}, {{0}}, -1, 0};
     memcpy(k.rows, in->rows, sizeof k.rows);
-    memcpy(k.width, in->width, sizeof k.width);
-    memcpy(k.cols, in->cols, sizeof k.cols);
+    memcpy(k.lay.width, in->width, sizeof k.lay.width);
+    memcpy(k.lay.cols, in->cols, sizeof k.lay.cols);
+    const int dlc = memcmp(&k.lay, &DLC_LAYOUT, sizeof k.lay) == 0;
     for (uint32_t i = 0; i < in->nkinds; i++)
         if ((uint32_t)in->kinds[i] < 64) k.kinds_below_64 |= (uint64_t)1 << in->kinds[i];
     memset(k.dtype_at, 0xff, sizeof k.dtype_at);
@@ -408,8 +431,8 @@ static int check_graphs(const v4_in *in, int64_t *static_of, int64_t *quant, int
             !rows_in(in, CTXBIN_DLC_NODE, g[4], g[5]) || !rows_in(in, CTXBIN_DLC_NODEPARAMS, g[6], g[7]))
             return CTXBIN_EINVAL;
         uint64_t ns0 = ns;
-        int st = graph_tensors(&k, g, static_of, quant, where, &ns);
-        if (st == CTXBIN_OK) st = graph_nodes(&k, g);
+        int st = (dlc ? dlc_tensors : any_tensors)(&k, g, static_of, quant, where, &ns);
+        if (st == CTXBIN_OK) st = (dlc ? dlc_nodes : any_nodes)(&k, g);
         if (st == CTXBIN_ENOMEM) return st;
         if (compared > MAX_COMPARED) st = CTXBIN_ERANGE; /* a match may have been missed */
         status[gi] = st == CTXBIN_OK;

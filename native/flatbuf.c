@@ -10,6 +10,10 @@
  * of ctxbin/flatbuf.py: 32 per table, 4 + length per string, 4 + bytes per
  * vector. Children always have a higher type than their parent, so adding
  * rows never moves the rows of the type being walked.
+ *
+ * A walk is first made a faster way that gives the same result when it
+ * passes (tables checked at their type's turn, some types row by row: see
+ * walk_all); when it fails, the walk above is made again, for its error.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +231,34 @@ CB_INLINE int reserve_tables(const walker *w, rows_end *e, uint64_t k) {
     return st;
 }
 
+/* The entry of the vtable at vt, of the table at pos (row of type), not in
+ * the type's cache: read, and then in the cache (-status when that fails). */
+CB_NOINLINE static int64_t new_vtable(walker *w, uint32_t type, size_t row, uint64_t pos, int64_t vt, unsigned slot) {
+    type_rows *tr = &w->types[type];
+    uint32_t id = 0;
+    int st = add_vtable(w, type, row, pos, (int32_t)(pos - vt), vt, &id);
+    if (st) return -st;
+    tr->seen_at[slot] = vt;
+    tr->seen[slot] = id;
+    return id;
+}
+
+/* The entry of the vtable at vt, of the table at pos (row of type): found in
+ * the type's cache of the vtables seen lately, or read (-status when that fails). */
+CB_INLINE int64_t vtable_id(const walker *w, uint32_t type, size_t row, uint64_t pos, int64_t vt) {
+    const type_rows *tr = &w->types[type];
+    const unsigned slot = (unsigned)(((uint64_t)vt * 0x9e3779b97f4a7c15ull) >> 60); /* of VT_CACHE = 16 */
+    if (tr->seen_at[slot] == vt) return tr->seen[slot];
+    walker copy = *w; /* w's address stays with its caller (see FIELD_LOOP) */
+    return new_vtable(&copy, type, row, pos, vt, slot);
+}
+
+/* The table size of vtable entry id of type (at least 4: its vtable offset). */
+static uint32_t table_size(const walker *w, uint32_t type, int64_t id) {
+    const uint32_t ts = w->types[type].vts[id];
+    return ts < 4 ? 4 : ts;
+}
+
 /* Check the table at pos (vtable and body in bounds) and append it as row
  * e->n of type, whose end is e (room made by reserve_tables). */
 CB_INLINE int add_table(walker *w, uint32_t type, rows_end *e, uint64_t pos) {
@@ -234,22 +266,13 @@ CB_INLINE int add_table(walker *w, uint32_t type, rows_end *e, uint64_t pos) {
     if (!inside(w, pos, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, pos, 4, 0);
     int st = charge(w, TABLE_WORK, type, (int64_t)row, -1, pos);
     if (st) return st;
-    int32_t soff = (int32_t)rd32(w->buf + pos);
-    int64_t vt = (int64_t)pos - soff;
+    int64_t vt = (int64_t)pos - (int32_t)rd32(w->buf + pos);
     uint32_t id = e->last, ts = e->last_ts;
     if (vt != e->last_at) {
-        type_rows *tr = &w->types[type];
-        unsigned slot = (unsigned)(((uint64_t)vt * 0x9e3779b97f4a7c15ull) >> 60); /* of VT_CACHE = 16 */
-        if (tr->seen_at[slot] != vt) { /* a vtable not seen lately: read (and check) it */
-            walker copy = *w; /* w's address stays in walk_field (see there) */
-            uint32_t got; /* id's address would keep it out of registers */
-            if ((st = add_vtable(&copy, type, row, pos, soff, vt, &got))) return st;
-            id = got;
-            tr->seen_at[slot] = vt;
-            tr->seen[slot] = id;
-        } else
-            id = tr->seen[slot];
-        ts = tr->vts[id] < 4 ? 4 : tr->vts[id];
+        const int64_t got = vtable_id(w, type, row, pos, vt);
+        if (got < 0) return (int)-got;
+        id = (uint32_t)got;
+        ts = table_size(w, type, id);
         e->last_at = vt;
         e->last = id;
         e->last_ts = ts;
@@ -334,19 +357,76 @@ CB_INLINE int vector(walker *w, uint64_t vec, unsigned elem, uint32_t type, row_
     return w->budget < 0 ? fail(w->err, CTXBIN_FB_BUDGET, type, ROW(row), field, vec, 0, 0) : CTXBIN_OK;
 }
 
+/* A row without field fi (off 0: both its cells say absent) or with it past
+ * its table (VT_BAD: an error; entry: the row's vtable entry). */
+CB_INLINE int gap(walker *w, uint32_t type, uint32_t fi, row_ref here, uint64_t pos, uint32_t off, uint32_t entry,
+                  int64_t *a, int kind) {
+    if (off) return fail(w->err, CTXBIN_FB_FIELD, type, ROW(here), (int32_t)fi, pos, off & ~VT_BAD, entry);
+    a[0] = kind == CTXBIN_FB_SCALAR ? 0 : -1;
+    a[1] = 0;
+    return CTXBIN_OK;
+}
+
+/* Field fi of a row (its table at pos, the field at offset off in it): its two
+ * cells at a, and what it holds checked and added (ce: the end of its child
+ * type, for TABLE and TABLES; room made for a TABLE's table and a STRING).
+ * later: a child table is only noted (its type's turn checks it: check_rows, shape_rows). */
+CB_INLINE int one_field(walker *w, uint32_t type, uint32_t fi, row_ref here, uint64_t pos, uint32_t off, int64_t *a,
+                        rows_end *ce, uint32_t child_type, int kind, unsigned width, int later) {
+    const uint8_t *buf = w->buf;
+    uint64_t at = pos + off, n = 0, target;
+    int st;
+    switch (kind) {
+    case CTXBIN_FB_SCALAR:
+        a[0] = (int64_t)(width == 1 ? buf[at] : width == 2 ? rd16(buf + at) : width == 4 ? rd32(buf + at) : rd64(buf + at));
+        a[1] = 1;
+        return CTXBIN_OK;
+    case CTXBIN_FB_STRING:
+        a[0] = (int64_t)w->strs.nstr; /* the string it adds */
+        a[1] = 0;
+        return add_string(w, deref(w, at), type, here, (int32_t)fi);
+    case CTXBIN_FB_VECTOR:
+        target = deref(w, at);
+        if ((st = vector(w, target, width, type, here, (int32_t)fi, &n))) return st;
+        a[0] = (int64_t)(target + 4);
+        a[1] = (int64_t)n;
+        return CTXBIN_OK;
+    case CTXBIN_FB_STRINGS:
+    case CTXBIN_FB_TABLES:
+        target = deref(w, at);
+        if ((st = vector(w, target, 4, type, here, (int32_t)fi, &n))) return st;
+        if ((st = kind == CTXBIN_FB_STRINGS ? reserve_strings(w, n) : reserve_tables(w, ce, n))) return st;
+        a[0] = kind == CTXBIN_FB_STRINGS ? (int64_t)w->strs.nstr : (int64_t)ce->n;
+        a[1] = (int64_t)n;
+        for (uint64_t e = target + 4; e < target + 4 + 4 * n; e += 4) {
+            if (later && kind == CTXBIN_FB_TABLES)
+                ce->tabs[ce->n++].pos = deref(w, e);
+            else if ((st = kind == CTXBIN_FB_STRINGS ? add_string(w, deref(w, e), type, here, (int32_t)fi)
+                                                     : add_table(w, child_type, ce, deref(w, e))))
+                return st;
+        }
+        return CTXBIN_OK;
+    default: /* CTXBIN_FB_TABLE */
+        a[0] = (int64_t)ce->n; /* the row it adds */
+        a[1] = 0;
+        if (!later) return add_table(w, child_type, ce, deref(w, at));
+        ce->tabs[ce->n++].pos = deref(w, at);
+        return CTXBIN_OK;
+    }
+}
+
 /* One field over every row of its type (ce: the end of its child type, for
  * TABLE and TABLES); kind and width are constants where walk_field calls it,
  * so each kind gets its own loop without a per-row switch; dense (a constant
  * too): every vtable of the type has the field, in bounds, so no row needs a
  * test; 2: all at offset off0, so no row needs a lookup either. */
 CB_INLINE int field_rows(walker *w, uint32_t type, uint32_t fi, rows_end *ce, int kind, unsigned width, int dense,
-                         uint32_t off0) {
+                         uint32_t off0, int later) {
     const type_rows *tr = &w->types[type];
     /* locals: this type's rows neither grow nor move while its fields are walked */
     const table_at *tab = tr->end.tabs;
     const size_t nrows = tr->end.n, wd = 1 + 2 * (size_t)(w->type_start[type + 1] - w->type_start[type]);
     int64_t *a = tr->rows + 1 + 2 * fi;
-    const uint8_t *buf = w->buf;
     const uint32_t *vts = tr->vts + 1 + fi; /* this field's word of each vtable entry */
     const uint32_t child_type = w->fields[w->type_start[type] + fi].child;
     int st;
@@ -357,48 +437,10 @@ CB_INLINE int field_rows(walker *w, uint32_t type, uint32_t fi, rows_end *ce, in
         const row_ref here = {row_at, tab};
         uint32_t off = dense == 2 ? off0 : vts[t.vt];
         if (!dense && off - 1 >= VT_BAD - 1) { /* one test for both: absent (0) or past its table (VT_BAD set) */
-            if (off)
-                return fail(w->err, CTXBIN_FB_FIELD, type, row_at - tab, (int32_t)fi, t.pos, off & ~VT_BAD, tr->vts[t.vt]);
-            a[0] = kind == CTXBIN_FB_SCALAR ? 0 : -1;
-            a[1] = 0;
+            if ((st = gap(w, type, fi, here, t.pos, off, tr->vts[t.vt], a, kind))) return st;
             continue;
         }
-        uint64_t at = t.pos + off, n = 0, target;
-        switch (kind) {
-        case CTXBIN_FB_SCALAR:
-            a[0] = (int64_t)(width == 1 ? buf[at] : width == 2 ? rd16(buf + at) : width == 4 ? rd32(buf + at) : rd64(buf + at));
-            a[1] = 1;
-            break;
-        case CTXBIN_FB_STRING:
-            a[0] = (int64_t)w->strs.nstr; /* the string it adds */
-            a[1] = 0;
-            if ((st = add_string(w, deref(w, at), type, here, (int32_t)fi))) return st;
-            break;
-        case CTXBIN_FB_VECTOR:
-            target = deref(w, at);
-            if ((st = vector(w, target, width, type, here, (int32_t)fi, &n))) return st;
-            a[0] = (int64_t)(target + 4);
-            a[1] = (int64_t)n;
-            break;
-        case CTXBIN_FB_STRINGS:
-        case CTXBIN_FB_TABLES:
-            target = deref(w, at);
-            if ((st = vector(w, target, 4, type, here, (int32_t)fi, &n))) return st;
-            if ((st = kind == CTXBIN_FB_STRINGS ? reserve_strings(w, n) : reserve_tables(w, ce, n))) return st;
-            a[0] = kind == CTXBIN_FB_STRINGS ? (int64_t)w->strs.nstr : (int64_t)ce->n;
-            a[1] = (int64_t)n;
-            for (uint64_t e = target + 4; e < target + 4 + 4 * n; e += 4) {
-                st = kind == CTXBIN_FB_STRINGS ? add_string(w, deref(w, e), type, here, (int32_t)fi)
-                                               : add_table(w, child_type, ce, deref(w, e));
-                if (st) return st;
-            }
-            break;
-        default: /* CTXBIN_FB_TABLE */
-            a[0] = (int64_t)ce->n; /* the row it adds */
-            a[1] = 0;
-            if ((st = add_table(w, child_type, ce, deref(w, at)))) return st;
-            break;
-        }
+        if ((st = one_field(w, type, fi, here, t.pos, off, a, ce, child_type, kind, width, later))) return st;
     }
     return CTXBIN_OK;
 }
@@ -406,7 +448,8 @@ CB_INLINE int field_rows(walker *w, uint32_t type, uint32_t fi, rows_end *ce, in
 /* field_rows, after a look at the field's word in each of the type's vtables
  * (each is some row's): absent from all, no lookups; present in all, no
  * tests; and at one offset in all, no lookups. */
-CB_INLINE int field_kind_rows(walker *w, uint32_t type, uint32_t fi, rows_end *ce, int kind, unsigned width) {
+CB_INLINE int field_kind_rows(walker *w, uint32_t type, uint32_t fi, rows_end *ce, int kind, unsigned width,
+                                int later) {
     const type_rows *tr = &w->types[type];
     const size_t step = 1 + (size_t)(w->type_start[type + 1] - w->type_start[type]); /* 1 + nfields words an entry */
     int present = 0, gaps = 0, uneven = 0;
@@ -423,8 +466,9 @@ CB_INLINE int field_kind_rows(walker *w, uint32_t type, uint32_t fi, rows_end *c
         }
         return CTXBIN_OK;
     }
-    if (gaps) return field_rows(w, type, fi, ce, kind, width, 0, 0);
-    return uneven ? field_rows(w, type, fi, ce, kind, width, 1, 0) : field_rows(w, type, fi, ce, kind, width, 2, tr->vts[1 + fi]);
+    if (gaps) return field_rows(w, type, fi, ce, kind, width, 0, 0, later);
+    return uneven ? field_rows(w, type, fi, ce, kind, width, 1, 0, later)
+                  : field_rows(w, type, fi, ce, kind, width, 2, tr->vts[1 + fi], later);
 }
 
 /* One field of a type, on a copy of the walker: a local whose address stays
@@ -433,30 +477,38 @@ CB_INLINE int field_kind_rows(walker *w, uint32_t type, uint32_t fi, rows_end *c
  * could: its fields were reloaded after each store). One function per kind
  * and width (not inlined into one another), so each loop gets the registers
  * to itself: inlined together, the string loop's counters went to the stack. */
-#define FIELD_LOOP(name, kind, width)                                                         \
+#define FIELD_LOOP(name, kind, width, later)                                                  \
     CB_NOINLINE static int name(walker *w, uint32_t type, uint32_t fi, const ctxbin_fb_field *f) { \
         walker local = *w;                                                                    \
         rows_end ce = {0};                                                                    \
         int tables = kind == CTXBIN_FB_TABLE || kind == CTXBIN_FB_TABLES;                     \
         if (tables) ce = w->types[f->child].end;                                              \
-        int st = field_kind_rows(&local, type, fi, &ce, kind, width);                         \
+        int st = field_kind_rows(&local, type, fi, &ce, kind, width, later);                  \
         if (tables) w->types[f->child].end = ce;                                              \
         *w = local;                                                                           \
         return st;                                                                            \
     }
-FIELD_LOOP(scalar1_rows, CTXBIN_FB_SCALAR, 1)
-FIELD_LOOP(scalar2_rows, CTXBIN_FB_SCALAR, 2)
-FIELD_LOOP(scalar4_rows, CTXBIN_FB_SCALAR, 4)
-FIELD_LOOP(scalar8_rows, CTXBIN_FB_SCALAR, 8)
-FIELD_LOOP(string_rows, CTXBIN_FB_STRING, 4)
-FIELD_LOOP(vector_rows, CTXBIN_FB_VECTOR, f->width)
-FIELD_LOOP(strings_rows, CTXBIN_FB_STRINGS, 4)
-FIELD_LOOP(table_rows, CTXBIN_FB_TABLE, 4)
-FIELD_LOOP(tables_rows, CTXBIN_FB_TABLES, 4)
+FIELD_LOOP(scalar1_rows, CTXBIN_FB_SCALAR, 1, 0)
+FIELD_LOOP(scalar2_rows, CTXBIN_FB_SCALAR, 2, 0)
+FIELD_LOOP(scalar4_rows, CTXBIN_FB_SCALAR, 4, 0)
+FIELD_LOOP(scalar8_rows, CTXBIN_FB_SCALAR, 8, 0)
+FIELD_LOOP(string_rows, CTXBIN_FB_STRING, 4, 0)
+FIELD_LOOP(vector_rows, CTXBIN_FB_VECTOR, f->width, 0)
+FIELD_LOOP(strings_rows, CTXBIN_FB_STRINGS, 4, 0)
+FIELD_LOOP(table_rows, CTXBIN_FB_TABLE, 4, 0)
+FIELD_LOOP(tables_rows, CTXBIN_FB_TABLES, 4, 0)
+/* the fields whose tables are checked later (see walk_all) */
+FIELD_LOOP(table_rows_later, CTXBIN_FB_TABLE, 4, 1)
+FIELD_LOOP(tables_rows_later, CTXBIN_FB_TABLES, 4, 1)
 #undef FIELD_LOOP
 
-static int walk_field(walker *w, uint32_t type, uint32_t fi) {
+static int walk_field(walker *w, uint32_t type, uint32_t fi, int later) {
     const ctxbin_fb_field *f = &w->fields[w->type_start[type] + fi];
+    if (later) switch (f->kind) {
+        case CTXBIN_FB_TABLE: return table_rows_later(w, type, fi, f);
+        case CTXBIN_FB_TABLES: return tables_rows_later(w, type, fi, f);
+        default: break; /* scalars, vectors and strings: walked alike either way */
+        }
     switch (f->kind) {
     case CTXBIN_FB_SCALAR:
         switch (f->width) {
@@ -472,6 +524,177 @@ static int walk_field(walker *w, uint32_t type, uint32_t fi) {
     default: return tables_rows(w, type, fi, f); /* check_schema: no other kind */
     }
 }
+
+/* The rows of type t, found by its parents and checked later: each table's
+ * vtable and bounds, its cost charged, and its position in its first cell. */
+CB_NOINLINE static int check_rows(walker *w, uint32_t t, int64_t *cells, size_t wd) {
+    type_rows *tr = &w->types[t];
+    table_at *tab = tr->end.tabs;
+    const size_t n = tr->end.n;
+    const uint8_t *buf = w->buf;
+    const uint64_t size = w->size;
+    int64_t last_at = INT64_MIN; /* the vtable of the row before (none yet) */
+    uint32_t id = 0, ts = 4;     /* its entry and table size */
+    w->budget -= TABLE_WORK * (int64_t)n; /* no overflow: n < 2^40 */
+    if (w->budget < 0) return fail(w->err, CTXBIN_FB_BUDGET, t, 0, -1, 0, 0, 0);
+    for (size_t row = 0; row < n; row++, cells += wd) {
+        const uint64_t pos = tab[row].pos;
+        if (pos + 4 > size) return fail(w->err, CTXBIN_FB_RANGE, t, (int64_t)row, -1, pos, 4, 0);
+        const int64_t vt = (int64_t)pos - (int32_t)rd32(buf + pos);
+        if (vt != last_at) {
+            const int64_t got = vtable_id(w, t, row, pos, vt);
+            if (got < 0) return (int)-got;
+            id = (uint32_t)got;
+            ts = table_size(w, t, id);
+            last_at = vt;
+        }
+        if (pos + ts > size) return fail(w->err, CTXBIN_FB_RANGE, t, (int64_t)row, -1, pos, ts, 0);
+        tab[row].vt = id;
+        *cells = (int64_t)pos;
+    }
+    return CTXBIN_OK;
+}
+
+/* Row by row: the types of the schemas ctxbin walks most (the DLC tables of
+ * ctxbin/formats/dlc.py: Tensor, Param, Scalar, Quant, TensorData, ...) have
+ * one of a few shapes (their fields' kinds and widths). A type of such a shape
+ * is walked a row at a time, every field in turn, with kinds and widths
+ * constants: the row's table and vtable entry are read once, not once per
+ * field. A shape has at most one field that adds strings, and the type's
+ * TABLE and TABLES fields must have distinct child types: then strings and
+ * child rows come in the same order as the field-major walk's, so a walk
+ * that passes gives the same rows, cells, strings and budget. One that fails
+ * fails first elsewhere (another error, another budget): ctxbin_fb_walk then
+ * walks again field by field, for the field-major walk's error. */
+#define SHAPE_MAX 6
+typedef struct {
+    uint8_t n, kind[SHAPE_MAX], width[SHAPE_MAX];
+} row_shape;
+
+#define S_ CTXBIN_FB_SCALAR
+static const row_shape SHAPES[] = {
+    {0, {0}, {0}}, /* 0: none (field by field) */
+    {5, {CTXBIN_FB_STRING, S_, CTXBIN_FB_VECTOR, CTXBIN_FB_TABLE, S_}, {0, 4, 4, 0, 4}}, /* 1: Tensor */
+    {4, {CTXBIN_FB_STRING, S_, CTXBIN_FB_TABLE, CTXBIN_FB_TABLE}, {0, 4, 0, 0}},      /* 2: Param */
+    {4, {S_, S_, S_, CTXBIN_FB_STRING}, {4, 8, 8, 0}},                                /* 3: Scalar */
+    {4, {S_, CTXBIN_FB_TABLE, CTXBIN_FB_TABLE, CTXBIN_FB_TABLE}, {4, 0, 0, 0}},       /* 4: Quant */
+    {2, {S_, CTXBIN_FB_TABLES}, {4, 0}},                                              /* 5: Axis */
+    {6, {S_, CTXBIN_FB_TABLES, S_, S_, S_, CTXBIN_FB_VECTOR}, {4, 0, 4, 4, 1, 1}},     /* 6: Blockwise */
+    {4, {S_, S_, S_, S_}, {4, 4, 4, 1}},                                              /* 7: ScaleOffset */
+    {3, {CTXBIN_FB_STRING, CTXBIN_FB_VECTOR, CTXBIN_FB_TABLE}, {0, 1, 0}},            /* 8: TensorData */
+    {2, {S_, S_}, {8, 8}},                                                            /* 9: BinRef */
+};
+#undef S_
+#define NSHAPES (sizeof SHAPES / sizeof SHAPES[0])
+
+/* The shape of type t's fields (0: none, or its table fields share a child type). */
+static uint8_t shape_of(const ctxbin_fb_field *f, uint32_t nf) {
+    for (uint32_t i = 0; i < nf; i++)
+        for (uint32_t j = 0; j < i; j++)
+            if ((f[i].kind == CTXBIN_FB_TABLE || f[i].kind == CTXBIN_FB_TABLES) &&
+                (f[j].kind == CTXBIN_FB_TABLE || f[j].kind == CTXBIN_FB_TABLES) && f[i].child == f[j].child)
+                return 0;
+    for (uint8_t s = 1; s < NSHAPES; s++) {
+        uint32_t i = 0;
+        if (SHAPES[s].n != nf) continue;
+        for (; i < nf && f[i].kind == SHAPES[s].kind[i] &&
+               ((f[i].kind != CTXBIN_FB_SCALAR && f[i].kind != CTXBIN_FB_VECTOR) || f[i].width == SHAPES[s].width[i]);
+             i++) {
+        }
+        if (i == nf) return s;
+    }
+    return 0;
+}
+
+/* Every row of a type of shape s (a constant: each field's step is inlined with its kind and width). */
+CB_INLINE int shape_rows(walker *w, uint32_t type, const row_shape s) {
+    walker local = *w; /* in registers, as in FIELD_LOOP */
+    type_rows *tr = &w->types[type];
+    const ctxbin_fb_field *f = w->fields + w->type_start[type];
+    const table_at *tab = tr->end.tabs;
+    const size_t nrows = tr->end.n, wd = 1 + 2 * (size_t)s.n;
+    rows_end ce[SHAPE_MAX];
+    uint32_t child[SHAPE_MAX];
+    int st = CTXBIN_OK;
+    for (unsigned i = 0; i < s.n; i++) {
+        child[i] = f[i].child;
+        if (s.kind[i] == CTXBIN_FB_TABLE || s.kind[i] == CTXBIN_FB_TABLES) ce[i] = w->types[child[i]].end;
+        if (!st && s.kind[i] == CTXBIN_FB_STRING) st = reserve_strings(&local, nrows);
+        if (!st && s.kind[i] == CTXBIN_FB_TABLE) st = reserve_tables(&local, &ce[i], nrows);
+    }
+    int64_t *a = tr->rows + 1;
+    const uint8_t *buf = w->buf;
+    const uint64_t size = w->size;
+    int64_t last_at = INT64_MIN;    /* the vtable of the row before (none yet) */
+    const uint32_t *e = NULL;       /* its entry: its table size, then its fields' offsets */
+    uint32_t ts = 4;                /* that size, at least 4 */
+    local.budget -= TABLE_WORK * (int64_t)nrows; /* the rows' own cost (as check_rows) */
+    if (local.budget < 0) st = fail(w->err, CTXBIN_FB_BUDGET, type, 0, -1, 0, 0, 0);
+    if (st) goto done;
+    for (const table_at *row_at = tab, *end = tab + nrows; row_at != end; row_at++, a += wd) {
+        /* the row's table checked as check_rows checks the other types' (written out
+         * here: through a helper shared with it, the row loops kept less in registers), then its fields */
+        const table_at t = *row_at;
+        const row_ref here = {row_at, tab};
+        if (t.pos + 4 > size) {
+            st = fail(w->err, CTXBIN_FB_RANGE, type, ROW(here), -1, t.pos, 4, 0);
+            goto done;
+        }
+        const int64_t vt = (int64_t)t.pos - (int32_t)rd32(buf + t.pos);
+        if (vt != last_at) {
+            const int64_t id = vtable_id(&local, type, ROW(here), t.pos, vt);
+            if (id < 0) {
+                st = (int)-id;
+                goto done;
+            }
+            e = tr->vts + id;
+            ts = table_size(&local, type, id);
+            last_at = vt;
+        }
+        if (t.pos + ts > size) {
+            st = fail(w->err, CTXBIN_FB_RANGE, type, ROW(here), -1, t.pos, ts, 0);
+            goto done;
+        }
+        a[-1] = (int64_t)t.pos;
+#define SHAPE_FIELD(i)                                                                                            \
+        if (s.n > i) {                                                                                            \
+            const uint32_t off = e[1 + i];                                                                        \
+            if (off - 1 >= VT_BAD - 1 ? (st = gap(&local, type, i, here, t.pos, off, e[0], a + 2 * i, s.kind[i])) \
+                                      : (st = one_field(&local, type, i, here, t.pos, off, a + 2 * i, &ce[i],     \
+                                                        child[i], s.kind[i], s.width[i], 1)))                        \
+                goto done;                                                                                        \
+        }
+        SHAPE_FIELD(0)
+        SHAPE_FIELD(1)
+        SHAPE_FIELD(2)
+        SHAPE_FIELD(3)
+        SHAPE_FIELD(4)
+        SHAPE_FIELD(5)
+#undef SHAPE_FIELD
+    }
+done:
+    for (unsigned i = 0; i < s.n; i++)
+        if (s.kind[i] == CTXBIN_FB_TABLE || s.kind[i] == CTXBIN_FB_TABLES) w->types[child[i]].end = ce[i];
+    *w = local;
+    return st;
+}
+
+/* one function per shape, so each gets its own registers (as FIELD_LOOP's) */
+#define SHAPE_LOOP(name, s) \
+    CB_NOINLINE static int name(walker *w, uint32_t type) { return shape_rows(w, type, SHAPES[s]); }
+SHAPE_LOOP(shape1_rows, 1)
+SHAPE_LOOP(shape2_rows, 2)
+SHAPE_LOOP(shape3_rows, 3)
+SHAPE_LOOP(shape4_rows, 4)
+SHAPE_LOOP(shape5_rows, 5)
+SHAPE_LOOP(shape6_rows, 6)
+SHAPE_LOOP(shape7_rows, 7)
+SHAPE_LOOP(shape8_rows, 8)
+SHAPE_LOOP(shape9_rows, 9)
+#undef SHAPE_LOOP
+static int (*const SHAPE_ROWS[NSHAPES])(walker *, uint32_t) = {
+    NULL, shape1_rows, shape2_rows, shape3_rows, shape4_rows, shape5_rows, shape6_rows, shape7_rows, shape8_rows,
+    shape9_rows};
 
 void ctxbin_fb_free(ctxbin_fb_result *r) {
     if (!r) return;
@@ -506,14 +729,17 @@ static int check_schema(const ctxbin_fb_field *fields, const uint32_t *type_star
     return CTXBIN_OK;
 }
 
-int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fields,
-                   const uint32_t *type_start, uint32_t ntypes, int64_t *budget,
-                   ctxbin_fb_result **out, ctxbin_fb_error *err) {
-    if (!buf || !out || !err || !budget) return CTXBIN_EINVAL;
-    *out = NULL;
-    memset(err, 0, sizeof *err);
-    int st = check_schema(fields, type_start, ntypes);
-    if (st) return st;
+/* The walk of a checked schema. later: each table is checked (and charged)
+ * when its type's turn comes, not where its parent finds it (the field loops
+ * only note where it is, in fewer registers), and the types of a shape
+ * (shape[t], NULL: none) are walked a row at a time. A walk that passes so
+ * makes the same checks and charges (in another order), so it gives the same
+ * result; one that fails may fail first elsewhere: ctxbin_fb_walk then walks
+ * again without either, for the error (and budget) of the first failure. */
+static int walk_all(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fields, const uint32_t *type_start,
+                    uint32_t ntypes, int later, const uint8_t *shape, int64_t *budget, ctxbin_fb_result **out,
+                    ctxbin_fb_error *err) {
+    int st;
     ctxbin_fb_result *r = calloc(1, sizeof *r);
     if (!r) return CTXBIN_ENOMEM;
     r->ntypes = ntypes;
@@ -546,7 +772,12 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
     if (!st) st = grow(&cells, &r->capcells, (size < (1 << 20) ? size : (1 << 20)) / 4 + 1, sizeof(int64_t));
     r->cells = cells;
     if (!st && !inside(&w, 0, 4)) st = fail(err, CTXBIN_FB_RANGE, 0, 0, -1, 0, 4, 0);
-    if (!st && !(st = reserve_tables(&w, &r->types[0].end, 1))) st = add_table(&w, 0, &r->types[0].end, rd32(buf));
+    if (!st && !(st = reserve_tables(&w, &r->types[0].end, 1))) {
+        if (later)
+            r->types[0].end.tabs[r->types[0].end.n++].pos = rd32(buf);
+        else
+            st = add_table(&w, 0, &r->types[0].end, rd32(buf));
+    }
     for (uint32_t t = 0; !st && t < ntypes; t++) {
         /* every row of type t is known now (its parents were walked): its cells, once
          * (field_rows writes both cells of its field in every row: no zeroing); the
@@ -559,16 +790,24 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
         tr->rows = r->cells + r->ncells;
         r->ncells += n * wd;
         int64_t *cells_t = tr->rows;
-        const table_at *tabs = tr->end.tabs;
-        size_t row = 0;
-        for (int64_t *c = cells_t; row + 4 <= n; row += 4, c += 4 * wd) { /* four a step: ~1% of the walk */
-            c[0] = (int64_t)tabs[row].pos;
-            c[wd] = (int64_t)tabs[row + 1].pos;
-            c[2 * wd] = (int64_t)tabs[row + 2].pos;
-            c[3 * wd] = (int64_t)tabs[row + 3].pos;
+        const uint8_t shaped = shape ? shape[t] : 0; /* shape_rows checks its rows and sets their first cells */
+        if (later && !shaped) {
+            st = check_rows(&w, t, cells_t, wd);
+        } else if (!later) {
+            const table_at *tabs = tr->end.tabs;
+            size_t row = 0;
+            for (int64_t *c = cells_t; row + 4 <= n; row += 4, c += 4 * wd) { /* four a step: ~1% of the walk */
+                c[0] = (int64_t)tabs[row].pos;
+                c[wd] = (int64_t)tabs[row + 1].pos;
+                c[2 * wd] = (int64_t)tabs[row + 2].pos;
+                c[3 * wd] = (int64_t)tabs[row + 3].pos;
+            }
+            for (; row < n; row++) cells_t[row * wd] = (int64_t)tabs[row].pos;
         }
-        for (; row < n; row++) cells_t[row * wd] = (int64_t)tabs[row].pos;
-        for (uint32_t fi = 0; !st && fi < type_start[t + 1] - type_start[t]; fi++) st = walk_field(&w, t, fi);
+        if (!st && shaped)
+            st = SHAPE_ROWS[shaped](&w, t);
+        else
+            for (uint32_t fi = 0; !st && fi < type_start[t + 1] - type_start[t]; fi++) st = walk_field(&w, t, fi, later);
     }
     if (!st) st = fill_pool(&w, &w.strs);
     r->strs = w.strs;
@@ -579,6 +818,30 @@ int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fie
     }
     *out = r;
     return CTXBIN_OK;
+}
+
+/* types past this many are walked field by field only */
+#define SHAPED_TYPES 32
+
+int ctxbin_fb_walk(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fields,
+                   const uint32_t *type_start, uint32_t ntypes, int64_t *budget,
+                   ctxbin_fb_result **out, ctxbin_fb_error *err) {
+    if (!buf || !out || !err || !budget) return CTXBIN_EINVAL;
+    *out = NULL;
+    memset(err, 0, sizeof *err);
+    int st = check_schema(fields, type_start, ntypes);
+    if (st) return st;
+    uint8_t shape[SHAPED_TYPES];
+    for (uint32_t t = 0; ntypes <= SHAPED_TYPES && t < ntypes; t++)
+        shape[t] = shape_of(fields + type_start[t], type_start[t + 1] - type_start[t]);
+    int64_t left = *budget;
+    if (walk_all(buf, size, fields, type_start, ntypes, 1, ntypes <= SHAPED_TYPES ? shape : NULL, &left, out, err) ==
+        CTXBIN_OK) {
+        *budget = left;
+        return CTXBIN_OK;
+    }
+    memset(err, 0, sizeof *err); /* the walk in field order names the first failure */
+    return walk_all(buf, size, fields, type_start, ntypes, 0, NULL, budget, out, err);
 }
 
 void ctxbin_fb_sizes(const ctxbin_fb_result *r, uint64_t *nrows, uint64_t *nstr, uint64_t *npool) {

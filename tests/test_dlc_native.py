@@ -250,7 +250,7 @@ def _name_hash(name: bytes) -> int:
     h = 0x9E3779B97F4A7C15 ^ n
     while len(name) >= 8:
         h = ((h ^ int.from_bytes(name[:8], "little")) * 0xFF51AFD7ED558CCD) & m
-        h ^= h >> 29
+        h = (h << 32 | h >> 32) & m
         name = name[8:]
     h = ((h ^ int.from_bytes(name, "little")) * 0xC4CEB9FE1A85EC53) & m
     return h ^ (h >> 32)
@@ -399,3 +399,21 @@ def test_c_read_hands_over_each_array_once(own_dlc: Path) -> None:
     assert len(untouched.graphs[0].nodes) == len(expect[1][0][3])  # taken after another container went
     del whole, untouched
     assert _summary(own_dlc) == expect
+
+
+def test_c_checks_know_the_layout_of_the_dlc_schemas() -> None:
+    """native/dlc_v4.c runs its checks with the cell columns and row widths of
+    the DLC schemas as constants (DLC_LAYOUT) when a call passes exactly those
+    (any other layout is checked too, only slower): they are the ones
+    ctxbin/formats/dlc.py passes (_NATIVE_COLS, and 1 + 2 x fields a row)."""
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "native" / "dlc_v4.c"
+    if not src.exists():
+        pytest.skip("the C core's sources are not here")
+    found = re.search(r"DLC_LAYOUT = \{\s*\{([^}]*)\},\s*\{([^}]*)\}\}", src.read_text())
+    assert found, "DLC_LAYOUT not found in native/dlc_v4.c"
+    cols, widths = ([int(v) for v in group.split(",")] for group in found.groups())
+    assert cols == dlc._NATIVE_COLS.tolist()
+    assert widths == [1 + 2 * len(schema.types[schema.index[t]].fields) for schema, types in dlc._NATIVE_TABLES
+                      for t in types]

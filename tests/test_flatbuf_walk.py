@@ -354,3 +354,133 @@ def test_strings_of_any_length_and_long_table_vectors_walk_the_same(name: str, t
     assert strings == [name, *tags]
     assert bytes(pool) == b"".join(t.encode() + b"\0" for t in [name, *tags])
     assert cells[1][:, 1].tolist() == list(range(items))
+
+
+def _walk_cost(buf: bytes, schema: Schema) -> int:
+    """The budget a walk of buf takes (both paths charge alike)."""
+    fb = FlatBuffer(buf, what="fb")
+    start = fb.budget
+    walk(fb, schema)
+    return start - fb.budget
+
+
+def _budget_outcome(buf: bytes, schema: Schema, budget: int) -> list[object]:
+    """Both paths' walks of buf with the given budget, checked equal."""
+    got = []
+    for _ in both_paths():
+        fb = FlatBuffer(buf, what="fb")
+        fb.budget = budget
+        try:
+            w = walk(fb, schema)
+            got.append((w.cells, w.spans, w.pool, w.strings(0, w.spans.shape[0]), fb.budget))
+        except FormatError as e:
+            got.append(e)
+    _same(got)
+    return got
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_any_budget_walks_the_same(entries: dict[str, bytes], data: st.DataObject) -> None:
+    """The C walk checks each table and charges its cost when its type's turn
+    comes, and walks some types a row at a time, then walks field by field
+    again when that fails: with any budget around what a DLC flatbuffer needs,
+    it passes exactly when the field-by-field walk does, leaving the same
+    budget, and fails on both paths otherwise."""
+    entry = data.draw(st.sampled_from(sorted(SCHEMAS)))
+    buf = entries[entry]
+    need = _walk_cost(buf, SCHEMAS[entry][0])
+    budget = data.draw(st.integers(need - 40, need + 2) | st.integers(0, need))
+    got = _budget_outcome(buf, SCHEMAS[entry][0], budget)
+    if budget >= need:
+        assert not isinstance(got[0], FormatError) and got[0][4] == budget - need
+    else:
+        assert isinstance(got[0], FormatError) and "more decoding work" in str(got[0])
+
+
+# Types of the shapes the C walk takes a row at a time (Param, BinRef and
+# ScaleOffset of the DLC schemas), and one like Param whose two table fields
+# share a child type, which it must walk field by field (its child rows would
+# come in another order row by row).
+_SHAPED = Schema((
+    TableType("Root", (Field("items", 0, TABLES, child="Item"), Field("pairs", 1, TABLES, child="Pair"))),
+    TableType("Item", (Field("name", 0, STRING), Field("kind", 1, SCALAR, "i"), Field("ref", 2, TABLE, child="Ref"),
+                       Field("scale", 3, TABLE, child="Scale"))),
+    TableType("Pair", (Field("name", 0, STRING), Field("kind", 1, SCALAR, "i"), Field("a", 2, TABLE, child="Ref"),
+                       Field("b", 3, TABLE, child="Ref"))),
+    TableType("Ref", (Field("offset", 0, SCALAR, "Q"), Field("size", 1, SCALAR, "Q"))),
+    TableType("Scale", (Field("bits", 0, SCALAR, "i"), Field("scale", 1, SCALAR, "f"), Field("offset", 2, SCALAR, "i"),
+                        Field("symmetric", 3, SCALAR, "B"))),
+))
+
+
+def _shaped_buffer(items: list[tuple[bool, ...]]) -> bytes:
+    """A root with an Item and a Pair per entry of items, each with the fields
+    its flags say (name, kind, ref, scale; a Pair's a and b: ref, scale), some
+    refs shared by consecutive items: rows with vtables that alternate."""
+    b = flatbuffers.Builder(0)
+    refs = []
+    for i in range(len(items)):
+        b.StartObject(2)
+        b.PrependUint64Slot(0, i << 33, 0)
+        b.PrependUint64Slot(1, i + 1, 0)
+        refs.append(b.EndObject())
+    made = {"Item": [], "Pair": []}
+    for i, (has_name, has_kind, has_ref, has_scale, share) in enumerate(items):
+        for what in made:
+            name = b.CreateString(f"{what}{i}" * (i % 7)) if has_name else None
+            scale = None
+            if has_scale and what == "Item":
+                b.StartObject(4)
+                b.PrependInt32Slot(0, i, 0)
+                b.PrependFloat32Slot(1, i / 8, 0)
+                b.PrependUint8Slot(3, i % 2, 0)
+                scale = b.EndObject()
+            ref = refs[i - 1 if share and i else i]
+            b.StartObject(4)
+            if name is not None:
+                b.PrependUOffsetTRelativeSlot(0, name, 0)
+            if has_kind:
+                b.PrependInt32Slot(1, 1 - i, 0)
+            if has_ref:
+                b.PrependUOffsetTRelativeSlot(2, ref, 0)
+            if scale is not None:
+                b.PrependUOffsetTRelativeSlot(3, scale, 0)
+            elif has_scale:
+                b.PrependUOffsetTRelativeSlot(3, refs[i], 0)
+            made[what].append(b.EndObject())
+    vecs = [offset_vector(b, made[what]) for what in ("Item", "Pair")]
+    b.StartObject(2)
+    b.PrependUOffsetTRelativeSlot(0, vecs[0], 0)
+    b.PrependUOffsetTRelativeSlot(1, vecs[1], 0)
+    b.Finish(b.EndObject())
+    return bytes(b.Output())
+
+
+@settings(max_examples=80, deadline=None)
+@given(items=st.lists(st.tuples(*[st.booleans()] * 5), min_size=1, max_size=40),
+       damage=st.none() | st.tuples(st.integers(0, 10**6), st.sampled_from([0xFF, 0x7F, 0x40, 0x04, 0x00])),
+       short=st.integers(0, 3))
+def test_types_walked_row_by_row_walk_the_same(items: list[tuple[bool, ...]], damage: tuple[int, int] | None,
+                                               short: int) -> None:
+    """Types the C walk takes a row at a time (with each table checked there),
+    their rows' vtables alternating, child tables shared, fields absent, and a
+    type of the same shape whose table fields share a child type (walked
+    field by field): damaged or short of budget, the same cells, strings and
+    budget on both paths, or errors on both."""
+    buf = bytearray(_shaped_buffer(items))
+    if damage is not None:
+        at, value = damage
+        buf[4 + at % (len(buf) - 4)] = value
+    need = _walk_cost(bytes(_shaped_buffer(items)), _SHAPED)
+    got = _budget_outcome(bytes(buf), _SHAPED, need - short if damage is None else 1 << 30)
+    if damage is None and not short:
+        cells = got[0][0]
+        n = len(items)
+        assert cells[1].shape == (n, 9) and cells[2].shape == (n, 9)
+        assert cells[1][:, 3].tolist() == [(1 - i) & 0xFFFFFFFF if f[1] else 0 for i, f in enumerate(items)]
+        # Ref rows: the Items' refs, then the Pairs' a refs, then their b refs (field by field)
+        with_a = [i for i, f in enumerate(items) if f[2]]
+        with_b = [i for i, f in enumerate(items) if f[3]]
+        assert cells[2][:, 5].tolist() == [len(with_a) + with_a.index(i) if i in with_a else -1 for i in range(n)]
+        assert cells[2][:, 7].tolist() == [2 * len(with_a) + with_b.index(i) if i in with_b else -1 for i in range(n)]
