@@ -801,14 +801,16 @@ _NATIVE_ITEMSIZES = _ITEMSIZES.astype(np.uint8)
 #: the budgets left, the counts and both walks' nrows (ctxbin_core.h's CTXBIN_DLC_IO_*)
 _IO_NAMES = ("BUDGET", "PARAMS_BUDGET", "BIN_SIZE", "MINOR", "NGRAPHS", "NSTATICS", "NSTR", "NPOOL", "PARAMS_NSTR",
              "PARAMS_NPOOL", "NROWS")
-_IO_MINOR, _IO_NGRAPHS, _IO_NSTATICS, _IO_NROWS = (_IO_NAMES.index(k) for k in ("MINOR", "NGRAPHS", "NSTATICS", "NROWS"))
+_IO_MINOR, _IO_NGRAPHS, _IO_NSTATICS, _IO_NROWS = map(_IO_NAMES.index, ("MINOR", "NGRAPHS", "NSTATICS", "NROWS"))
 _V4_IO = struct.Struct(f"={_IO_NROWS + len(_V4_MODEL.types) + len(_V4_PARAMS.types)}q")
 _V4_IO_TYPE = f"int64_t[{_V4_IO.size // 8}]"
 _V4_GRAPH = struct.Struct("=12q")  # a row of ctxbin_dlc_v4_opened.graphs
 #: per entry: its schema, its arrays' prefix in ctxbin_dlc_v4_opened, and where
 #: its budget, nstr (then npool) and nrows are in io
-_V4_IO_OF = {"model": (_V4_MODEL, "model", 0, _IO_NAMES.index("NSTR"), _IO_NROWS),
-             "model.params": (_V4_PARAMS, "params", 1, _IO_NAMES.index("PARAMS_NSTR"), _IO_NROWS + len(_V4_MODEL.types))}
+_V4_IO_OF = {
+    "model": (_V4_MODEL, "model", 0, _IO_NAMES.index("NSTR"), _IO_NROWS),
+    "model.params": (_V4_PARAMS, "params", 1, _IO_NAMES.index("PARAMS_NSTR"), _IO_NROWS + len(_V4_MODEL.types)),
+}
 
 
 @cache
