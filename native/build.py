@@ -64,6 +64,10 @@ if __name__ == "__main__":
         shutil.copytree(NATIVE, Path(tmp) / "native", ignore=shutil.ignore_patterns("*.o"))
         os.chdir(tmp)
         built = Path(ffibuilder.compile(tmpdir=tmp, verbose=False))
-        # the extension, and its generated C for debugging, next to the package sources
+        # the extension, and its generated C for debugging, next to the package sources;
+        # each as a new file renamed over the old: overwriting a loaded extension in place
+        # makes the processes running it die of SIGBUS at their next page fault in it
         for f in (built, Path(tmp) / "ctxbin" / "_native_core.c"):
-            shutil.copy2(f, ROOT / "ctxbin" / f.name)
+            dst = ROOT / "ctxbin" / f.name
+            shutil.copy2(f, dst.with_name(dst.name + ".tmp"))
+            os.replace(dst.with_name(dst.name + ".tmp"), dst)
