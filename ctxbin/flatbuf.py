@@ -304,18 +304,20 @@ class Table:
 class Rows:
     """Many tables of one type (a vector of tables, or any positions), decoded
     a column at a time with numpy: the same checks as :class:`Table` on every
-    row at once, the same budget charges, errors naming ``obj[row]``."""
+    row at once, the same budget charges (unless ``charged``: the caller
+    charged them already), errors naming ``obj[row]``."""
 
     __slots__ = ("fb", "pos", "vt", "vt_size", "tbl_size", "obj")
 
-    def __init__(self, fb: FlatBuffer, pos: np.ndarray, obj: str) -> None:
+    def __init__(self, fb: FlatBuffer, pos: np.ndarray, obj: str, *, charged: bool = False) -> None:
         self.fb = fb
         self.obj = obj
         self.pos = pos = pos.astype(np.int64)
         if not pos.size:
             self.vt = self.vt_size = self.tbl_size = pos
             return
-        fb.charge(TABLE_WORK * pos.size, obj, int(pos[0]))
+        if not charged:
+            fb.charge(TABLE_WORK * pos.size, obj, int(pos[0]))
         soff = fb.column("i", pos, obj).astype(np.int64)
         self.vt = vt = pos - soff
         outside = (vt < 0) | (vt + 4 > fb.size)
@@ -617,7 +619,10 @@ def _walk_numpy(fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.nd
     """:func:`walk` with numpy: type by type, field by field, all rows at once
     (the order the C core walks in, so rows and strings are numbered alike)."""
     pending: list[list[np.ndarray]] = [[] for _ in schema.types]
+    # every table is charged where its parent names it (the root here), before
+    # its position is kept: what is kept for later stays within the budget
     fb.check(0, 4, f"{fb.what}: {schema.types[0].name}[0]")
+    fb.charge(TABLE_WORK, f"{fb.what}: {schema.types[0].name}[0]", 0)
     pending[0].append(np.array([fb.scalar("I", 0)], np.int64))
     string_at: list[np.ndarray] = []
     nstr = 0
@@ -650,7 +655,7 @@ def _walk_numpy(fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.nd
     cells = []
     for t, tt in enumerate(schema.types):
         pos = np.concatenate(pending[t]) if pending[t] else np.empty(0, np.int64)
-        rows = Rows(fb, pos, f"{fb.what}: {tt.name}")
+        rows = Rows(fb, pos, f"{fb.what}: {tt.name}", charged=True)
         out = np.zeros((pos.size, 1 + 2 * len(tt.fields)), np.int64)
         out[:, 0] = pos
         for i, f in enumerate(tt.fields):
@@ -673,6 +678,7 @@ def _walk_numpy(fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.nd
                 else:
                     c = schema.index[f.child]
                     base = sum(p.size for p in pending[c])
+                    fb.charge(TABLE_WORK * int(present.sum()), obj, int(at[present][0]) if present.any() else 0)
                     a[present] = base + np.arange(int(present.sum()), dtype=np.int64)
                     pending[c].append(at[present])
             else:  # VECTOR, STRINGS, TABLES
@@ -684,6 +690,8 @@ def _walk_numpy(fb: FlatBuffer, schema: Schema) -> tuple[list[np.ndarray], np.nd
                     continue
                 ends = np.cumsum(count)
                 total = int(ends[-1])
+                if f.kind == TABLES:
+                    fb.charge(TABLE_WORK * total, obj, int(start.max()))
                 elem = (np.arange(total, dtype=np.int64) - np.repeat(ends - count, count)) * 4 + np.repeat(start, count)
                 target = elem + fb.column("I", elem, obj) if total else elem
                 if f.kind == STRINGS:

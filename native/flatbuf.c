@@ -370,7 +370,7 @@ CB_INLINE int gap(walker *w, uint32_t type, uint32_t fi, row_ref here, uint64_t 
 /* Field fi of a row (its table at pos, the field at offset off in it): its two
  * cells at a, and what it holds checked and added (ce: the end of its child
  * type, for TABLE and TABLES; room made for a TABLE's table and a STRING).
- * later: a child table is only noted (its type's turn checks it: check_rows, shape_rows). */
+ * later: a child table is only charged and noted (its type's turn checks it: check_rows, shape_rows). */
 CB_INLINE int one_field(walker *w, uint32_t type, uint32_t fi, row_ref here, uint64_t pos, uint32_t off, int64_t *a,
                         rows_end *ce, uint32_t child_type, int kind, unsigned width, int later) {
     const uint8_t *buf = w->buf;
@@ -395,6 +395,11 @@ CB_INLINE int one_field(walker *w, uint32_t type, uint32_t fi, row_ref here, uin
     case CTXBIN_FB_TABLES:
         target = deref(w, at);
         if ((st = vector(w, target, 4, type, here, (int32_t)fi, &n))) return st;
+        /* tables noted for later are charged now: what is noted stays within the budget
+         * (charged at their turn, a vector shared by many fields noted 8x as much) */
+        if (later && kind == CTXBIN_FB_TABLES &&
+            (st = charge(w, TABLE_WORK * (int64_t)n, type, ROW(here), (int32_t)fi, target)))
+            return st;
         if ((st = kind == CTXBIN_FB_STRINGS ? reserve_strings(w, n) : reserve_tables(w, ce, n))) return st;
         a[0] = kind == CTXBIN_FB_STRINGS ? (int64_t)w->strs.nstr : (int64_t)ce->n;
         a[1] = (int64_t)n;
@@ -410,6 +415,7 @@ CB_INLINE int one_field(walker *w, uint32_t type, uint32_t fi, row_ref here, uin
         a[0] = (int64_t)ce->n; /* the row it adds */
         a[1] = 0;
         if (!later) return add_table(w, child_type, ce, deref(w, at));
+        if ((st = charge(w, TABLE_WORK, type, ROW(here), (int32_t)fi, at))) return st;
         ce->tabs[ce->n++].pos = deref(w, at);
         return CTXBIN_OK;
     }
@@ -525,8 +531,8 @@ static int walk_field(walker *w, uint32_t type, uint32_t fi, int later) {
     }
 }
 
-/* The rows of type t, found by its parents and checked later: each table's
- * vtable and bounds, its cost charged, and its position in its first cell. */
+/* The rows of type t, found by its parents and checked later (charged when
+ * noted): each table's vtable and bounds, and its position in its first cell. */
 CB_NOINLINE static int check_rows(walker *w, uint32_t t, int64_t *cells, size_t wd) {
     type_rows *tr = &w->types[t];
     table_at *tab = tr->end.tabs;
@@ -535,8 +541,6 @@ CB_NOINLINE static int check_rows(walker *w, uint32_t t, int64_t *cells, size_t 
     const uint64_t size = w->size;
     int64_t last_at = INT64_MIN; /* the vtable of the row before (none yet) */
     uint32_t id = 0, ts = 4;     /* its entry and table size */
-    w->budget -= TABLE_WORK * (int64_t)n; /* no overflow: n < 2^40 */
-    if (w->budget < 0) return fail(w->err, CTXBIN_FB_BUDGET, t, 0, -1, 0, 0, 0);
     for (size_t row = 0; row < n; row++, cells += wd) {
         const uint64_t pos = tab[row].pos;
         if (pos + 4 > size) return fail(w->err, CTXBIN_FB_RANGE, t, (int64_t)row, -1, pos, 4, 0);
@@ -628,8 +632,6 @@ CB_INLINE int shape_rows(walker *w, uint32_t type, const row_shape s) {
     int64_t last_at = INT64_MIN;    /* the vtable of the row before (none yet) */
     const uint32_t *e = NULL;       /* its entry: its table size, then its fields' offsets */
     uint32_t ts = 4;                /* that size, at least 4 */
-    local.budget -= TABLE_WORK * (int64_t)nrows; /* the rows' own cost (as check_rows) */
-    if (local.budget < 0) st = fail(w->err, CTXBIN_FB_BUDGET, type, 0, -1, 0, 0, 0);
     if (st) goto done;
     for (const table_at *row_at = tab, *end = tab + nrows; row_at != end; row_at++, a += wd) {
         /* the row's table checked as check_rows checks the other types' (written out
@@ -729,9 +731,9 @@ static int check_schema(const ctxbin_fb_field *fields, const uint32_t *type_star
     return CTXBIN_OK;
 }
 
-/* The walk of a checked schema. later: each table is checked (and charged)
- * when its type's turn comes, not where its parent finds it (the field loops
- * only note where it is, in fewer registers), and the types of a shape
+/* The walk of a checked schema. later: each table is checked when its type's
+ * turn comes, not where its parent finds it (the field loops only charge it
+ * and note where it is, in fewer registers), and the types of a shape
  * (shape[t], NULL: none) are walked a row at a time. A walk that passes so
  * makes the same checks and charges (in another order), so it gives the same
  * result; one that fails may fail first elsewhere: ctxbin_fb_walk then walks
@@ -773,9 +775,9 @@ static int walk_all(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fi
     r->cells = cells;
     if (!st && !inside(&w, 0, 4)) st = fail(err, CTXBIN_FB_RANGE, 0, 0, -1, 0, 4, 0);
     if (!st && !(st = reserve_tables(&w, &r->types[0].end, 1))) {
-        if (later)
+        if (later && !(st = charge(&w, TABLE_WORK, 0, 0, -1, 0)))
             r->types[0].end.tabs[r->types[0].end.n++].pos = rd32(buf);
-        else
+        else if (!later)
             st = add_table(&w, 0, &r->types[0].end, rd32(buf));
     }
     for (uint32_t t = 0; !st && t < ntypes; t++) {

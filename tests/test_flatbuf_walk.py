@@ -6,6 +6,9 @@ FormatError; hostile sharing and bad strings are refused."""
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import flatbuffers
@@ -129,6 +132,50 @@ def test_hostile_sharing_is_refused_on_both_paths() -> None:
     for _ in both_paths():
         with pytest.raises(FormatError, match="shared beyond"):
             walk(FlatBuffer(buf, what="fb"), _SHARED)
+
+
+_MEMORY_CHILD = """
+import resource, struct, sys
+import numpy as np
+from ctxbin.errors import FormatError
+from ctxbin.flatbuf import TABLES, STRING, Field, FlatBuffer, Schema, TableType, walk
+fields, n = 15, int(sys.argv[1])
+schema = Schema((TableType("Root", tuple(Field(f"f{i}", i, TABLES, child="Item") for i in range(fields))),
+                 TableType("Item", (Field("name", 0, STRING),))))
+# root offset, the root's vtable and table (every field: the one vector), the
+# vector (n references to one table), the table's vtable, the table, its string
+vt_root, root = 4, 4 + 4 + 2 * fields
+vec = root + 4 + 4 * fields
+vt_item = vec + 4 + 4 * n
+item = vt_item + 8
+text = item + 8
+head = struct.pack("<I", root) + struct.pack(f"<HH{fields}H", 4 + 2 * fields, 4 + 4 * fields,
+                                             *(4 + 4 * i for i in range(fields)))
+head += struct.pack("<i", root - vt_root) + b"".join(struct.pack("<I", vec - (root + 4 + 4 * i)) for i in range(fields))
+refs = (item - (vec + 4) - 4 * np.arange(n, dtype=np.int64)).astype("<u4").tobytes()
+tail = struct.pack("<HHHH", 6, 8, 4, 0) + struct.pack("<iI", item - vt_item, text - (item + 4)) + struct.pack("<I", 1) + b"k\\0"
+buf = head + struct.pack("<I", n) + refs + tail
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    walk(FlatBuffer(buf, what="fb"), schema)
+    print("walked")
+except FormatError as e:
+    print("refused", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / len(buf))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="resource.getrusage is POSIX")
+def test_tables_shared_by_many_fields_cost_memory_within_the_budget() -> None:
+    """One vector of n references, named by each of 15 fields of the root: 15n
+    tables from ~4n bytes. Each is charged where its parent names it, before
+    it is kept for its type's turn, so the walk is refused with memory in
+    proportion to the file, on both paths (charged only at their turn, the
+    tables kept first took ~60-90 bytes per byte of the file)."""
+    for _ in both_paths():
+        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(1 << 20)], capture_output=True, text=True,
+                             check=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+        what, _, per_byte = out.stdout.strip().partition(" ")
+        assert what == "refused" and float(per_byte) < 25, out.stdout
 
 
 def test_errors_name_type_row_and_offset() -> None:
@@ -382,9 +429,9 @@ def _budget_outcome(buf: bytes, schema: Schema, budget: int) -> list[object]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_any_budget_walks_the_same(entries: dict[str, bytes], data: st.DataObject) -> None:
-    """The C walk checks each table and charges its cost when its type's turn
-    comes, and walks some types a row at a time, then walks field by field
-    again when that fails: with any budget around what a DLC flatbuffer needs,
+    """The C walk charges each table where its parent names it but checks it
+    when its type's turn comes, and walks some types a row at a time, then
+    walks field by field again when that fails: with any budget around what a DLC flatbuffer needs,
     it passes exactly when the field-by-field walk does, leaving the same
     budget, and fails on both paths otherwise."""
     entry = data.draw(st.sampled_from(sorted(SCHEMAS)))
