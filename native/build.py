@@ -69,5 +69,6 @@ if __name__ == "__main__":
         # makes the processes running it die of SIGBUS at their next page fault in it
         for f in (built, Path(tmp) / "ctxbin" / "_native_core.c"):
             dst = ROOT / "ctxbin" / f.name
-            shutil.copy2(f, dst.with_name(dst.name + ".tmp"))
-            os.replace(dst.with_name(dst.name + ".tmp"), dst)
+            tmp_dst = dst.with_name(dst.name + ".tmp")
+            shutil.copy2(f, tmp_dst)
+            os.replace(tmp_dst, dst)

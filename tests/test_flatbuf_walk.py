@@ -36,11 +36,12 @@ def entries(own_dlc: Path) -> dict[str, bytes]:
     return {name: bytes(z.read(name)[8:]) for name in SCHEMAS}
 
 
-def _outcome(buf: bytes, schema: Schema) -> list[object]:
-    """What each path gives: (cells, spans, pool, strings, budget left) or the error."""
+def _outcome(buf: bytes, schema: Schema, budget: int | None = None) -> list[object]:
+    """What each path gives: (cells, spans, pool, strings, budget left) or the
+    error; ``budget``: the walk's, instead of the buffer's default."""
     got = []
     for _ in both_paths():
-        fb = FlatBuffer(buf, what="fb")
+        fb = FlatBuffer(buf, what="fb", budget=budget)
         try:
             w = walk(fb, schema)
             got.append((w.cells, w.spans, w.pool, w.strings(0, w.spans.shape[0]), fb.budget))
@@ -411,34 +412,20 @@ def _walk_cost(buf: bytes, schema: Schema) -> int:
     return start - fb.budget
 
 
-def _budget_outcome(buf: bytes, schema: Schema, budget: int) -> list[object]:
-    """Both paths' walks of buf with the given budget, checked equal."""
-    got = []
-    for _ in both_paths():
-        fb = FlatBuffer(buf, what="fb")
-        fb.budget = budget
-        try:
-            w = walk(fb, schema)
-            got.append((w.cells, w.spans, w.pool, w.strings(0, w.spans.shape[0]), fb.budget))
-        except FormatError as e:
-            got.append(e)
-    _same(got)
-    return got
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_any_budget_walks_the_same(entries: dict[str, bytes], data: st.DataObject) -> None:
     """The C walk charges each table where its parent names it but checks it
     when its type's turn comes, and walks some types a row at a time, then
-    walks field by field again when that fails: with any budget around what a DLC flatbuffer needs,
-    it passes exactly when the field-by-field walk does, leaving the same
-    budget, and fails on both paths otherwise."""
+    walks field by field again when that fails: with any budget around what
+    a DLC flatbuffer needs, it passes exactly when the field-by-field walk
+    does, leaving the same budget, and fails on both paths otherwise."""
     entry = data.draw(st.sampled_from(sorted(SCHEMAS)))
     buf = entries[entry]
     need = _walk_cost(buf, SCHEMAS[entry][0])
     budget = data.draw(st.integers(need - 40, need + 2) | st.integers(0, need))
-    got = _budget_outcome(buf, SCHEMAS[entry][0], budget)
+    got = _outcome(buf, SCHEMAS[entry][0], budget)
+    _same(got)
     if budget >= need:
         assert not isinstance(got[0], FormatError) and got[0][4] == budget - need
     else:
@@ -520,7 +507,8 @@ def test_types_walked_row_by_row_walk_the_same(items: list[tuple[bool, ...]], da
         at, value = damage
         buf[4 + at % (len(buf) - 4)] = value
     need = _walk_cost(bytes(_shaped_buffer(items)), _SHAPED)
-    got = _budget_outcome(bytes(buf), _SHAPED, need - short if damage is None else 1 << 30)
+    got = _outcome(bytes(buf), _SHAPED, need - short if damage is None else 1 << 30)
+    _same(got)
     if damage is None and not short:
         cells = got[0][0]
         n = len(items)

@@ -808,8 +808,9 @@ _V4_GRAPH = struct.Struct("=12q")  # a row of ctxbin_dlc_v4_opened.graphs
 #: per entry: its schema, its arrays' prefix in ctxbin_dlc_v4_opened, and where
 #: its budget, nstr (then npool) and nrows are in io
 _V4_IO_OF = {
-    "model": (_V4_MODEL, "model", 0, _IO_NAMES.index("NSTR"), _IO_NROWS),
-    "model.params": (_V4_PARAMS, "params", 1, _IO_NAMES.index("PARAMS_NSTR"), _IO_NROWS + len(_V4_MODEL.types)),
+    "model": (_V4_MODEL, "model", *map(_IO_NAMES.index, ("BUDGET", "NSTR")), _IO_NROWS),
+    "model.params": (_V4_PARAMS, "params", *map(_IO_NAMES.index, ("PARAMS_BUDGET", "PARAMS_NSTR")),
+                     _IO_NROWS + len(_V4_MODEL.types)),
 }
 
 
@@ -865,12 +866,12 @@ def _v4_native(core: Any, doc: _Doc) -> _V4Native | None:
 class _V4Native:
     """What ctxbin_dlc_v4_read found in a file, owned: ``ranges``, per graph
     the ranges of its rows (Tensor, TensorData, Node, NodeParameters: 8
-    bounds), its input and output counts and its name's span, ``names``, and over all Tensor
-    rows and statics ``static_of``, ``quant``, ``io`` (every graph's input
-    rows then output rows) and ``where``. Opening a file reads only the graph
-    names and counts: the walks (:class:`NativeWalk`, each taking its arrays
-    from ``opened``), the tensor tables and the Tensor and Node objects made
-    from them come on first use."""
+    bounds), its input and output counts and its name's span; ``names``; and
+    over all Tensor rows and statics ``static_of``, ``quant``, ``io`` (every
+    graph's input rows then output rows) and ``where``. Opening a file reads
+    only the graph names and counts: the walks (:class:`NativeWalk`, each
+    taking its arrays from ``opened``), the tensor tables and the Tensor and
+    Node objects made from them come on first use."""
 
     def __init__(self, doc: _Doc, core: Any, opened: Any, io: tuple[int, ...], model: memoryview) -> None:
         """``opened``: the C call's arrays (``ctxbin_dlc_v4_opened``), ``io``
