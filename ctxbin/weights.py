@@ -17,7 +17,7 @@ import numpy as np
 from . import hashing
 from .errors import ChecksumError, FormatError
 
-__all__ = ["Blob", "hash_blobs", "coalesce", "write_blobs"]
+__all__ = ["Blob", "BlobCopy", "hash_blobs", "coalesce", "write_blobs"]
 
 
 class Blob:
@@ -27,7 +27,7 @@ class Blob:
     access); ``origin`` is ``(path, object name, file offset)`` for error messages.
     ``file`` names the file when ``buf`` is an ``mmap`` of it from byte 0, so
     writers can copy the bytes file to file in the kernel
-    (:meth:`copy_to`) instead of through this process's memory.
+    (:class:`BlobCopy`) instead of through this process's memory.
     """
 
     __slots__ = ("_buf", "offset", "nbytes", "_expected", "_hash", "origin", "file")
@@ -116,38 +116,6 @@ class Blob:
             except (OSError, ValueError):
                 pass  # advice only: a mapping that refuses it just keeps its pages
 
-    def copy_to(self, out: BinaryIO, sources: dict[str, int]) -> None:
-        """Append the bytes to the binary file ``out`` (verified first).
-
-        Blobs mapped from a file are copied with ``copy_file_range`` where the
-        OS has it (no page faults or resident memory in this process);
-        ``sources`` caches open descriptors of source files (the caller closes
-        them). Everything else is written from memory, then released.
-        """
-        self.verify()
-        if self.file is not None and hasattr(os, "copy_file_range") and self.nbytes:
-            fd = sources.get(self.file)
-            if fd is None:
-                fd = sources[self.file] = os.open(self.file, os.O_RDONLY)
-            out.flush()
-            dst = out.fileno()
-            done = 0
-            try:
-                while done < self.nbytes:
-                    n = os.copy_file_range(fd, dst, self.nbytes - done, self.offset + done)
-                    if n == 0:
-                        break  # the source file shrank: fall back below, which raises
-                    done += n
-            except OSError:
-                pass  # e.g. across filesystems on old kernels: copy what is left through memory
-            out.seek(0, os.SEEK_END)  # the descriptor moved under the buffered writer
-            if done == self.nbytes:
-                return
-            out.write(self.raw()[done:])
-        else:
-            out.write(self.raw())
-        self.release()
-
     def memoryview(self) -> memoryview:
         """The bytes as a read-only view, verified against the recorded hash."""
         self.verify()
@@ -223,19 +191,77 @@ def hash_blobs(
 def write_blobs(out: BinaryIO, blobs: Sequence[Blob], offsets: Sequence[int]) -> None:
     """Append ``blobs`` to ``out``, each at its offset (ascending, counted from
     where ``out`` is now, no overlaps), the gaps as zero bytes: runs merged by
-    :func:`coalesce`, each copied by :meth:`Blob.copy_to`. The source files
-    it opens are closed before it returns, also when a copy fails."""
-    sources: dict[str, int] = {}
-    pos = 0
-    try:
-        for blob, off in coalesce(blobs, offsets):
+    :func:`coalesce`, file-mapped ones copied in the kernel (:class:`BlobCopy`)."""
+    with BlobCopy(blobs, offsets) as copy:
+        copy.write(out)
+
+
+class BlobCopy:
+    """:func:`write_blobs` prepared on one thread, to run on another.
+
+    Made on the calling thread: every blob verified, runs merged
+    (:func:`coalesce`), the files of mapped runs opened. :meth:`write` then
+    starts with its first system call, so a writer that builds the rest of
+    its file while a worker thread runs it does not hold the worker back:
+    a thread running Python only hands the GIL to a thread waiting for it
+    every few milliseconds. Blobs mapped from a file are copied with
+    ``copy_file_range`` where the OS has it (no page faults or resident
+    memory in this process); everything else is written from memory, then
+    released. The sources are closed when the ``with`` block ends.
+    """
+
+    def __init__(self, blobs: Sequence[Blob], offsets: Sequence[int]) -> None:
+        self._runs = list(coalesce(blobs, offsets))
+        self._sources: dict[str, int] = {}
+        kernel = hasattr(os, "copy_file_range")
+        try:
+            for blob, _ in self._runs:
+                blob.verify()
+                if kernel and blob.file is not None and blob.file not in self._sources:
+                    self._sources[blob.file] = os.open(blob.file, os.O_RDONLY)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "BlobCopy":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in self._sources.values():
+            os.close(fd)
+        self._sources.clear()
+
+    def write(self, out: BinaryIO) -> None:
+        """Append the runs to ``out`` (see :func:`write_blobs`)."""
+        pos = 0
+        for blob, off in self._runs:
             if off > pos:
                 out.write(bytes(off - pos))
-            blob.copy_to(out, sources)
+            self._copy(blob, out)
             pos = off + blob.nbytes
-    finally:
-        for fd in sources.values():
-            os.close(fd)
+
+    def _copy(self, blob: Blob, out: BinaryIO) -> None:
+        fd = self._sources.get(blob.file) if blob.file is not None else None
+        done = 0
+        if fd is not None and blob.nbytes:
+            out.flush()
+            dst = out.fileno()
+            try:
+                while done < blob.nbytes:
+                    n = os.copy_file_range(fd, dst, blob.nbytes - done, blob.offset + done)
+                    if n == 0:
+                        break  # the source file shrank: copy what is left through memory below, which raises
+                    done += n
+            except OSError:
+                pass  # e.g. across filesystems on old kernels: copy what is left through memory
+            out.seek(0, os.SEEK_END)  # the descriptor moved under the buffered writer
+            if done == blob.nbytes:
+                return
+        out.write(blob.raw()[done:])
+        blob.release()
 
 
 def coalesce(blobs: Sequence[Blob], offsets: Sequence[int]) -> Iterator[tuple[Blob, int]]:

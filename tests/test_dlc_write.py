@@ -25,7 +25,7 @@ from ctxbin.errors import FormatError, GraphNotFoundError
 from ctxbin.flatbuf import FlatBuffer, Table
 from ctxbin.formats import dlc
 from ctxbin.ir import Container, DType, Graph, Node, QuantEncoding, QuantKind, Tensor, TensorKind
-from ctxbin.weights import Blob
+from ctxbin.weights import Blob, BlobCopy
 from ctxbin.ziparchive import ZipArchive
 
 from . import dlc_oracle as oracle
@@ -406,7 +406,7 @@ def test_a_failed_write_leaves_the_target_alone(vendor, tmp_path: Path, monkeypa
         f.write(b"\0" * 10)
         raise OSError("disk full")
 
-    monkeypatch.setattr(dlc._Weights, "write", broken)
+    monkeypatch.setattr(BlobCopy, "write", broken)
     with pytest.raises(OSError, match="disk full"):
         dlc.write(dlc.read(vendor["conv"]), target)
     assert target.read_bytes() == b"old"

@@ -49,3 +49,25 @@ def test_source_descriptors_are_closed_when_a_copy_fails(tmp_path):
     with open(tmp_path / "out.bin", "wb") as f, pytest.raises(ChecksumError):
         write_blobs(f, [good, bad], [0, 1024])
     assert _open_fds() == before
+
+
+def test_a_prepared_copy_checks_every_blob_before_the_writing_thread_starts(tmp_path):
+    """BlobCopy is made where the writer runs and written by a worker thread
+    (dlc.write): damage is found while it is made, with its sources closed,
+    and writing it afterwards writes every run."""
+    from ctxbin.weights import BlobCopy
+
+    data = os.urandom(8192)
+    m = _mapped(tmp_path, data)
+    path = str(tmp_path / "src.bin")
+    good = [Blob(m, 0, 1000, file=path), Blob(b"abc"), Blob(m, 4096, 100, file=path, expected_hash=xxh3_64(data[4096:4196]))]
+    bad = Blob(m, 2048, 1000, file=path, expected_hash=xxh3_64(data[2048:3048]) ^ 1)
+    before = _open_fds()
+    with pytest.raises(ChecksumError):
+        BlobCopy([good[0], bad], [0, 1024])
+    assert _open_fds() == before
+    with BlobCopy(good, [0, 1024, 2048]) as copy, open(tmp_path / "out.bin", "wb") as f:
+        assert _open_fds() == before + 2  # the source, opened up front, and the output
+        copy.write(f)
+    assert _open_fds() == before
+    assert (tmp_path / "out.bin").read_bytes() == data[:1000] + bytes(24) + b"abc" + bytes(1021) + data[4096:4196]

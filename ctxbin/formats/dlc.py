@@ -60,7 +60,7 @@ from ..ir import (
     Tensor,
     TensorKind,
 )
-from ..weights import Blob, write_blobs
+from ..weights import Blob, BlobCopy
 from ..ziparchive import STORED, ZipArchive
 from .sniff import dlc as sniff
 
@@ -1372,11 +1372,14 @@ def write(
     # The weights are copied (kernel, on a worker, no GIL) while this thread
     # builds the flatbuffers (Python), then takes their CRC-32 (recorded by
     # the source, or read by the C core without the GIL); the CRC goes into
-    # the local header afterwards.
-    with atomic_write(out, fsync=durable) as f, ThreadPoolExecutor(1) as pool:  # the worker ends before the file closes
+    # the local header afterwards. The copy is prepared here, so the worker
+    # starts with the copy itself and not waiting for the GIL.
+    # The worker ends before the sources and the file close.
+    with atomic_write(out, fsync=durable) as f, weights.copy() as blobs, ThreadPoolExecutor(1) as pool:
         z = _ZipWriter(f)
         z.begin(_PARAMS_BIN, weights.size)
-        copy = pool.submit(weights.write, f)
+        f.flush()
+        copy = pool.submit(blobs.write, f)
         model, params = _model_entry(plans), _params_entry(plans, weights.offsets)
         crc = weights.crc()
         copy.result()
@@ -1568,10 +1571,11 @@ class _Weights:
     size: int
     known: Mapping[int, int]
 
-    def write(self, f: BinaryIO) -> None:
-        """Append the entry to ``f``: blobs mapped from a file are copied file
-        to file in the kernel, runs of them laid out alike in one call."""
-        write_blobs(f, [b for _, b in self.runs], [o for o, _ in self.runs])
+    def copy(self) -> BlobCopy:
+        """The entry's bytes, ready to append to a file: blobs mapped from a
+        file are copied file to file in the kernel, runs of them laid out
+        alike in one call."""
+        return BlobCopy([b for _, b in self.runs], [o for o, _ in self.runs])
 
     def crc(self) -> int:
         """CRC-32 of the entry: the one the source records when the entry is
