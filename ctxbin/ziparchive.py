@@ -70,6 +70,7 @@ _HEAD = 4096  # bytes read from a file's start: its first local header
 _TAIL_GUESS = 4096  # and from its end, when the first entry does not say: the end record and a small directory
 _TAIL_MAX = 16 << 20  # a longer tail (metadata entries and directory) is scanned in the mapping
 _PREAD = hasattr(os, "pread")  # not on Windows: there the scan reads the mapping
+_OPEN_CAP = 64  # entries ctxbin_zip_open takes: an archive with more is opened by the Python side
 
 
 @dataclass(frozen=True)
@@ -110,16 +111,6 @@ class ZipEntry(NamedTuple):
 _new_entry = tuple.__new__  # a ZipEntry from a tuple of its fields, without the per-field call
 
 
-def _after_first(head: bytes) -> int:
-    """Where the first entry's data ends, as its local header in ``head`` says
-    (0 when it cannot tell): a guess of where the tail to read starts, since a
-    DLC's first entry holds its weights and the small entries follow them."""
-    if len(head) < _LOCAL.size or not head.startswith(b"PK\x03\x04"):
-        return 0
-    _, _, flags, _, _, _, _, csize, _, nlen, elen = _LOCAL.unpack_from(head)
-    return 0 if flags & _FLAG_DESCRIPTOR or csize == 0xFFFFFFFF else _LOCAL.size + nlen + elen + csize
-
-
 class _OpenFile:
     """A file descriptor, closed when this goes or when :meth:`close` is called."""
 
@@ -149,10 +140,11 @@ class ZipArchive:
         self._setup(len(self._mv), path, limits)
 
     def _setup(self, size: int, path: object, limits: ZipLimits) -> None:
-        """Parse the archive (``size`` bytes): in the buffer, or with the C core
-        and an open file not mapped yet, in what ``pread`` reads of the file."""
+        """Parse the archive (``size`` bytes) in the buffer, or in the file
+        mapped on first use: the C scan, then the Python parser unless it
+        passed."""
         self._size = size
-        #: entries wholly in bytes [_tail_at, end) are read from _tail (see _scan_file)
+        #: entries wholly in bytes [_tail_at, end) are read from _tail (see _open_native)
         self._tail, self._tail_at = memoryview(b""), size
         self.path = None if path is None else str(path)
         self.limits = limits
@@ -160,7 +152,7 @@ class ZipArchive:
         self.core = core = native_core()
         entries = None
         if core is not None:
-            entries = self._scan_native(core, b"", self._view) if self._file is None else self._scan_file(core)
+            entries = self._scan_native(core, b"", self._view)
         self._by_name = {} if not isinstance(entries, tuple) else {e.name: e for e in entries}
         if not isinstance(entries, tuple) or len(self._by_name) != len(entries):
             entries = self._parse()  # the reference: decides, and names any error
@@ -170,9 +162,14 @@ class ZipArchive:
     @classmethod
     def open(cls, path: str | os.PathLike, *, limits: ZipLimits = ZipLimits()) -> "ZipArchive":
         """Open the file at ``path`` and parse it. With the C core, only the
-        file's first bytes and its tail are read (:meth:`_scan_file`): the file
-        is mapped read-only when more is asked for (:attr:`buffer`, the
+        file's first bytes and its tail are read (:meth:`_open_native`): the
+        file is mapped read-only when more is asked for (:attr:`buffer`, the
         weights), and stays open until then."""
+        core = native_core()
+        if core is not None and _PREAD:
+            z = cls._open_native(core, path, limits)
+            if z is not None:
+                return z
         try:
             f = _OpenFile(os.open(path, _OPEN_FLAGS))  # no file object, no read buffer
             try:
@@ -192,6 +189,43 @@ class ZipArchive:
                 raise
         except OSError as e:
             raise FormatError(f"cannot open: {e.strerror or e}", path=path) from None
+        return z
+
+    @classmethod
+    def _open_native(cls, core: Any, path: str | os.PathLike, limits: ZipLimits) -> "ZipArchive | None":
+        """:meth:`open` in one C call, ``ctxbin_zip_open``, for the files that
+        pass its scan; None for any other, which :meth:`open` then opens,
+        maps and parses itself. It reads the file's first bytes (the first
+        local header: DLCs store their weights first) and its tail from where
+        the first entry ends (else from its last ``_TAIL_GUESS`` bytes), as
+        far back as the scan asks (the end record, the central directory,
+        the other entries). The file is not mapped: mapping it and faulting
+        pages in costs more than copying the few KB of a DLC's metadata, and
+        the entries in the tail are then read from the copy. A tail over
+        ``_TAIL_MAX`` is left to the mapping."""
+        ffi, lib = core.ffi, core.lib
+        name = os.fsencode(path)
+        if b"\0" in name:  # C would open a shorter path: os.open refuses it
+            return None
+        try:
+            f = ffi.new("ctxbin_zip_file *", (_HEAD, _TAIL_GUESS, _TAIL_MAX, limits.max_entries,
+                                               limits.max_inflated_size, limits.ratio_floor, limits.max_ratio))
+        except OverflowError:  # a limit outside 64 bits: the parser applies it
+            return None
+        out = ffi.new("int64_t[]", 3 + 9 * _OPEN_CAP)
+        if lib.ctxbin_zip_open(name, f, out, _OPEN_CAP) != lib.CTXBIN_OK:
+            return None
+        z = cls.__new__(cls)
+        z._file = _OpenFile(f.fd)  # owned from here on
+        z._buf = z._mv = None
+        z._size, z._tail_at = f.size, f.tail_at
+        z._tail = memoryview(ffi.buffer(ffi.gc(f.tail, lib.ctxbin_free), f.size - f.tail_at))
+        z.path, z.limits, z.core = str(path), limits, core
+        entries = z._scanned(ffi.buffer(out), z._tail)
+        z._by_name = {e.name: e for e in entries}
+        if len(z._by_name) != len(entries):
+            return None  # duplicate names: the parser names them
+        z._entries = entries
         return z
 
     def _map(self, f: _OpenFile, size: int, path: object) -> None:
@@ -277,33 +311,6 @@ class ZipArchive:
         return data
 
     # ----------------------------------------------------------------- parsing
-    def _scan_file(self, core: Any) -> tuple[ZipEntry, ...] | int | None:
-        """:meth:`_scan_native` of the open file read with ``pread``: its first
-        bytes (the first local header: DLCs store their weights first) and its
-        tail from where the first entry ends (else from its last
-        ``_TAIL_GUESS`` bytes), as far back as the scan asks (the end record,
-        the central directory, the other entries). The file is not mapped:
-        mapping it and faulting pages in costs more than copying the few KB
-        of a DLC's metadata, and the entries in the tail are then read from
-        the copy. A tail over ``_TAIL_MAX`` is scanned in the mapping."""
-        size, fd = self._size, self._file.fd  # type: ignore[union-attr]
-        head = os.pread(fd, min(size, _HEAD), 0)
-        tail_at = _after_first(head)
-        if not _HEAD <= tail_at <= size - _EOCD.size or size - tail_at > _TAIL_MAX:
-            tail_at = max(0, size - _TAIL_GUESS)
-        for _ in range(2):  # the guess, then what the scan asked for
-            tail = os.pread(fd, size - tail_at, tail_at)
-            if len(tail) != size - tail_at:  # the file shrank under us: the mapping decides
-                break
-            got = self._scan_native(core, head, tail)
-            if not isinstance(got, int):
-                self._tail, self._tail_at = memoryview(tail), tail_at
-                return got
-            if got >= tail_at or size - got > _TAIL_MAX:
-                break
-            tail_at = got
-        return self._scan_native(core, b"", self._view)
-
     def _scan_native(self, core: Any, head: Any, tail: Any) -> tuple[ZipEntry, ...] | int | None:
         """The entries when the C scan of the file's first bytes ``head`` and
         last bytes ``tail`` (the checks of :meth:`_parse` but duplicate names,
@@ -327,8 +334,13 @@ class ZipArchive:
             return int(out[1])
         if st != lib.CTXBIN_OK:
             return None
-        raw = ffi.buffer(out)
+        return self._scanned(ffi.buffer(out), tail)
+
+    def _scanned(self, raw: Any, tail: Any) -> tuple[ZipEntry, ...]:
+        """The entries a passing scan wrote to ``raw``, the file's last bytes
+        being ``tail``."""
         count, cd_start, cd_end = _SCAN_HEAD.unpack_from(raw)
+        tail_at = self._size - len(tail)
         # the scan took only ASCII names: the directory decoded as latin-1 keeps
         # their positions, so each name is a slice of one decode
         names = str(tail[cd_start - tail_at : cd_end - tail_at], "latin-1")

@@ -326,6 +326,28 @@ void ctxbin_dlc_v4_release(ctxbin_dlc_v4_opened *o);
 int ctxbin_zip_scan(const uint8_t *head, uint64_t head_len, const uint8_t *tail, uint64_t tail_len,
                     uint64_t size, uint64_t max_entries, uint64_t max_inflated_size, uint64_t ratio_floor,
                     double max_ratio, int64_t *out, uint64_t cap);
+/* ZIP (native/zipscan.c): ZipArchive.open's reads and scan of a file in
+ * one call, for the files they pass. It opens path read-only and reads it
+ * as ZipArchive._scan_file does: its first min(size, head) bytes, then its
+ * tail from where the first entry's data ends (from its last tail_guess
+ * bytes when that is not past head or leaves over tail_max), then once more
+ * from where ctxbin_zip_scan asks. On CTXBIN_OK: fd is the open file (the
+ * caller closes it), size its size, tail (ctxbin_free) its bytes from
+ * tail_at to the end, and out (3 + 9 * cap int64) what ctxbin_zip_scan gave.
+ * Any other status (a system call failed; an empty file, or not a regular
+ * file; a tail over tail_max; the file changed while it was read; any scan
+ * status but CTXBIN_OK) leaves nothing open or allocated: the caller then
+ * opens the file its own way, which decides and names any error. Where
+ * there is no pread (Windows), CTXBIN_EUNSUPPORTED. */
+typedef struct {
+    uint64_t head, tail_guess, tail_max;                   /* in: how much to read */
+    uint64_t max_entries, max_inflated_size, ratio_floor;  /* in: ZipLimits */
+    double max_ratio;
+    int fd;                                                /* out */
+    uint64_t size, tail_at;
+    uint8_t *tail;
+} ctxbin_zip_file;
+int ctxbin_zip_open(const char *path, ctxbin_zip_file *f, int64_t *out, uint64_t cap);
 /* CFFI-END */
 
 #ifdef __cplusplus

@@ -160,3 +160,78 @@ done:
     free(spans);
     return st;
 }
+
+#if defined(_WIN32)
+int ctxbin_zip_open(const char *path, ctxbin_zip_file *f, int64_t *out, uint64_t cap) {
+    (void)path, (void)f, (void)out, (void)cap;
+    return CTXBIN_EUNSUPPORTED;
+}
+#else
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* All n bytes at offset off, else 0 (an error, or the file ended first). */
+static int read_all(int fd, uint8_t *buf, uint64_t n, uint64_t off) {
+    while (n) {
+        ssize_t got = pread(fd, buf, n, (off_t)off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return 0;
+        buf += got, n -= (uint64_t)got, off += (uint64_t)got;
+    }
+    return 1;
+}
+
+/* Where the first entry's data ends, as its local header in head says (0 when
+ * it cannot tell): ziparchive._after_first. */
+static uint64_t after_first(const uint8_t *head, uint64_t n) {
+    if (n < LOCAL || memcmp(head, "PK\x03\x04", 4) != 0) return 0;
+    uint64_t csize = u32(head + 18);
+    if (u16(head + 6) & FLAG_DESCRIPTOR || csize == 0xFFFFFFFF) return 0;
+    return LOCAL + u16(head + 26) + u16(head + 28) + csize;
+}
+
+int ctxbin_zip_open(const char *path, ctxbin_zip_file *f, int64_t *out, uint64_t cap) {
+    if (!path || !f || !out) return CTXBIN_EINVAL;
+    f->fd = -1, f->size = f->tail_at = 0, f->tail = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return CTXBIN_ERANGE;
+    uint8_t *head = NULL, *tail = NULL;
+    int st = CTXBIN_ERANGE;
+    struct stat info;
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode) || info.st_size <= 0) goto fail;
+    uint64_t size = (uint64_t)info.st_size, head_len = size < f->head ? size : f->head;
+    head = malloc(head_len);
+    if (!head) goto nomem;
+    if (!read_all(fd, head, head_len, 0)) goto fail;
+    uint64_t tail_at = after_first(head, head_len);
+    if (!(size >= EOCD && f->head <= tail_at && tail_at <= size - EOCD) || size - tail_at > f->tail_max)
+        tail_at = size > f->tail_guess ? size - f->tail_guess : 0;
+    for (int round = 0; round < 2; round++) { /* the guess, then what the scan asked for */
+        tail = malloc(size - tail_at);
+        if (!tail) goto nomem;
+        if (!read_all(fd, tail, size - tail_at, tail_at)) goto fail;
+        st = ctxbin_zip_scan(head, head_len, tail, size - tail_at, size, f->max_entries, f->max_inflated_size,
+                             f->ratio_floor, f->max_ratio, out, cap);
+        if (st == CTXBIN_OK) {
+            free(head);
+            f->fd = fd, f->size = size, f->tail_at = tail_at, f->tail = tail;
+            return CTXBIN_OK;
+        }
+        if (st != CTXBIN_EMORE) goto fail;
+        uint64_t need = (uint64_t)out[1];
+        if (need >= tail_at || size - need > f->tail_max) break;
+        tail_at = need;
+        free(tail), tail = NULL;
+    }
+    st = CTXBIN_ERANGE;
+    goto fail;
+nomem:
+    st = CTXBIN_ENOMEM;
+fail:
+    free(head), free(tail);
+    close(fd);
+    return st;
+}
+#endif

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import tempfile
 import zipfile
 
 import pytest
@@ -143,6 +144,56 @@ def test_scan_of_two_parts_ends_as_the_scan_of_the_whole(data: st.DataObject) ->
         tail_at = got
         got = _scan(raw, head=head, tail_at=tail_at)
     assert got == whole
+
+
+@needs_native
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_opening_a_file_in_one_c_call_agrees_with_the_parser(data: st.DataObject) -> None:
+    """ctxbin_zip_open (the open, the reads of the head and tail and the scan
+    in one call) against the parser of the whole file: it passes only files
+    the parser takes, with the same entries and an exact copy of the tail;
+    through ZipArchive.open both paths end alike."""
+    first = data.draw(st.sampled_from([100, 5000, 70000]))  # the first entry ends in the head, past it, far past it
+    entries = {"model.params.bin": bytes(range(256)) * (first // 256) + b"w", "model": b"M" * 300, "dlc.metadata": b"k=v"}
+    raw = bytearray(_zip(entries))
+    hot = [i for i in range(len(raw)) if raw.startswith((b"PK\x01\x02", b"PK\x03\x04", b"PK\x05\x06"), i)]
+    for _ in range(data.draw(st.integers(0, 4))):
+        at = min(len(raw) - 1, data.draw(st.sampled_from(hot)) + data.draw(st.integers(0, 40)))
+        raw[at] = data.draw(st.sampled_from([0, 1, 0xFF, data.draw(st.integers(0, 255))]))
+    raw = bytes(raw[: data.draw(st.integers(len(raw) - 30, len(raw)))])
+    ref = _python(raw)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "a.zip")
+        with open(path, "wb") as f:
+            f.write(raw)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delenv("CTXBIN_NO_NATIVE", raising=False)
+            z = ZipArchive._open_native(native_core(), path, ZipLimits())
+            if z is not None:
+                assert z.entries == ref
+                assert bytes(z._tail) == raw[z._tail_at :] and z._buf is None
+        outcomes = []
+        for _ in both_paths():
+            try:
+                outcomes.append(ZipArchive.open(path).entries)
+            except FormatError as e:
+                outcomes.append(str(e))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == ref if not isinstance(ref, FormatError) else outcomes[0] == f"{path}: {ref}"
+
+
+def test_open_refuses_what_is_no_file_on_both_paths(tmp_path) -> None:
+    """What the one-call open leaves to the Python side: missing files,
+    directories, empty files and NUL in the path get the same errors."""
+    (tmp_path / "empty.zip").write_bytes(b"")
+    for name, match in (("missing.zip", "cannot open"), ("", "cannot open"), ("empty.zip", "empty file")):
+        for _ in both_paths():
+            with pytest.raises(FormatError, match=match):
+                ZipArchive.open(tmp_path / name)
+    for _ in both_paths():
+        with pytest.raises(ValueError, match="null"):
+            ZipArchive.open(str(tmp_path / "a\0b.zip"))
 
 
 @pytest.mark.parametrize("tail_max", [16 << 20, 100])
