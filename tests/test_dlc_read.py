@@ -4,7 +4,9 @@ hostile/corrupted files giving only ctxbin errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import shutil
 import time
 import zipfile
@@ -273,6 +275,24 @@ def test_not_a_zip(tmp_path: Path) -> None:
     p.write_bytes(b"\xd5\x0a\x04\x00" + b"\0" * 100)
     with pytest.raises(FormatError, match="not a ZIP"):
         dlc.read(p)
+
+
+@pytest.mark.parametrize("text", [b"[" * 100_000, b'{"header":' * 5000 + b"1" + b"}" * 5000])
+def test_metadata_nested_too_deeply_is_a_format_error(own_dlc: Path, tmp_path: Path, text: bytes) -> None:
+    """json.loads recurses once per level: a hostile metadata entry must not
+    get a RecursionError out of the reader; rewriting a container whose
+    history is as deep carries no steps over instead."""
+    e = _entries(own_dlc)
+    e["dlc.metadata2.3.0"] = text
+    path = _rezip(e, tmp_path / "deep.dlc")
+    for _ in both_paths():
+        with pytest.raises(FormatError, match="dlc.metadata2.3.0.*nested too deeply"):
+            dlc.read(path)
+    c = dlc.read(own_dlc)
+    deep = dataclasses.replace(c, metadata={**c.metadata, dlc.HISTORY_KEY: text.decode()})
+    dlc.write(deep, tmp_path / "rewritten.dlc")
+    steps = json.loads(dlc.read(tmp_path / "rewritten.dlc").metadata[dlc.HISTORY_KEY])
+    assert [s["converterCommand"]["tool"] for s in steps] == ["ctxbin"]
 
 
 def _read_or_format_error(path: Path) -> None:

@@ -189,6 +189,8 @@ def _metadata(doc: _Doc) -> dict[str, str]:
             obj = json.loads(text)
         except ValueError as e:
             raise doc.error(f"metadata is not JSON: {e}", name, name) from None
+        except RecursionError:  # the parser recurses once per level of nesting
+            raise doc.error("metadata is not JSON ctxbin reads: nested too deeply", name, name) from None
         if not isinstance(obj, dict):
             raise doc.error("metadata JSON is not an object", name, name)
         header = obj.get("header")
@@ -1372,8 +1374,9 @@ def write(
     # The weights are copied (kernel, on a worker, no GIL) while this thread
     # builds the flatbuffers (Python), then takes their CRC-32 (recorded by
     # the source, or read by the C core without the GIL); the CRC goes into
-    # the local header afterwards. The copy is prepared here, so the worker
-    # starts with the copy itself and not waiting for the GIL.
+    # the local header afterwards. The copy is prepared here (blobs verified,
+    # sources opened, the header flushed), so the worker starts with the
+    # copy itself instead of waiting for the GIL while this thread runs.
     # The worker ends before the sources and the file close.
     with atomic_write(out, fsync=durable) as f, weights.copy() as blobs, ThreadPoolExecutor(1) as pool:
         z = _ZipWriter(f)
@@ -1808,7 +1811,7 @@ def _metadata_entries(metadata: Mapping[str, str], names: list[str]) -> tuple[by
     stamp = metadata.get("timestamp") or _EPOCH
     try:
         steps = json.loads(metadata.get(HISTORY_KEY, "[]"))
-    except ValueError:
+    except (ValueError, RecursionError):  # not what the reader keeps there: no steps to carry over
         steps = []
     steps = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
     steps.append({"converterCommand": {
