@@ -328,11 +328,11 @@ int ctxbin_zip_scan(const uint8_t *head, uint64_t head_len, const uint8_t *tail,
                     uint64_t size, uint64_t max_entries, uint64_t max_inflated_size, uint64_t ratio_floor,
                     double max_ratio, int64_t *out, uint64_t cap);
 /* ZIP (native/zipscan.c): ZipArchive.open's reads and scan of a file in
- * one call, for the files they pass. It opens path read-only and reads it
- * as ZipArchive._scan_file does: its first min(size, head) bytes, then its
- * tail from where the first entry's data ends (from its last tail_guess
- * bytes when that is not past head or leaves over tail_max), then once more
- * from where ctxbin_zip_scan asks. On CTXBIN_OK: fd is the open file (the
+ * one call, for the files that pass the scan. It opens path read-only and
+ * reads its first min(size, head) bytes, then its tail from where the first
+ * entry's data ends (a DLC's weights; from its last tail_guess bytes when
+ * that is not past head or leaves over tail_max), then once more from where
+ * ctxbin_zip_scan asks, and scans them. On CTXBIN_OK: fd is the open file (the
  * caller closes it), size its size, tail (ctxbin_free) its bytes from
  * tail_at to the end, and out (3 + 9 * cap int64) what ctxbin_zip_scan gave.
  * Any other status (a system call failed; an empty file, or not a regular

@@ -7,10 +7,18 @@
  * parser, which decides and raises the error naming the entry and offset; so
  * the two can never disagree on a message. Duplicate names are left to the
  * caller (it builds the name table anyway). The hypothesis tests check that
- * whatever passes here passes there with the same entries.
+ * whatever passes here passes there with the same entries. ctxbin_zip_open
+ * reads the parts of a file the scan needs (pread) and scans them, so that
+ * ZipArchive.open is one call.
  */
 #include <stdlib.h>
 #include <string.h>
+#if !defined(_WIN32)
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 
 #include "ctxbin_core.h"
 
@@ -167,11 +175,6 @@ int ctxbin_zip_open(const char *path, ctxbin_zip_file *f, int64_t *out, uint64_t
     return CTXBIN_EUNSUPPORTED;
 }
 #else
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 /* All n bytes at offset off, else 0 (an error, or the file ended first). */
 static int read_all(int fd, uint8_t *buf, uint64_t n, uint64_t off) {
     while (n) {
