@@ -13,7 +13,8 @@
  *
  * A walk is first made a faster way that gives the same result when it
  * passes (tables checked at their type's turn, some types row by row: see
- * walk_all); when it fails, the walk above is made again, for its error.
+ * walk_all; strings charged as a sum: charge_added); when it fails, the walk
+ * above is made again, for its error.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +36,13 @@ typedef struct {
 
 /* Writers share vtables (a type's thousands of tables have a handful): each
  * distinct one is read once, into an entry of 1 + nfields words: the table
- * size it declares, then per field its offset in the table (0: absent), with
- * VT_BAD set when the field runs past the table (an error once a row with
- * it is walked). A small cache by vtable position finds the entry again. */
+ * size it declares (with VT_BAD set when some field has it set: shape_rows
+ * then leaves the row to the walk field by field), then per field its offset
+ * in the table (0: absent), with VT_BAD set when the field runs past the
+ * table (an error once a row with it is walked). A small cache by vtable
+ * position finds the entry again. */
 #define VT_BAD 0x10000u
+#define VT_SIZE(word) ((word) & (VT_BAD - 1)) /* the table size in an entry's first word */
 #define VT_CACHE 16
 
 /* What adding a table to a type reads and writes each time: a field's loop
@@ -59,6 +63,11 @@ typedef struct {
     int vts_own;    /* vts is an allocation of its own (else a piece of a block) */
     int64_t seen_at[VT_CACHE]; /* vtable positions with an entry (INT64_MIN: none) */
     uint32_t seen[VT_CACHE];   /* and that entry */
+    /* shape_rows' last two vtables (their tables often take turns: a Param of a
+     * scalar, one of a tensor): the entry of the one in use, and the vtable,
+     * entry and table size of the one before it (here, not in the loop's registers) */
+    uint32_t now, before, before_ts;
+    int64_t before_at;
 } type_rows;
 
 /* The walk only checks its strings and notes where they are (no copy, no call
@@ -130,9 +139,17 @@ CB_COLD static int fail(ctxbin_fb_error *e, int code, uint32_t type, int64_t row
  * (offsets are u32 from inside the buffer, counts u32 times an item of <= 8 bytes) */
 static int inside(const walker *w, uint64_t at, uint64_t n) { return at + n <= w->size; }
 
-static int charge(walker *w, int64_t work, uint32_t type, int64_t row, int32_t field, uint64_t at) {
+/* A row of the type being walked, by where its table_at is: its number is
+ * computed on error paths only (as a number, computed up front, it took a
+ * register in the field loops). */
+typedef struct {
+    const table_at *at, *first;
+} row_ref;
+#define ROW(r) ((int64_t)((r).at - (r).first))
+
+static int charge(walker *w, int64_t work, uint32_t type, row_ref row, int32_t field, uint64_t at) {
     w->budget -= work;
-    return w->budget < 0 ? fail(w->err, CTXBIN_FB_BUDGET, type, row, field, at, 0, 0) : CTXBIN_OK;
+    return w->budget < 0 ? fail(w->err, CTXBIN_FB_BUDGET, type, ROW(row), field, at, 0, 0) : CTXBIN_OK;
 }
 
 CB_INLINE int grow(void **p, size_t *cap, size_t need, size_t elem) {
@@ -211,6 +228,7 @@ static int add_vtable(const walker *w, uint32_t type, size_t row, uint64_t pos, 
         uint32_t vo = 4 + 2 * (uint32_t)f[fi].index, need = f[fi].kind == CTXBIN_FB_SCALAR ? f[fi].width : 4;
         uint32_t off = vo + 2 <= vs ? rd16(v + vo) : 0;
         e[1 + fi] = off && off + need > ts ? off | VT_BAD : off;
+        e[0] |= e[1 + fi] & VT_BAD;
     }
     *id = (uint32_t)tr->nvts;
     tr->nvts += 1 + nf;
@@ -255,7 +273,7 @@ CB_INLINE int64_t vtable_id(const walker *w, uint32_t type, size_t row, uint64_t
 
 /* The table size of vtable entry id of type (at least 4: its vtable offset). */
 static uint32_t table_size(const walker *w, uint32_t type, int64_t id) {
-    const uint32_t ts = w->types[type].vts[id];
+    const uint32_t ts = VT_SIZE(w->types[type].vts[id]);
     return ts < 4 ? 4 : ts;
 }
 
@@ -264,7 +282,7 @@ static uint32_t table_size(const walker *w, uint32_t type, int64_t id) {
 CB_INLINE int add_table(walker *w, uint32_t type, rows_end *e, uint64_t pos) {
     size_t row = e->n;
     if (!inside(w, pos, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, (int64_t)row, -1, pos, 4, 0);
-    int st = charge(w, TABLE_WORK, type, (int64_t)row, -1, pos);
+    int st = charge(w, TABLE_WORK, type, (row_ref){e->tabs + row, e->tabs}, -1, pos);
     if (st) return st;
     int64_t vt = (int64_t)pos - (int32_t)rd32(w->buf + pos);
     uint32_t id = e->last, ts = e->last_ts;
@@ -294,22 +312,16 @@ CB_INLINE int reserve_strings(walker *w, uint64_t k) {
     return st;
 }
 
-/* A row of the type being walked, by where its table_at is: its number is
- * computed on error paths only (as a number, computed up front, it took a
- * register in the field loops). */
-typedef struct {
-    const table_at *at, *first;
-} row_ref;
-#define ROW(r) ((int64_t)((r).at - (r).first))
-
-/* Check the string at `at` and append it as string w->strs.nstr (room made by reserve_strings). */
-CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, row_ref row, int32_t field) {
+/* Check the string at `at` and append it as string w->strs.nstr (room made by
+ * reserve_strings). charged: its cost goes to the budget here (else the caller
+ * charges it, from nstr and npool: see shape_rows). */
+CB_INLINE int add_string(walker *w, uint64_t at, uint32_t type, row_ref row, int32_t field, int charged) {
     string_list *r = &w->strs;
     if (!inside(w, at, 4)) return fail(w->err, CTXBIN_FB_RANGE, type, ROW(row), field, at, 4, 0);
     uint64_t n = rd32(w->buf + at);
     if (!inside(w, at + 4, n + 1)) return fail(w->err, CTXBIN_FB_RANGE, type, ROW(row), field, at + 4, (int64_t)n + 1, 0);
-    w->budget -= (int64_t)(4 + n);
-    if (w->budget < 0) return fail(w->err, CTXBIN_FB_BUDGET, type, ROW(row), field, at, 0, 0);
+    if (charged && (w->budget -= (int64_t)(4 + n)) < 0)
+        return fail(w->err, CTXBIN_FB_BUDGET, type, ROW(row), field, at, 0, 0);
     if (w->buf[at + 4 + n] != 0) return fail(w->err, CTXBIN_FB_NUL, type, ROW(row), field, at + 4 + n, (int64_t)n, 0);
     int64_t *span = r->spans + 2 * r->nstr;
     span[0] = (int64_t)(at + 4);
@@ -344,6 +356,10 @@ CB_NOINLINE static int fill_pool(const walker *w, string_list *r) {
     return CTXBIN_OK;
 }
 
+/* one_field's `later` in the loops that charge their strings and TABLE tables
+ * themselves, when they are done (charge_added) */
+#define LATER_UNCHARGED 2
+
 /* Follow the u32 offset at `at` (inside the table, so at + 4 <= size). */
 static uint64_t deref(const walker *w, uint64_t at) { return at + rd32(w->buf + at); }
 
@@ -361,7 +377,7 @@ CB_INLINE int vector(walker *w, uint64_t vec, unsigned elem, uint32_t type, row_
  * its table (VT_BAD: an error; entry: the row's vtable entry). */
 CB_INLINE int gap(walker *w, uint32_t type, uint32_t fi, row_ref here, uint64_t pos, uint32_t off, uint32_t entry,
                   int64_t *a, int kind) {
-    if (off) return fail(w->err, CTXBIN_FB_FIELD, type, ROW(here), (int32_t)fi, pos, off & ~VT_BAD, entry);
+    if (off) return fail(w->err, CTXBIN_FB_FIELD, type, ROW(here), (int32_t)fi, pos, off & ~VT_BAD, VT_SIZE(entry));
     a[0] = kind == CTXBIN_FB_SCALAR ? 0 : -1;
     a[1] = 0;
     return CTXBIN_OK;
@@ -370,7 +386,9 @@ CB_INLINE int gap(walker *w, uint32_t type, uint32_t fi, row_ref here, uint64_t 
 /* Field fi of a row (its table at pos, the field at offset off in it): its two
  * cells at a, and what it holds checked and added (ce: the end of its child
  * type, for TABLE and TABLES; room made for a TABLE's table and a STRING).
- * later: a child table is only charged and noted (its type's turn checks it: check_rows, shape_rows). */
+ * later: a child table is only charged and noted (its type's turn checks it:
+ * check_rows, shape_rows); LATER_UNCHARGED: a TABLE's table and a STRING
+ * are not charged either (shape_rows charges them, as a sum). */
 CB_INLINE int one_field(walker *w, uint32_t type, uint32_t fi, row_ref here, uint64_t pos, uint32_t off, int64_t *a,
                         rows_end *ce, uint32_t child_type, int kind, unsigned width, int later) {
     const uint8_t *buf = w->buf;
@@ -384,7 +402,7 @@ CB_INLINE int one_field(walker *w, uint32_t type, uint32_t fi, row_ref here, uin
     case CTXBIN_FB_STRING:
         a[0] = (int64_t)w->strs.nstr; /* the string it adds */
         a[1] = 0;
-        return add_string(w, deref(w, at), type, here, (int32_t)fi);
+        return add_string(w, deref(w, at), type, here, (int32_t)fi, later != LATER_UNCHARGED);
     case CTXBIN_FB_VECTOR:
         target = deref(w, at);
         if ((st = vector(w, target, width, type, here, (int32_t)fi, &n))) return st;
@@ -398,7 +416,7 @@ CB_INLINE int one_field(walker *w, uint32_t type, uint32_t fi, row_ref here, uin
         /* tables noted for later are charged now: what is noted stays within the budget
          * (charged at their turn, a vector shared by many fields noted 8x as much) */
         if (later && kind == CTXBIN_FB_TABLES &&
-            (st = charge(w, TABLE_WORK * (int64_t)n, type, ROW(here), (int32_t)fi, target)))
+            (st = charge(w, TABLE_WORK * (int64_t)n, type, here, (int32_t)fi, target)))
             return st;
         if ((st = kind == CTXBIN_FB_STRINGS ? reserve_strings(w, n) : reserve_tables(w, ce, n))) return st;
         a[0] = kind == CTXBIN_FB_STRINGS ? (int64_t)w->strs.nstr : (int64_t)ce->n;
@@ -406,7 +424,8 @@ CB_INLINE int one_field(walker *w, uint32_t type, uint32_t fi, row_ref here, uin
         for (uint64_t e = target + 4; e < target + 4 + 4 * n; e += 4) {
             if (later && kind == CTXBIN_FB_TABLES)
                 ce->tabs[ce->n++].pos = deref(w, e);
-            else if ((st = kind == CTXBIN_FB_STRINGS ? add_string(w, deref(w, e), type, here, (int32_t)fi)
+            else if ((st = kind == CTXBIN_FB_STRINGS ? add_string(w, deref(w, e), type, here, (int32_t)fi,
+                                                                  later != LATER_UNCHARGED)
                                                      : add_table(w, child_type, ce, deref(w, e))))
                 return st;
         }
@@ -415,7 +434,7 @@ CB_INLINE int one_field(walker *w, uint32_t type, uint32_t fi, row_ref here, uin
         a[0] = (int64_t)ce->n; /* the row it adds */
         a[1] = 0;
         if (!later) return add_table(w, child_type, ce, deref(w, at));
-        if ((st = charge(w, TABLE_WORK, type, ROW(here), (int32_t)fi, at))) return st;
+        if (later != LATER_UNCHARGED && (st = charge(w, TABLE_WORK, type, here, (int32_t)fi, at))) return st;
         ce->tabs[ce->n++].pos = deref(w, at);
         return CTXBIN_OK;
     }
@@ -477,6 +496,20 @@ CB_INLINE int field_kind_rows(walker *w, uint32_t type, uint32_t fi, rows_end *c
                   : field_rows(w, type, fi, ce, kind, width, 2, tr->vts[1 + fi], later);
 }
 
+/* The strings (nstr and npool were nstr0 and npool0) and the TABLE tables
+ * (`tables` of them) a loop added uncharged (LATER_UNCHARGED), charged when it
+ * is done, as a sum: a walk that passes ends with the same budget, and one
+ * that goes below zero on the way still ends below it (no charge is
+ * negative). Memory stays bounded: room for a TABLE's tables is made before
+ * the loop, and a vector (of strings, or of tables) is charged, and checked,
+ * before room is made for its items; a string left uncharged costs the loop
+ * O(1) work. */
+static int charge_added(walker *w, uint32_t type, size_t nstr0, size_t npool0, size_t tables) {
+    /* a string costs 4 + its length, and its length + 1 bytes of the pool */
+    w->budget -= (int64_t)(3 * (w->strs.nstr - nstr0) + (w->strs.npool - npool0)) + TABLE_WORK * (int64_t)tables;
+    return w->budget < 0 ? fail(w->err, CTXBIN_FB_BUDGET, type, -1, -1, 0, 0, 0) : CTXBIN_OK; /* walked again, for the error */
+}
+
 /* One field of a type, on a copy of the walker: a local whose address stays
  * here, so its budget, sizes and counts live in registers, where the stores
  * to cells, tables and strings cannot touch them (through the caller's they
@@ -489,7 +522,9 @@ CB_INLINE int field_kind_rows(walker *w, uint32_t type, uint32_t fi, rows_end *c
         rows_end ce = {0};                                                                    \
         int tables = kind == CTXBIN_FB_TABLE || kind == CTXBIN_FB_TABLES;                     \
         if (tables) ce = w->types[f->child].end;                                              \
+        const size_t nstr0 = local.strs.nstr, npool0 = local.strs.npool;                      \
         int st = field_kind_rows(&local, type, fi, &ce, kind, width, later);                  \
+        if (!st && later == LATER_UNCHARGED) st = charge_added(&local, type, nstr0, npool0, 0); \
         if (tables) w->types[f->child].end = ce;                                              \
         *w = local;                                                                           \
         return st;                                                                            \
@@ -506,6 +541,9 @@ FIELD_LOOP(tables_rows, CTXBIN_FB_TABLES, 4, 0)
 /* the fields whose tables are checked later (see walk_all) */
 FIELD_LOOP(table_rows_later, CTXBIN_FB_TABLE, 4, 1)
 FIELD_LOOP(tables_rows_later, CTXBIN_FB_TABLES, 4, 1)
+/* and those whose strings are charged when the loop is done */
+FIELD_LOOP(string_rows_later, CTXBIN_FB_STRING, 4, LATER_UNCHARGED)
+FIELD_LOOP(strings_rows_later, CTXBIN_FB_STRINGS, 4, LATER_UNCHARGED)
 #undef FIELD_LOOP
 
 static int walk_field(walker *w, uint32_t type, uint32_t fi, int later) {
@@ -513,7 +551,9 @@ static int walk_field(walker *w, uint32_t type, uint32_t fi, int later) {
     if (later) switch (f->kind) {
         case CTXBIN_FB_TABLE: return table_rows_later(w, type, fi, f);
         case CTXBIN_FB_TABLES: return tables_rows_later(w, type, fi, f);
-        default: break; /* scalars, vectors and strings: walked alike either way */
+        case CTXBIN_FB_STRING: return string_rows_later(w, type, fi, f);
+        case CTXBIN_FB_STRINGS: return strings_rows_later(w, type, fi, f);
+        default: break; /* scalars and vectors: walked alike either way */
         }
     switch (f->kind) {
     case CTXBIN_FB_SCALAR:
@@ -627,43 +667,61 @@ CB_INLINE int shape_rows(walker *w, uint32_t type, const row_shape s) {
         if (!st && s.kind[i] == CTXBIN_FB_TABLE) st = reserve_tables(&local, &ce[i], nrows);
     }
     int64_t *a = tr->rows + 1;
-    const uint8_t *buf = w->buf;
-    const uint64_t size = w->size;
     int64_t last_at = INT64_MIN;    /* the vtable of the row before (none yet) */
     const uint32_t *e = NULL;       /* its entry: its table size, then its fields' offsets */
     uint32_t ts = 4;                /* that size, at least 4 */
+    /* the strings and TABLE tables added here are charged when the loop is done
+     * (charge_added: the budget left out of the loop's registers) */
+    const size_t nstr0 = local.strs.nstr, npool0 = local.strs.npool;
+    size_t tables0 = 0;
+    for (unsigned i = 0; i < s.n; i++)
+        if (s.kind[i] == CTXBIN_FB_TABLE) tables0 += ce[i].n;
     if (st) goto done;
     for (const table_at *row_at = tab, *end = tab + nrows; row_at != end; row_at++, a += wd) {
         /* the row's table checked as check_rows checks the other types' (written out
          * here: through a helper shared with it, the row loops kept less in registers), then its fields */
         const table_at t = *row_at;
         const row_ref here = {row_at, tab};
-        if (t.pos + 4 > size) {
+        if (t.pos + 4 > local.size) {
             st = fail(w->err, CTXBIN_FB_RANGE, type, ROW(here), -1, t.pos, 4, 0);
             goto done;
         }
-        const int64_t vt = (int64_t)t.pos - (int32_t)rd32(buf + t.pos);
+        const int64_t vt = (int64_t)t.pos - (int32_t)rd32(local.buf + t.pos);
         if (vt != last_at) {
-            const int64_t id = vtable_id(&local, type, ROW(here), t.pos, vt);
-            if (id < 0) {
-                st = (int)-id;
+            const uint32_t was = tr->now, was_ts = ts;
+            if (vt == tr->before_at) {
+                tr->now = tr->before;
+                ts = tr->before_ts;
+            } else {
+                const int64_t id = vtable_id(&local, type, ROW(here), t.pos, vt);
+                if (id < 0) {
+                    st = (int)-id;
+                    goto done;
+                }
+                tr->now = (uint32_t)id;
+                ts = table_size(&local, type, id);
+            }
+            tr->before_at = last_at;
+            tr->before = was;
+            tr->before_ts = was_ts;
+            e = tr->vts + tr->now;
+            last_at = vt;
+            if (e[0] & VT_BAD) { /* a field past its table: an error, named by the walk field by field */
+                st = fail(w->err, CTXBIN_FB_FIELD, type, ROW(here), -1, t.pos, 0, 0);
                 goto done;
             }
-            e = tr->vts + id;
-            ts = table_size(&local, type, id);
-            last_at = vt;
         }
-        if (t.pos + ts > size) {
+        if (t.pos + ts > local.size) {
             st = fail(w->err, CTXBIN_FB_RANGE, type, ROW(here), -1, t.pos, ts, 0);
             goto done;
         }
         a[-1] = (int64_t)t.pos;
 #define SHAPE_FIELD(i)                                                                                            \
         if (s.n > i) {                                                                                            \
-            const uint32_t off = e[1 + i];                                                                        \
-            if (off - 1 >= VT_BAD - 1 ? (st = gap(&local, type, i, here, t.pos, off, e[0], a + 2 * i, s.kind[i])) \
+            const uint32_t off = e[1 + i]; /* no VT_BAD here (see above) */                                       \
+            if (!off ? (st = gap(&local, type, i, here, t.pos, off, e[0], a + 2 * i, s.kind[i]))                  \
                                       : (st = one_field(&local, type, i, here, t.pos, off, a + 2 * i, &ce[i],     \
-                                                        child[i], s.kind[i], s.width[i], 1)))                        \
+                                                        child[i], s.kind[i], s.width[i], LATER_UNCHARGED)))          \
                 goto done;                                                                                        \
         }
         SHAPE_FIELD(0)
@@ -674,6 +732,10 @@ CB_INLINE int shape_rows(walker *w, uint32_t type, const row_shape s) {
         SHAPE_FIELD(5)
 #undef SHAPE_FIELD
     }
+    size_t tables = 0;
+    for (unsigned i = 0; i < s.n; i++)
+        if (s.kind[i] == CTXBIN_FB_TABLE) tables += ce[i].n;
+    st = charge_added(&local, type, nstr0, npool0, tables - tables0);
 done:
     for (unsigned i = 0; i < s.n; i++)
         if (s.kind[i] == CTXBIN_FB_TABLE || s.kind[i] == CTXBIN_FB_TABLES) w->types[child[i]].end = ce[i];
@@ -757,6 +819,8 @@ static int walk_all(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fi
         tr->vts = NULL;
         tr->nvts = tr->capvts = 0;
         tr->vts_own = 0;
+        tr->now = 0;
+        tr->before_at = INT64_MIN;
         for (unsigned i = 0; i < VT_CACHE; i++) tr->seen_at[i] = INT64_MIN;
     }
     /* room for the strings of a buffer without shared references (one span per 16
@@ -775,7 +839,8 @@ static int walk_all(const uint8_t *buf, uint64_t size, const ctxbin_fb_field *fi
     r->cells = cells;
     if (!st && !inside(&w, 0, 4)) st = fail(err, CTXBIN_FB_RANGE, 0, 0, -1, 0, 4, 0);
     if (!st && !(st = reserve_tables(&w, &r->types[0].end, 1))) {
-        if (later && !(st = charge(&w, TABLE_WORK, 0, 0, -1, 0)))
+        const table_at *first = r->types[0].end.tabs;
+        if (later && !(st = charge(&w, TABLE_WORK, 0, (row_ref){first, first}, -1, 0)))
             r->types[0].end.tabs[r->types[0].end.n++].pos = rd32(buf);
         else if (!later)
             st = add_table(&w, 0, &r->types[0].end, rd32(buf));

@@ -519,3 +519,36 @@ def test_types_walked_row_by_row_walk_the_same(items: list[tuple[bool, ...]], da
         with_b = [i for i, f in enumerate(items) if f[3]]
         assert cells[2][:, 5].tolist() == [len(with_a) + with_a.index(i) if i in with_a else -1 for i in range(n)]
         assert cells[2][:, 7].tolist() == [2 * len(with_a) + with_b.index(i) if i in with_b else -1 for i in range(n)]
+
+
+def _item_tables(buf: bytes) -> list[int]:
+    """Where _shaped_buffer's Item tables are (the root's first vector)."""
+    def u32(at: int) -> int:
+        return int.from_bytes(buf[at:at + 4], "little")
+    root = u32(0)
+    vtable = root - int.from_bytes(buf[root:root + 4], "little", signed=True)
+    field = root + int.from_bytes(buf[vtable + 4:vtable + 6], "little")
+    vec = field + u32(field)
+    return [vec + 4 + 4 * k + u32(vec + 4 + 4 * k) for k in range(u32(vec))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=st.lists(st.tuples(*[st.booleans()] * 5), min_size=1, max_size=20), data=st.data())
+def test_fields_past_their_table_in_rows_walked_row_by_row_fail_alike(items: list[tuple[bool, ...]],
+                                                                     data: st.DataObject) -> None:
+    """An Item's vtable (shared by other rows) declaring its table smaller,
+    so that fields run past it: the C walk, which leaves rows of such a
+    vtable to the walk field by field, fails with the same error as the
+    numpy walk (the same row, field and offset), or both pass (no field
+    left past the table)."""
+    buf = bytearray(_shaped_buffer(items))
+    tables = _item_tables(bytes(buf))
+    pos = tables[data.draw(st.integers(0, len(tables) - 1))]
+    vtable = pos - int.from_bytes(buf[pos:pos + 4], "little", signed=True)
+    size = int.from_bytes(buf[vtable + 2:vtable + 4], "little")
+    buf[vtable + 2:vtable + 4] = data.draw(st.integers(0, size)).to_bytes(2, "little")
+    got = _outcome(bytes(buf), _SHAPED)
+    _same(got)
+    if len(got) == 2 and isinstance(got[0], FormatError):  # the same row and offset (one path names the field)
+        assert str(got[0]).split(":")[1].split(".")[0] == str(got[1]).split(":")[1].split(".")[0]
+        assert str(got[0]).split(": offset")[1] == str(got[1]).split(": offset")[1]
