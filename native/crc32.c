@@ -23,7 +23,7 @@
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define CB_HAVE_PCLMUL 1
 #include <immintrin.h>
-#if (defined(__clang__) && __clang_major__ >= 11) || (!defined(__clang__) && __GNUC__ >= 10)
+#if (defined(__clang__) && __clang_major__ >= 8) || (!defined(__clang__) && __GNUC__ >= 10)
 #define CB_HAVE_VPCLMUL 1 /* compilers that know the 512-bit carry-less multiply */
 #endif
 #endif
