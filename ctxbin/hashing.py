@@ -74,7 +74,7 @@ def simd_impl() -> str:
 
 
 def crc32_impl() -> str:
-    """The CRC-32 implementation in use: ``vpclmul`` (AVX-512), ``pclmul``, ``armv8``, ``table``
+    """The CRC-32 implementation in use: ``pclmul``, ``armv8``, ``table``
     (portable C), or ``zlib`` when the C core is not in use."""
     core = native_core()
     if core is None:

@@ -10,9 +10,6 @@
  *   constants), then into one; the CRC of that 16-byte remainder with a zero
  *   register equals the CRC of everything it stands for, since a CRC with a
  *   zero register depends only on the message polynomial mod P;
- * - x86_64 with VPCLMULQDQ and AVX-512: the same folding four 128-bit lanes
- *   to a 512-bit register, 256 bytes per step in four registers (inputs of
- *   256 bytes or more; shorter ones take the 128-bit path);
  * - aarch64 with the CRC32 extension: its crc32x instruction is this CRC.
  * Combining two CRCs multiplies the first by x^(8 * len2) mod P, with the
  * power found by repeated squaring: O(log len2), no pass over zeros.
@@ -23,9 +20,6 @@
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define CB_HAVE_PCLMUL 1
 #include <immintrin.h>
-#if (defined(__clang__) && __clang_major__ >= 8) || (!defined(__clang__) && __GNUC__ >= 10)
-#define CB_HAVE_VPCLMUL 1 /* compilers that know the 512-bit carry-less multiply */
-#endif
 #endif
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__) && defined(__linux__)
@@ -343,34 +337,16 @@ static uint32_t crc_table(uint32_t c, const uint8_t *p, size_t n) {
 #define CB_FOLD(name, lo, hi) const __m128i name = _mm_set_epi64x((long long)(hi), (long long)(lo))
 #define CB_PCLMUL __attribute__((target("pclmul,sse4.1")))
 
-static int has_pclmul(void) {
-    return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
-}
-
 CB_PCLMUL static inline __m128i fold(__m128i x, __m128i k) {
     return _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11));
-}
-
-/* The CRC register after four 128-bit remainders standing for 64 bytes (x0
- * first), then the n bytes at p. */
-CB_PCLMUL static uint32_t fold_finish(__m128i x0, __m128i x1, __m128i x2, __m128i x3, const uint8_t *p, size_t n) {
-    CB_FOLD(k384, 0x69ccfc0d00000000ull, 0x2a28386200000000ull);
-    CB_FOLD(k256, 0x9570d49500000000ull, 0x01b5fd1d00000000ull);
-    CB_FOLD(k128, 0x65673b4600000000ull, 0x9ba54c6f00000000ull);
-    __m128i x = _mm_xor_si128(_mm_xor_si128(fold(x0, k384), fold(x1, k256)), _mm_xor_si128(fold(x2, k128), x3));
-    while (n >= 16) {
-        x = _mm_xor_si128(fold(x, k128), _mm_loadu_si128((const __m128i *)p));
-        p += 16;
-        n -= 16;
-    }
-    uint8_t rest[16];
-    _mm_storeu_si128((__m128i *)rest, x);
-    return crc_table(crc_table(0, rest, 16), p, n);
 }
 
 CB_PCLMUL static uint32_t crc_pclmul(uint32_t c, const uint8_t *p, size_t n) {
     if (n < 64) return crc_table(c, p, n);
     CB_FOLD(k512, 0x653d982200000000ull, 0xcad38e8f00000000ull);
+    CB_FOLD(k384, 0x69ccfc0d00000000ull, 0x2a28386200000000ull);
+    CB_FOLD(k256, 0x9570d49500000000ull, 0x01b5fd1d00000000ull);
+    CB_FOLD(k128, 0x65673b4600000000ull, 0x9ba54c6f00000000ull);
     /* the register enters as the first 4 bytes xored in, with a zero register after */
     __m128i x0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)p), _mm_cvtsi32_si128((int)c));
     __m128i x1 = _mm_loadu_si128((const __m128i *)(p + 16));
@@ -386,54 +362,20 @@ CB_PCLMUL static uint32_t crc_pclmul(uint32_t c, const uint8_t *p, size_t n) {
         p += 64;
         n -= 64;
     }
-    return fold_finish(x0, x1, x2, x3, p, n);
-}
-
-#if defined(CB_HAVE_VPCLMUL)
-#define CB_VPCLMUL __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1")))
-/* A distance's constants (CB_FOLD) in each 128-bit lane of a 512-bit register. */
-#define CB_FOLD4(name, lo, hi) const __m512i name = _mm512_broadcast_i32x4(_mm_set_epi64x((long long)(hi), (long long)(lo)))
-
-CB_VPCLMUL static inline __m512i fold4(__m512i x, __m512i k) {
-    return _mm512_xor_si512(_mm512_clmulepi64_epi128(x, k, 0x00), _mm512_clmulepi64_epi128(x, k, 0x11));
-}
-
-CB_VPCLMUL static uint32_t crc_vpclmul(uint32_t c, const uint8_t *p, size_t n) {
-    if (n < 256) return crc_pclmul(c, p, n);
-    CB_FOLD4(k2048, 0x7cc8e1e700000000ull, 0x03f9f86300000000ull);
-    CB_FOLD4(k1536, 0x67f7947600000000ull, 0xc56d949600000000ull);
-    CB_FOLD4(k1024, 0x7d657a1000000000ull, 0x7406fa9500000000ull);
-    CB_FOLD4(k512, 0x653d982200000000ull, 0xcad38e8f00000000ull);
-    __m512i x0 = _mm512_xor_si512(_mm512_loadu_si512((const void *)p), _mm512_setr_epi32((int)c, 0, 0, 0, 0, 0, 0, 0,
-                                                                                       0, 0, 0, 0, 0, 0, 0, 0));
-    __m512i x1 = _mm512_loadu_si512((const void *)(p + 64));
-    __m512i x2 = _mm512_loadu_si512((const void *)(p + 128));
-    __m512i x3 = _mm512_loadu_si512((const void *)(p + 192));
-    p += 256;
-    n -= 256;
-    while (n >= 256) {
-        x0 = _mm512_xor_si512(fold4(x0, k2048), _mm512_loadu_si512((const void *)p));
-        x1 = _mm512_xor_si512(fold4(x1, k2048), _mm512_loadu_si512((const void *)(p + 64)));
-        x2 = _mm512_xor_si512(fold4(x2, k2048), _mm512_loadu_si512((const void *)(p + 128)));
-        x3 = _mm512_xor_si512(fold4(x3, k2048), _mm512_loadu_si512((const void *)(p + 192)));
-        p += 256;
-        n -= 256;
+    __m128i x = _mm_xor_si128(_mm_xor_si128(fold(x0, k384), fold(x1, k256)), _mm_xor_si128(fold(x2, k128), x3));
+    while (n >= 16) {
+        x = _mm_xor_si128(fold(x, k128), _mm_loadu_si128((const __m128i *)p));
+        p += 16;
+        n -= 16;
     }
-    __m512i x = _mm512_xor_si512(_mm512_xor_si512(fold4(x0, k1536), fold4(x1, k1024)), _mm512_xor_si512(fold4(x2, k512), x3));
-    while (n >= 64) {
-        x = _mm512_xor_si512(fold4(x, k512), _mm512_loadu_si512((const void *)p));
-        p += 64;
-        n -= 64;
-    }
-    return fold_finish(_mm512_extracti32x4_epi32(x, 0), _mm512_extracti32x4_epi32(x, 1),
-                       _mm512_extracti32x4_epi32(x, 2), _mm512_extracti32x4_epi32(x, 3), p, n);
+    uint8_t rest[16];
+    _mm_storeu_si128((__m128i *)rest, x);
+    return crc_table(crc_table(0, rest, 16), p, n);
 }
 
-static int has_vpclmul(void) {
-    return __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("avx512f") && has_pclmul();
+static int has_pclmul(void) {
+    return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
 }
-#endif
-
 #endif
 
 #if defined(CB_HAVE_ARMV8_CRC)
@@ -461,9 +403,6 @@ unsigned ctxbin_crc32_impls_available(void) {
 #if defined(CB_HAVE_PCLMUL)
     if (has_pclmul()) mask |= 1u << CTXBIN_CRC_PCLMUL;
 #endif
-#if defined(CB_HAVE_VPCLMUL)
-    if (has_vpclmul()) mask |= 1u << CTXBIN_CRC_VPCLMUL;
-#endif
 #if defined(CB_HAVE_ARMV8_CRC)
     if (has_armv8_crc()) mask |= 1u << CTXBIN_CRC_ARMV8;
 #endif
@@ -472,7 +411,6 @@ unsigned ctxbin_crc32_impls_available(void) {
 
 static int best_impl(void) {
     unsigned mask = ctxbin_crc32_impls_available();
-    if (mask & (1u << CTXBIN_CRC_VPCLMUL)) return CTXBIN_CRC_VPCLMUL;
     if (mask & (1u << CTXBIN_CRC_PCLMUL)) return CTXBIN_CRC_PCLMUL;
     if (mask & (1u << CTXBIN_CRC_ARMV8)) return CTXBIN_CRC_ARMV8;
     return CTXBIN_CRC_TABLE;
@@ -482,7 +420,6 @@ const char *ctxbin_crc32_impl_name(int impl) {
     switch (impl == CTXBIN_CRC_AUTO ? best_impl() : impl) {
     case CTXBIN_CRC_TABLE: return "table";
     case CTXBIN_CRC_PCLMUL: return "pclmul";
-    case CTXBIN_CRC_VPCLMUL: return "vpclmul";
     case CTXBIN_CRC_ARMV8: return "armv8";
     default: return "unknown";
     }
@@ -493,9 +430,6 @@ static uint32_t crc_with(uint32_t c, const uint8_t *p, size_t n, int impl) {
     switch (impl) {
 #if defined(CB_HAVE_PCLMUL)
     case CTXBIN_CRC_PCLMUL: return crc_pclmul(c, p, n);
-#endif
-#if defined(CB_HAVE_VPCLMUL)
-    case CTXBIN_CRC_VPCLMUL: return crc_vpclmul(c, p, n);
 #endif
 #if defined(CB_HAVE_ARMV8_CRC)
     case CTXBIN_CRC_ARMV8: return crc_armv8(c, p, n);

@@ -109,8 +109,7 @@ enum {
     CTXBIN_CRC_AUTO = 0,
     CTXBIN_CRC_TABLE = 1,  /* portable: slicing by 8 */
     CTXBIN_CRC_PCLMUL = 2, /* x86_64 carry-less multiply folding */
-    CTXBIN_CRC_ARMV8 = 3,  /* aarch64 CRC32 instructions */
-    CTXBIN_CRC_VPCLMUL = 4 /* x86_64 carry-less multiply folding in 512-bit registers (AVX-512) */
+    CTXBIN_CRC_ARMV8 = 3   /* aarch64 CRC32 instructions */
 };
 
 /* Bit i is set when CRC implementation i (CTXBIN_CRC_*) can run on this CPU. */
