@@ -420,3 +420,42 @@ def test_c_checks_know_the_layout_of_the_dlc_schemas() -> None:
     assert cols == dlc._NATIVE_COLS.tolist()
     assert widths == [1 + 2 * len(schema.types[schema.index[t]].fields) for schema, types in dlc._NATIVE_TABLES
                       for t in types]
+
+
+def test_a_region_two_tensors_share_names_the_first_in_the_file_whatever_is_made_first(own_dlc: Path,
+                                                                                       tmp_path: Path) -> None:
+    """A node's tensor param pointed at a graph weight's bytes in
+    model.params.bin (same size): the two share one Blob, and its origin
+    names the tensor that comes first in the file, on both paths and in any
+    order of first use (the Python path makes the nodes at open; found by a
+    fuzz run where the two paths named different tensors)."""
+    c = dlc.read(own_dlc)
+    (g,) = c.graphs
+    weights = {t.name: t.nbytes for t in g.weights}
+    z = ZipArchive.open(own_dlc)
+    doc = dlc._Doc(z, str(own_dlc))
+    p = walk(dlc._flatbuffer(doc, "model.params", doc.entry("model.params"), b"NETP"), dlc._V4_PARAMS)
+    names = p.texts("TensorData", "name")
+    ref = p.column("TensorData", "ref")[0].tolist()
+    offset_at = Rows(p.fb, p.pos("BinRef"), "BinRef").field(dlc._V4.REF_OFFSET, 8)
+    sizes = p.scalars("BinRef", "size").tolist()
+    rows = {name: r for r, name in enumerate(names)}
+    param = next(n for n in names if n not in weights and ref[rows[n]] >= 0
+                 and any(s == sizes[ref[rows[n]]] for s in weights.values()))
+    weight = next(n for n, s in weights.items() if s == sizes[ref[rows[param]]])
+    e = _entries(own_dlc)
+    buf = bytearray(e["model.params"])
+    at = int(offset_at[ref[rows[param]]]) + 8
+    buf[at : at + 8] = int(p.scalars("BinRef", "offset")[ref[rows[weight]]]).to_bytes(8, "little")
+    e["model.params"] = bytes(buf)
+    path = _rezip(e, tmp_path / "shared.dlc")
+    origins = set()
+    for _ in both_paths():
+        for nodes_first in (False, True):
+            (g,) = dlc.read(path).graphs
+            if nodes_first:
+                list(g.nodes)
+            blob = g.tensors[weight].data
+            list(g.nodes)
+            origins.add(blob.origin[1])
+    assert origins == {f"{g.name}/{weight}"}

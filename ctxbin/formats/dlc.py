@@ -324,8 +324,9 @@ class _V4Data:
     params: Walk
     params_bin: memoryview | None
     #: one Blob per ``model.params.bin`` region, so tensors (of any graph) that
-    #: the writer stored once are seen as shared, and verified once
-    regions: dict[tuple[int, int], Blob] = dataclass_field(default_factory=dict)
+    #: the writer stored once are seen as shared, and verified once; with the
+    #: ``Tensor`` row its origin names (see :meth:`_V4Tensors.blob`)
+    regions: dict[tuple[int, int], tuple[Blob, int]] = dataclass_field(default_factory=dict)
 
 
 # tensor types, data types (and their item sizes; 0: none, e.g. UNDEFINED, STRING) as
@@ -620,8 +621,15 @@ class _V4Tensors:
         inline, start, size, td = self.where[s].tolist()  # type: ignore[union-attr]
         doc, obj = self.doc, f"{self.graph}/{self.name(i)}"
         if not inline:
-            b = self.data.regions.get((start, size))
-            if b is not None:
+            # a region's Blob names the first of its tensors in the file, whichever is made first
+            # (the Python path makes the nodes, and their tensor params, at open; the C path on first use)
+            row = int(self.rows[i])
+            shared = self.data.regions.get((start, size))
+            if shared is not None:
+                b, first = shared
+                if row < first:
+                    b.origin = (doc.path, obj, b.origin[2])  # type: ignore[index]
+                    self.data.regions[(start, size)] = (b, row)
                 return b
             at = doc.file_offset("model.params.bin", start)
             origin = (doc.path, obj, at if at is not None else start)
@@ -631,7 +639,7 @@ class _V4Tensors:
                 b = Blob(mapping, at, size, origin=origin, file=doc.path)
             else:
                 b = Blob(self.data.params_bin, start, size, origin=origin)  # type: ignore[arg-type]
-            self.data.regions[(start, size)] = b
+            self.data.regions[(start, size)] = (b, row)
             return b
         params = self.data.params.fb
         return Blob(memoryview(params.buf)[start : start + size], origin=(doc.path, obj, params.base + td))
