@@ -9,7 +9,7 @@ import pytest
 
 from ctxbin.errors import ChecksumError
 from ctxbin.hashing import xxh3_64
-from ctxbin.weights import Blob, write_blobs
+from ctxbin.weights import Blob, BlobCopy, write_blobs
 
 
 def _open_fds() -> int:
@@ -55,8 +55,6 @@ def test_a_prepared_copy_checks_every_blob_before_the_writing_thread_starts(tmp_
     """BlobCopy is made where the writer runs and written by a worker thread
     (dlc.write): damage is found while it is made, with its sources closed,
     and writing it afterwards writes every run."""
-    from ctxbin.weights import BlobCopy
-
     data = os.urandom(8192)
     m = _mapped(tmp_path, data)
     path = str(tmp_path / "src.bin")
