@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from ctxbin.errors import ChecksumError, CtxbinError, FormatError, UnsupportedVersionError
 from ctxbin.flatbuf import FlatBuffer, Table
 from ctxbin.formats import ctxbin as cb
+from ctxbin.formats import dlc
 from ctxbin.ir import (
     BackendBinary, Container, DType, Graph, LazyTuple, Node, QuantEncoding, QuantKind, Target, Tensor, TensorKind,
 )
@@ -896,3 +898,23 @@ def test_writing_blobs_from_a_file_gives_the_same_bytes_as_from_memory(tmp_path:
     assert (tmp_path / "file.ctxbin").read_bytes() == mem
     assert (tmp_path / "again.ctxbin").read_bytes() == mem
     assert cb.check(tmp_path / "file.ctxbin") == []
+
+
+def test_dims_whose_product_overflows_a_float_are_refused_without_warnings(
+    own_dlc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A weight of 20 dims of 2**61 over 4 bytes (written with the writer's
+    own check turned off): the vectorized size check's float product
+    overflows, the exact check refuses it, and numpy warns nothing."""
+    c = dlc.read(own_dlc)
+    (g,) = c.graphs
+    w = g.weights[0]
+    big = Tensor(w.name, w.dtype, (1 << 61,) * 20, TensorKind.STATIC, None, Blob(np.zeros(4, np.uint8)))
+    with monkeypatch.context() as m:
+        m.setattr(cb._Writer, "check_static", lambda *args: None)
+        cb.write(dataclasses.replace(c, graphs=(dataclasses.replace(g, tensors={**g.tensors, w.name: big}),)),
+                 tmp_path / "big.ctxbin")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FormatError, match="but its blob holds 4"):
+            cb.read(tmp_path / "big.ctxbin")

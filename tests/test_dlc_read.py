@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from onnx import numpy_helper
 
 from ctxbin.errors import FormatError, UnsupportedVersionError
 from ctxbin.formats import dlc
-from ctxbin.ir import DType, LazyTuple, QuantKind, TensorKind
+from ctxbin.ir import DType, LazyTuple, QuantKind, Tensor, TensorKind
+from ctxbin.weights import Blob
 from ctxbin.ziparchive import ZipArchive
 
 from . import dlc_oracle as oracle
@@ -293,6 +295,28 @@ def test_metadata_nested_too_deeply_is_a_format_error(own_dlc: Path, tmp_path: P
     dlc.write(deep, tmp_path / "rewritten.dlc")
     steps = json.loads(dlc.read(tmp_path / "rewritten.dlc").metadata[dlc.HISTORY_KEY])
     assert [s["converterCommand"]["tool"] for s in steps] == ["ctxbin"]
+
+
+def test_dims_whose_product_overflows_a_float_are_refused_without_warnings(
+    own_dlc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A weight of 40 dims of 2**31 over 4 bytes (written with the writer's
+    own check turned off): the vectorized size check's float product
+    overflows to inf, the exact check refuses the tensor, and numpy warns
+    nothing (no output from library code)."""
+    c = dlc.read(own_dlc)
+    (g,) = c.graphs
+    w = g.weights[0]
+    tensors = {**g.tensors, w.name: Tensor(w.name, w.dtype, (1 << 31,) * 40, TensorKind.STATIC, None,
+                                           Blob(np.zeros(4, np.uint8)))}
+    with monkeypatch.context() as m:
+        m.setattr(dlc, "_check_writable", lambda *args: None)
+        dlc.write(dataclasses.replace(c, graphs=(dataclasses.replace(g, tensors=tensors),)), tmp_path / "big.dlc")
+    for _ in both_paths():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(FormatError, match="4 data bytes for shape"):
+                dlc.read(tmp_path / "big.dlc")
 
 
 def _read_or_format_error(path: Path) -> None:

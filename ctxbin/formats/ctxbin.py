@@ -897,10 +897,11 @@ class _GraphColumns:
         starts = self.ends - self.t_rank
         dims = np.append(self.dims.astype(np.float64), 1.0)
         scalar = self.t_rank[rows] == 0
-        prod = np.where(scalar, 1.0, np.multiply.reduceat(dims, starts)[rows])
-        symbolic = ~scalar & (np.minimum.reduceat(dims, starts)[rows] < 0)
         itemsize = self.itemsize[rows]
-        need = prod * itemsize
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and nan (inf * 0) are re-checked exactly below
+            prod = np.where(scalar, 1.0, np.multiply.reduceat(dims, starts)[rows])
+            need = prod * itemsize
+        symbolic = ~scalar & (np.minimum.reduceat(dims, starts)[rows] < 0)
         # floats are exact below 2**52; larger products are re-checked with Python ints
         suspect = symbolic | (itemsize == 0) | (need != r.blob_sizes[self.t_blob[rows]]) | (need >= 2.0**52)
         ends = self.ends

@@ -594,8 +594,9 @@ class _V4Tensors:
         at, count = (c[rows] for c in self.dims)
         dims = self.w.fb.column("I", _ranges(at, count, 4), f"{self.graph}.tensors").astype(np.float64)
         ends = np.cumsum(count)
-        prod = np.multiply.reduceat(np.append(dims, 1.0), np.minimum(ends - count, dims.size))
-        need = np.where(count == 0, 1.0, prod) * _ITEMSIZES[np.searchsorted(_DTYPE_CODES, self.dtypes_np[rows])]
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and nan (inf * 0) are re-checked exactly below
+            prod = np.multiply.reduceat(np.append(dims, 1.0), np.minimum(ends - count, dims.size))
+            need = np.where(count == 0, 1.0, prod) * _ITEMSIZES[np.searchsorted(_DTYPE_CODES, self.dtypes_np[rows])]
         for k in np.flatnonzero((need == 0) | (need != where[:, 2]) | (need >= 2.0**52)).tolist():
             self.check_size(int(rows[k]))
 
