@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import mmap
 import os
 from pathlib import Path
@@ -197,6 +199,23 @@ def test_symbolic_and_unknown_dims_kept(tmp_path):
     y_out, z_out = _run(q, {"x": x_in})
     np.testing.assert_array_equal(y_out, np.maximum(x_in, 0))
     np.testing.assert_array_equal(z_out, -x_in)
+
+
+@pytest.mark.parametrize("text", ["{not json", "[" * 100_000, "5", '["z", 3]'])
+def test_unranked_metadata_that_is_no_list_of_names_is_a_format_error(tmp_path, text):
+    """The graph metadata the ONNX reader keeps (onnx.unranked) may come back
+    changed, e.g. from a .ctxbin file: the writer names it instead of raising
+    json's or Python's own errors."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, None)
+    p = _save(_model([helper.make_node("Neg", ["x"], ["z"])], [x], [z]), tmp_path / "u.onnx")
+    c = onnx_format.read(p)
+    g = c.graphs[0]
+    assert json.loads(g.metadata["onnx.unranked"]) == ["z"]
+    bad = dataclasses.replace(c, graphs=(dataclasses.replace(g, metadata={**g.metadata, "onnx.unranked": text}),))
+    with pytest.raises(FormatError, match="onnx.unranked"):
+        onnx_format.write(bad, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
 
 
 def test_initializer_inputs_are_not_graph_inputs_and_names_default(tmp_path):

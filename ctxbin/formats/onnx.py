@@ -507,6 +507,19 @@ def _onnx_dtype(t: Tensor, path: Path) -> int:
                           obj=f"tensor {t.name!r}") from None
 
 
+def _unranked(g: Graph, path: Path) -> set[str]:
+    """The names the graph's ``onnx.unranked`` metadata lists (the reader's JSON list)."""
+    text = g.metadata.get("onnx.unranked", "[]")
+    try:
+        names = json.loads(text)
+    except (ValueError, RecursionError):
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise FormatError(f"metadata 'onnx.unranked' is not a JSON list of tensor names: {text[:60]!r}",
+                          path=path, obj=f"graph {g.name!r}")
+    return set(names)
+
+
 def _value_info_proto(t: Tensor, unranked: set[str], path: Path) -> onnx.ValueInfoProto:
     shape = None if t.name in unranked else list(t.shape)
     return helper.make_tensor_value_info(t.name, _onnx_dtype(t, path), shape)
@@ -660,7 +673,7 @@ def write(
     opsets = dict(g.opsets) or {"": _DEFAULT_OPSET}
     for n in g.nodes:
         opsets.setdefault(n.domain, 1)
-    unranked = set(json.loads(g.metadata.get("onnx.unranked", "[]")))
+    unranked = _unranked(g, p)
     io = {t.name for t in g.inputs} | {t.name for t in g.outputs}
     # Everything that can fail is converted before any file is written.
     nodes = [_node_proto(n, opsets, p) for n in g.nodes]
