@@ -150,11 +150,9 @@ class ZipArchive:
         self.limits = limits
         #: the C core chosen at open (None: the Python paths), which readers of its entries follow
         self.core = core = native_core()
-        entries = None
-        if core is not None:
-            entries = self._scan_native(core, b"", self._view)
-        self._by_name = {} if not isinstance(entries, tuple) else {e.name: e for e in entries}
-        if not isinstance(entries, tuple) or len(self._by_name) != len(entries):
+        entries = None if core is None else self._scan_native(core)
+        self._by_name = {} if entries is None else {e.name: e for e in entries}
+        if entries is None or len(self._by_name) != len(entries):
             entries = self._parse()  # the reference: decides, and names any error
             self._by_name = {e.name: e for e in entries}
         self._entries = entries
@@ -311,30 +309,24 @@ class ZipArchive:
         return data
 
     # ----------------------------------------------------------------- parsing
-    def _scan_native(self, core: Any, head: Any, tail: Any) -> tuple[ZipEntry, ...] | int | None:
-        """The entries when the C scan of the file's first bytes ``head`` and
-        last bytes ``tail`` (the checks of :meth:`_parse` but duplicate names,
-        for ordinary archives) passes; the file offset from which it needs the
-        tail when it holds too little; else None, and :meth:`_parse` decides."""
-        ffi, lib, lim = core.ffi, core.lib, self.limits
-        tail_at = self._size - len(tail)
+    def _scan_native(self, core: Any) -> tuple[ZipEntry, ...] | None:
+        """The entries when the C scan of the whole archive (the checks of
+        :meth:`_parse` but duplicate names, for ordinary archives) passes;
+        else None, and :meth:`_parse` decides."""
+        ffi, lib, lim, view = core.ffi, core.lib, self.limits, self._view
         cap = 8
-        with ffi.from_buffer(head) as h, ffi.from_buffer(tail) as t:
+        with ffi.from_buffer(view) as t:
             while True:
                 out = ffi.new("int64_t[]", 3 + 9 * cap)
                 try:
-                    st = lib.ctxbin_zip_scan(h, len(head), t, len(tail), self._size, lim.max_entries,
+                    st = lib.ctxbin_zip_scan(ffi.NULL, 0, t, len(view), self._size, lim.max_entries,
                                              lim.max_inflated_size, lim.ratio_floor, lim.max_ratio, out, cap)
                 except OverflowError:  # a limit outside 64 bits: the parser applies it
                     return None
                 if st != lib.CTXBIN_EINVAL or out[0] <= cap:
                     break
                 cap = out[0]
-        if st == lib.CTXBIN_EMORE:
-            return int(out[1])
-        if st != lib.CTXBIN_OK:
-            return None
-        return self._scanned(ffi.buffer(out), tail)
+        return self._scanned(ffi.buffer(out), view) if st == lib.CTXBIN_OK else None
 
     def _scanned(self, raw: Any, tail: Any) -> tuple[ZipEntry, ...]:
         """The entries a passing scan wrote to ``raw``, the file's last bytes

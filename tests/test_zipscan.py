@@ -49,11 +49,24 @@ def _python(raw: bytes, limits: ZipLimits = ZipLimits()) -> tuple | FormatError:
 
 def _scan(raw: bytes, limits: ZipLimits = ZipLimits(), head: int = 0, tail_at: int = 0) -> tuple | int | None:
     """The C scan alone (even when the suite runs with CTXBIN_NO_NATIVE=1), of
-    the first ``head`` bytes and the bytes from ``tail_at`` on."""
-    z = _bare(raw, limits)
+    the first ``head`` bytes and the bytes from ``tail_at`` on (the parts
+    ctxbin_zip_open reads): the entries, the file offset it needs the tail to
+    start from (CTXBIN_EMORE), or None."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CTXBIN_NO_NATIVE", raising=False)
-        return z._scan_native(native_core(), raw[:head], raw[tail_at:])
+        core = native_core()
+    ffi, lib, cap = core.ffi, core.lib, 64
+    out = ffi.new("int64_t[]", 3 + 9 * cap)
+    tail = raw[tail_at:]
+    try:
+        st = lib.ctxbin_zip_scan(ffi.from_buffer(raw[:head]), head, ffi.from_buffer(tail), len(tail), len(raw),
+                                 limits.max_entries, limits.max_inflated_size, limits.ratio_floor, limits.max_ratio,
+                                 out, cap)
+    except OverflowError:
+        return None
+    if st == lib.CTXBIN_EMORE:
+        return int(out[1])
+    return _bare(raw, limits)._scanned(ffi.buffer(out), tail) if st == lib.CTXBIN_OK else None
 
 
 @needs_native
